@@ -1,0 +1,137 @@
+"""Tensor shards: immutable HDF5 files, one per commit of one encoder.
+
+Layout (all readable with h5py alone):
+  /keys            fixed-width ASCII keys, [rows]
+  /features/NAME   per-row arrays, [rows, ...]; chunked by rows, Fletcher-32 checksummed
+  /ragged/NAME/data     concatenated variable-length rows, [total, ...]
+  /ragged/NAME/offsets  int64 [rows + 1]; row i is data[offsets[i]:offsets[i+1]]
+Scalars per row that are not features (window and token counts) live under /meta.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from featstore.store.errors import DamagedShardError
+from featstore.store.keys import KEY_WIDTH
+
+_CHUNK_ROWS = 256
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # One layer per chunk keeps single-layer reads from touching the other layers.
+    rows = max(1, min(shape[0], _CHUNK_ROWS))
+    if len(shape) == 3:
+        return (rows, 1, shape[2])
+    return (rows, *shape[1:])
+
+
+def write_shard(
+    path: Path,
+    keys: list[str],
+    features: Mapping[str, np.ndarray],
+    ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    meta: Mapping[str, np.ndarray] | None = None,
+) -> None:
+    """Write a complete shard to `path` (a temporary name; the caller publishes it)."""
+    n = len(keys)
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs["featstore_shard"] = 1
+        f.create_dataset("keys", data=np.array(keys, dtype=f"S{KEY_WIDTH}"))
+        grp = f.create_group("features")
+        for name, arr in features.items():
+            if arr.shape[0] != n:
+                raise ValueError(f"feature {name} has {arr.shape[0]} rows, expected {n}")
+            grp.create_dataset(name, data=arr, chunks=_chunks(arr.shape), fletcher32=True)
+        mgrp = f.create_group("meta")
+        for name, arr in (meta or {}).items():
+            mgrp.create_dataset(name, data=arr, fletcher32=True, chunks=(max(1, min(n, 4096)),))
+        rgrp = f.create_group("ragged")
+        for name, (data, offsets) in (ragged or {}).items():
+            if offsets.shape != (n + 1,):
+                raise ValueError(f"ragged {name} needs {n + 1} offsets")
+            g = rgrp.create_group(name)
+            g.create_dataset("offsets", data=offsets.astype(np.int64))
+            if data.shape[0]:
+                g.create_dataset("data", data=data, chunks=_chunks(data.shape), fletcher32=True)
+            else:
+                g.create_dataset("data", data=data)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ShardReader:
+    """Read access to one committed shard; every failure names the shard."""
+
+    def __init__(self, path: Path, expected_bytes: int | None = None) -> None:
+        self.path = path
+        if not path.exists():
+            raise DamagedShardError(f"shard {path} is missing; run `featstore repair`")
+        if expected_bytes is not None and os.path.getsize(path) != expected_bytes:
+            raise DamagedShardError(
+                f"shard {path} has {os.path.getsize(path)} bytes, manifest says "
+                f"{expected_bytes}; run `featstore repair`"
+            )
+        try:
+            self._f = h5py.File(path, "r")
+        except OSError as exc:
+            raise DamagedShardError(f"shard {path} cannot be opened ({exc}); "
+                                    "run `featstore repair`") from None
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> ShardReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self, name: str, sel: object = ()) -> np.ndarray:
+        try:
+            return self._f[name][sel]
+        except (OSError, KeyError, ValueError) as exc:
+            raise DamagedShardError(
+                f"shard {self.path} is damaged: {name} unreadable ({exc}); run `featstore repair`"
+            ) from None
+
+    def keys(self) -> np.ndarray:
+        return self._read("keys").astype("U32")
+
+    def feature(self, name: str, layer_index: list[int] | None = None) -> np.ndarray:
+        """A feature for all rows; `layer_index` selects along axis 1 of [rows, layers, hidden]."""
+        if layer_index is None:
+            return self._read(f"features/{name}")
+        ds = self._f[f"features/{name}"]
+        out = np.empty((ds.shape[0], len(layer_index), *ds.shape[2:]), dtype=ds.dtype)
+        for j, li in enumerate(layer_index):
+            out[:, j] = self._read(f"features/{name}", (slice(None), li))
+        return out
+
+    def meta(self, name: str) -> np.ndarray:
+        return self._read(f"meta/{name}")
+
+    def ragged(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._read(f"ragged/{name}/data"), self._read(f"ragged/{name}/offsets")
+
+    def check_all(self) -> None:
+        """Read every dataset so Fletcher-32 checksums and structure are verified."""
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                self._read(name)
+        try:
+            self._f.visititems(visit)
+        except (OSError, RuntimeError) as exc:
+            raise DamagedShardError(f"shard {self.path} is damaged ({exc})") from None

@@ -1,0 +1,304 @@
+"""Reading a store: encoders, datasets, and features gathered by key in any row order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from featstore.store.errors import DamagedShardError, StoreError
+from featstore.store.keys import keys_for
+from featstore.store.manifest import (
+    EncoderEntry,
+    Manifest,
+    check_relpath,
+    read_manifest,
+)
+from featstore.store.shards import ShardReader, file_sha256
+from featstore.store.tables import KEY_COLUMN, read_table
+
+ENV_STORE = "FEATSTORE_DIR"
+
+
+def default_store_path(path: str | os.PathLike | None = None) -> Path:
+    """--store, else $FEATSTORE_DIR, else ./featstore."""
+    return Path(path or os.environ.get(ENV_STORE) or "featstore")
+
+
+@dataclass(frozen=True)
+class _Loc:
+    shard: int
+    row: int
+
+
+class Store:
+    """A read-only snapshot of a store, as of the manifest read at open (or `refresh`)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.manifest: Manifest = read_manifest(self.root)
+        self._index: dict[tuple[str, str], dict[str, _Loc]] = {}
+
+    def refresh(self) -> None:
+        self.manifest = read_manifest(self.root)
+        self._index.clear()
+
+    # -- what is here -------------------------------------------------------------------------
+    def encoders(self) -> list[dict]:
+        return [
+            {
+                "id": enc_id,
+                "fingerprint": e.fingerprint,
+                "dtype": e.dtype,
+                "features": sorted(e.feature_shapes),
+                "rows": e.rows,
+                "bytes": e.bytes,
+                "shards": len(e.shards),
+            }
+            for enc_id, e in self.manifest.encoders.items()
+        ]
+
+    def datasets(self) -> list[dict]:
+        return [
+            {"name": name, "rows": d.rows, "bytes": d.bytes, "source": d.source,
+             "text_column": d.text_column, "encoders": list(d.encoders),
+             "skipped": d.skipped, "updated": d.updated}
+            for name, d in self.manifest.datasets.items()
+        ]
+
+    def encoder_entry(self, encoder_id: str) -> EncoderEntry:
+        try:
+            return self.manifest.encoders[encoder_id]
+        except KeyError:
+            raise StoreError(f"store {self.root} has no encoder {encoder_id!r}") from None
+
+    def resolve_encoder(self, encoder: str | None = None, kind: str | None = None) -> str:
+        """Encoder id from an id, a model name, or nothing (the only encoder of that kind)."""
+        entries = self.manifest.encoders
+        if kind is not None:
+            entries = {k: e for k, e in entries.items() if e.fingerprint.get("kind") == kind}
+        if encoder is None:
+            if len(entries) == 1:
+                return next(iter(entries))
+            if not entries:
+                raise StoreError(f"store {self.root} holds no {kind or ''} encoder features yet; "
+                                 "run `featurize` first".replace("  ", " "))
+            raise StoreError(f"store {self.root} holds several encoders ({', '.join(entries)}); "
+                             "name one with --model")
+        if encoder in self.manifest.encoders:
+            return encoder
+        matches = [k for k, e in entries.items()
+                   if encoder in (e.fingerprint.get("model"), e.fingerprint.get("name"))]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise StoreError(f"store {self.root} has no encoder {encoder!r} "
+                             f"(it has: {', '.join(self.manifest.encoders) or 'none'})")
+        raise StoreError(f"model {encoder!r} matches several encoders ({', '.join(matches)}); "
+                         "name one by id")
+
+    def dataset(self, name: str) -> pd.DataFrame:
+        """A featurized corpus: `_key` plus its columns, in file order."""
+        entry = self.manifest.datasets.get(name)
+        if entry is None:
+            known = ", ".join(self.manifest.datasets) or "none"
+            raise StoreError(f"store {self.root} has no dataset {name!r} (it has: {known})")
+        return read_table(check_relpath(entry.file, self.root))
+
+    def latest_dataset(self) -> str:
+        if not self.manifest.datasets:
+            raise StoreError(f"store {self.root} has no datasets; run `featurize CORPUS` first")
+        return max(self.manifest.datasets.items(), key=lambda kv: kv[1].updated)[0]
+
+    # -- features -----------------------------------------------------------------------------
+    def _shard_path(self, encoder_id: str, i: int) -> Path:
+        return check_relpath(self.encoder_entry(encoder_id).shards[i].file, self.root)
+
+    def _reader(self, encoder_id: str, i: int) -> ShardReader:
+        s = self.encoder_entry(encoder_id).shards[i]
+        return ShardReader(check_relpath(s.file, self.root), expected_bytes=s.bytes)
+
+    def index(self, encoder_id: str, feature: str) -> dict[str, _Loc]:
+        """key -> location of the newest committed row holding `feature`."""
+        cache_key = (encoder_id, feature)
+        if cache_key not in self._index:
+            idx: dict[str, _Loc] = {}
+            for i, s in enumerate(self.encoder_entry(encoder_id).shards):
+                if feature not in s.features:
+                    continue
+                with self._reader(encoder_id, i) as r:
+                    keys = r.keys()
+                if len(keys) != s.rows:
+                    raise DamagedShardError(f"shard {s.file} holds {len(keys)} rows, manifest "
+                                            f"says {s.rows}; run `featstore repair`")
+                idx.update({k: _Loc(i, j) for j, k in enumerate(keys.tolist())})
+            self._index[cache_key] = idx
+        return self._index[cache_key]
+
+    def has(self, encoder_id: str, keys: Sequence[str], features: Sequence[str]) -> np.ndarray:
+        """Mask of keys whose features are all committed."""
+        present = np.ones(len(keys), dtype=bool)
+        for feat in features:
+            idx = self.index(encoder_id, feat)
+            present &= np.fromiter((k in idx for k in keys), dtype=bool, count=len(keys))
+        return present
+
+    def layer_positions(self, encoder_id: str, layers: int | Sequence[int] | None) -> list[int]:
+        """Map model layer numbers (negative counts from the top) to stored positions."""
+        stored = list(self.encoder_entry(encoder_id).fingerprint.get("layers", []))
+        if layers is None:
+            return list(range(len(stored)))
+        out = []
+        for layer in [layers] if isinstance(layers, int) else layers:
+            if layer < 0 and -len(stored) <= layer:
+                out.append(len(stored) + layer)
+            elif layer in stored:
+                out.append(stored.index(layer))
+            else:
+                raise StoreError(f"layer {layer} is not stored for encoder {encoder_id} "
+                                 f"(stored layers: {stored}); re-run featurize with --layers all")
+        return out
+
+    def gather(
+        self,
+        encoder_id: str,
+        keys: Sequence[str],
+        feature: str,
+        layers: int | Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Rows of `feature` for `keys`, in that order. Layered features come back
+        [n, len(layers), hidden]; an int `layers` drops the layer axis."""
+        entry = self.encoder_entry(encoder_id)
+        if feature not in entry.feature_shapes:
+            raise StoreError(f"feature {feature!r} is not stored for encoder {encoder_id} "
+                             f"(stored: {', '.join(sorted(entry.feature_shapes))})")
+        shape = entry.feature_shapes[feature]
+        layered = len(shape) == 2
+        pos = self.layer_positions(encoder_id, layers) if layered else None
+        idx = self.index(encoder_id, feature)
+        missing = [k for k in keys if k not in idx]
+        if missing:
+            raise StoreError(f"{len(missing)} of {len(keys)} texts have no {feature!r} features "
+                             f"for encoder {encoder_id}; featurize them first")
+        tail = [len(pos), shape[1]] if layered else shape
+        out = np.empty((len(keys), *tail), dtype=np.dtype(entry.dtype))
+        locs = [idx[k] for k in keys]
+        shard_of = np.fromiter((loc.shard for loc in locs), dtype=np.int64, count=len(locs))
+        row_of = np.fromiter((loc.row for loc in locs), dtype=np.int64, count=len(locs))
+        for s in np.unique(shard_of):
+            sel = np.nonzero(shard_of == s)[0]
+            with self._reader(encoder_id, int(s)) as r:
+                block = r.feature(feature, pos)
+            out[sel] = block[row_of[sel]]
+        if layered and isinstance(layers, int):
+            out = out[:, 0]
+        return out
+
+    def gather_meta(self, encoder_id: str, keys: Sequence[str], name: str,
+                    feature: str = "cls") -> np.ndarray:
+        idx = self.index(encoder_id, feature)
+        out = np.empty(len(keys), dtype=np.int64)
+        by_shard: dict[int, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_shard.setdefault(idx[k].shard, []).append(i)
+        for s, rows in by_shard.items():
+            with self._reader(encoder_id, s) as r:
+                m = r.meta(name)
+            out[rows] = m[[idx[keys[i]].row for i in rows]]
+        return out
+
+    def gather_ragged(self, encoder_id: str, keys: Sequence[str], name: str) -> list[np.ndarray]:
+        """Variable-length rows (e.g. token states), one array per key, in key order."""
+        entry = self.encoder_entry(encoder_id)
+        if name not in entry.feature_shapes:
+            raise StoreError(f"encoder {encoder_id} has no {name!r} features; "
+                             f"re-run featurize with --{name}")
+        idx = self.index(encoder_id, name)
+        missing = sum(k not in idx for k in keys)
+        if missing:
+            raise StoreError(f"{missing} of {len(keys)} texts have no {name!r} features for "
+                             f"encoder {encoder_id}; re-run featurize with --{name}")
+        out: list[np.ndarray] = [np.empty(0)] * len(keys)
+        by_shard: dict[int, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_shard.setdefault(idx[k].shard, []).append(i)
+        for s, rows in by_shard.items():
+            with self._reader(encoder_id, s) as r:
+                data, offsets = r.ragged(name)
+            for i in rows:
+                j = idx[keys[i]].row
+                out[i] = data[offsets[j]:offsets[j + 1]]
+        return out
+
+    def features(
+        self,
+        data: str | Sequence[str],
+        kind: str = "cls",
+        layers: int | Sequence[int] | None = -1,
+        encoder: str | None = None,
+    ) -> np.ndarray:
+        """Features of a dataset (by name, in its row order) or of a list of texts.
+
+        `kind` is a stored feature (cls, mean, max, pooler, ...) or the name of another
+        vector source such as "laser", whose vectors come back [n, dim].
+        """
+        keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
+                else keys_for(data))
+        kinds = {e.fingerprint.get("kind") for e in self.manifest.encoders.values()}
+        if kind in kinds and kind != "encoder":
+            enc = self.resolve_encoder(encoder, kind=kind)
+            return self.gather(enc, keys, "vector")
+        enc = self.resolve_encoder(encoder, kind="encoder")
+        return self.gather(enc, keys, kind, layers)
+
+    # -- integrity ----------------------------------------------------------------------------
+    def verify(self) -> list[str]:
+        """Every problem found, one line each; empty when the store is sound."""
+        problems: list[str] = []
+        for enc_id, e in self.manifest.encoders.items():
+            seen_files = set()
+            for i, s in enumerate(e.shards):
+                if s.file in seen_files:
+                    problems.append(f"encoder {enc_id}: shard {s.file} listed twice")
+                seen_files.add(s.file)
+                try:
+                    path = check_relpath(s.file, self.root)
+                    if not path.exists():
+                        problems.append(f"encoder {enc_id}: shard {s.file} is missing")
+                        continue
+                    if path.stat().st_size != s.bytes:
+                        problems.append(f"encoder {enc_id}: shard {s.file} has "
+                                        f"{path.stat().st_size} bytes, expected {s.bytes}")
+                        continue
+                    if file_sha256(path) != s.sha256:
+                        problems.append(f"encoder {enc_id}: shard {s.file} fails its checksum")
+                        continue
+                    with self._reader(enc_id, i) as r:
+                        r.check_all()
+                        if len(r.keys()) != s.rows:
+                            problems.append(f"encoder {enc_id}: shard {s.file} row count "
+                                            "differs from the manifest")
+                except StoreError as exc:
+                    problems.append(f"encoder {enc_id}: {exc}")
+        for name, d in self.manifest.datasets.items():
+            try:
+                path = check_relpath(d.file, self.root)
+                if not path.exists():
+                    problems.append(f"dataset {name}: table {d.file} is missing")
+                elif file_sha256(path) != d.sha256:
+                    problems.append(f"dataset {name}: table {d.file} fails its checksum")
+            except StoreError as exc:
+                problems.append(f"dataset {name}: {exc}")
+        return problems
+
+
+def open_store(path: str | os.PathLike | None = None) -> Store:
+    """Open an existing store for reading (see `default_store_path` for the default)."""
+    root = default_store_path(path)
+    if not root.is_dir():
+        raise StoreError(f"no featstore store at {root}")
+    return Store(root)

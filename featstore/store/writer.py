@@ -1,0 +1,226 @@
+"""Writing a store: one locked writer, every change committed by an atomic manifest replace.
+
+Order of a commit: data file written under tmp/, fsynced, renamed into place, then the manifest
+naming it replaces the old one. A crash before the manifest replace leaves an orphan file that the
+next writer deletes; a crash after it leaves a complete commit. Nothing committed is rewritten.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from featstore.store.atomic import fsync_dir, publish, write_json_atomic
+from featstore.store.errors import StoreError
+from featstore.store.lock import WriterLock
+from featstore.store.manifest import (
+    MANIFEST_NAME,
+    DatasetEntry,
+    EncoderEntry,
+    Manifest,
+    ShardEntry,
+    check_name,
+    check_relpath,
+    read_manifest,
+)
+from featstore.store.shards import file_sha256, write_shard
+from featstore.store.store import Store
+from featstore.store.tables import write_table
+
+LOCK_NAME = ".lock"
+TMP_DIR = "tmp"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class StoreWriter:
+    """Holds the store's lock for its lifetime; use as a context manager."""
+
+    def __init__(self, root: str | os.PathLike, wait: bool = False,
+                 wait_timeout: float | None = None) -> None:
+        self.root = Path(root)
+        self._lock = WriterLock(self.root / LOCK_NAME, wait=wait, timeout=wait_timeout)
+        self.manifest: Manifest | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def __enter__(self) -> StoreWriter:
+        self._prepare_root()
+        self._lock.acquire()
+        try:
+            if not (self.root / MANIFEST_NAME).exists():
+                (self.root / TMP_DIR).mkdir(exist_ok=True)
+                write_json_atomic(self.root / MANIFEST_NAME, Manifest().to_json(), self.tmp)
+            self.manifest = read_manifest(self.root)
+            self.remove_orphans()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def _prepare_root(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store path {self.root} exists and is not a directory")
+        if self.root.is_dir() and not (self.root / MANIFEST_NAME).exists():
+            stray = [p.name for p in self.root.iterdir() if p.name not in (LOCK_NAME, TMP_DIR)]
+            if stray:
+                raise StoreError(f"{self.root} is not a featstore store (no {MANIFEST_NAME}) "
+                                 "and is not empty; choose another --store")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / TMP_DIR).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store at {self.root}: {exc.strerror}") from None
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"store {self.root} is read-only; featurize needs write access")
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / TMP_DIR
+
+    def store(self) -> Store:
+        """A reader over what is committed now."""
+        return Store(self.root)
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete files a crashed writer left behind: nothing the manifest names is touched."""
+        assert self.manifest is not None
+        named = {check_relpath(s.file, self.root) for e in self.manifest.encoders.values()
+                 for s in e.shards}
+        named |= {check_relpath(d.file, self.root) for d in self.manifest.datasets.values()}
+        removed = []
+        for p in self.tmp.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+        for sub in ("encoders", "datasets"):
+            base = self.root / sub
+            if not base.is_dir():
+                continue
+            for p in base.rglob("*"):
+                if p.is_file() and p.resolve() not in named:
+                    p.unlink()
+                    removed.append(p)
+        return removed
+
+    def _commit(self) -> None:
+        assert self.manifest is not None
+        self.manifest.generation += 1
+        write_json_atomic(self.root / MANIFEST_NAME, self.manifest.to_json(), self.tmp)
+
+    # -- encoders and shards ------------------------------------------------------------------
+    def ensure_encoder(self, encoder_id: str, fingerprint: dict, dtype: str,
+                       feature_shapes: Mapping[str, list[int]]) -> None:
+        """Register an encoder, or widen the features an existing one may hold."""
+        assert self.manifest is not None
+        check_name(encoder_id, "encoder")
+        entry = self.manifest.encoders.get(encoder_id)
+        if entry is None:
+            self.manifest.encoders[encoder_id] = EncoderEntry(
+                fingerprint=fingerprint, dtype=dtype,
+                feature_shapes={k: list(v) for k, v in feature_shapes.items()}, created=_now())
+        else:
+            if entry.fingerprint != fingerprint:
+                raise StoreError(f"encoder id {encoder_id} already names another fingerprint")
+            for k, v in feature_shapes.items():
+                if k in entry.feature_shapes and entry.feature_shapes[k] != list(v):
+                    raise StoreError(f"feature {k} of {encoder_id} has shape "
+                                     f"{entry.feature_shapes[k]}, not {list(v)}")
+                entry.feature_shapes[k] = list(v)
+        self._commit()
+
+    def write_shard_file(
+        self,
+        encoder_id: str,
+        keys: list[str],
+        features: Mapping[str, np.ndarray],
+        ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        meta: Mapping[str, np.ndarray] | None = None,
+    ) -> ShardEntry:
+        """Write and publish a shard file (not yet committed). Safe to call from a thread."""
+        name = f"shard-{uuid.uuid4().hex[:16]}.h5"
+        tmp = self.tmp / f"{name}.part"
+        try:
+            write_shard(tmp, keys, features, ragged, meta)
+            final_dir = self.root / "encoders" / encoder_id
+            final_dir.mkdir(parents=True, exist_ok=True)
+            final = final_dir / name
+            publish(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"writing a shard to {self.root} failed: {exc}") from None
+        return ShardEntry(
+            file=f"encoders/{encoder_id}/{name}", rows=len(keys), bytes=final.stat().st_size,
+            sha256=file_sha256(final), features=sorted([*features, *(ragged or {})]))
+
+    def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
+        assert self.manifest is not None
+        self.manifest.encoders[encoder_id].shards.append(shard)
+        self._commit()
+
+    # -- datasets -----------------------------------------------------------------------------
+    def commit_dataset(self, name: str, table: pa.Table, *, text_column: str, source: str,
+                       encoders: list[str], skipped: int) -> DatasetEntry:
+        """Replace (or add) a dataset table; the old table's file goes to the next cleanup."""
+        assert self.manifest is not None
+        check_name(name, "dataset")
+        (self.root / "datasets").mkdir(exist_ok=True)
+        fname = f"{name}.{uuid.uuid4().hex[:8]}.parquet"
+        tmp = self.tmp / f"{fname}.part"
+        final = self.root / "datasets" / fname
+        try:
+            write_table(tmp, table)
+            publish(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StoreError(f"writing dataset {name} to {self.root} failed: {exc}") from None
+        old = self.manifest.datasets.get(name)
+        merged = sorted(set(encoders) | (set(old.encoders) if old and old.sha256 ==
+                                          file_sha256(final) else set()))
+        entry = DatasetEntry(file=f"datasets/{fname}", rows=table.num_rows,
+                             bytes=final.stat().st_size, sha256=file_sha256(final),
+                             text_column=text_column, source=source, encoders=merged,
+                             skipped=skipped, updated=_now())
+        self.manifest.datasets[name] = entry
+        self._commit()
+        if old is not None:
+            self._unlink_quietly(old.file)
+        return entry
+
+    def add_dataset_encoder(self, name: str, encoder_id: str) -> None:
+        assert self.manifest is not None
+        entry = self.manifest.datasets[name]
+        if encoder_id not in entry.encoders:
+            entry.encoders = sorted([*entry.encoders, encoder_id])
+            self._commit()
+
+    # -- repair -------------------------------------------------------------------------------
+    def drop(self, shards: Mapping[str, list[str]], datasets: list[str]) -> None:
+        """Forget damaged shards (by file) and datasets, so the next featurize recomputes them."""
+        assert self.manifest is not None
+        for enc_id, files in shards.items():
+            e = self.manifest.encoders[enc_id]
+            e.shards = [s for s in e.shards if s.file not in files]
+        for name in datasets:
+            self.manifest.datasets.pop(name, None)
+        self._commit()
+        for files in shards.values():
+            for f in files:
+                self._unlink_quietly(f)
+
+    def _unlink_quietly(self, rel: str) -> None:
+        try:
+            check_relpath(rel, self.root).unlink(missing_ok=True)
+            fsync_dir(self.root)
+        except (OSError, StoreError):
+            pass
