@@ -1,0 +1,117 @@
+"""LASER (BiLSTM, 93 languages) sentence vectors through the ``laserembeddings`` package.
+
+laserembeddings does tokenisation, BPE and the encoder forward; this wrapper adds what a
+cache needs on top: a weights-only checkpoint load, a strict device choice, a fixed float32
+output for any batch size (including none) and a content fingerprint of the model files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pathlib
+from collections.abc import Sequence
+
+import laserembeddings
+import numpy as np
+import torch
+from laserembeddings import Laser
+
+LASER_FILES = ("93langs.fcodes", "93langs.fvocab", "bilstm.93langs.2018-12-26.pt")
+MISSING_LASER_HINT = (
+    "LASER models not found: run `python -m laserembeddings download-models [DIR]` "
+    "or pass --laser-dir DIR"
+)
+_HASH_CHUNK = 1 << 20
+
+
+def _is_complete(directory: pathlib.Path) -> bool:
+    return all((directory / name).is_file() for name in LASER_FILES)
+
+
+def find_laser_dir(laser_dir: str | os.PathLike | None) -> pathlib.Path | None:
+    """Directory holding the three LASER files, or None.
+
+    An explicit ``laser_dir`` is never second-guessed: if it is incomplete the answer is None
+    rather than a silent switch to laserembeddings' own data dir (the default download target).
+    """
+    if laser_dir is not None:
+        path = pathlib.Path(laser_dir).expanduser()
+        return path if _is_complete(path) else None
+    default = pathlib.Path(Laser.DATA_DIR)
+    return default if _is_complete(default) else None
+
+
+def _sha256(path: pathlib.Path) -> str:
+    """Streamed, so the ~200 MB encoder is never held in memory just to be hashed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LaserVectors:
+    """Frozen LASER encoder: ``encode(texts)`` -> float32 ``[n, dim]`` max-pooled BiLSTM states."""
+
+    name = "laser"
+    dim: int
+
+    def __init__(self, model_dir: str | os.PathLike, lang: str = "en", device: str = "cpu") -> None:
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            # laserembeddings would quietly run on the CPU instead.
+            raise RuntimeError("device='cuda' requested but CUDA is not available")
+        self.model_dir = pathlib.Path(model_dir).expanduser()
+        missing = [n for n in LASER_FILES if not (self.model_dir / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{MISSING_LASER_HINT} (missing in {self.model_dir}: {missing})"
+            )
+        self.lang = lang
+        self.device = device
+        codes, vocab, encoder = (self.model_dir / n for n in LASER_FILES)
+
+        # laserembeddings runs a bare torch.load(path): weights-only merely by default, and only
+        # on torch>=2.6 without TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD. So the file is unpickled once,
+        # here, weights-only; laserembeddings gets a re-serialised copy of those plain tensors.
+        state = torch.load(encoder, map_location="cpu", weights_only=True)
+        params = state["params"]
+        self.dim = int(params["hidden_size"]) * (2 if params.get("bidirectional") else 1)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        del state
+        buffer.seek(0)
+        self._laser = Laser(
+            bpe_codes=str(codes),
+            bpe_vocab=str(vocab),
+            encoder=buffer,
+            embedding_options={"cpu": device == "cpu"},
+        )
+        self._hashes: dict[str, str] | None = None
+
+    @property
+    def fingerprint(self) -> dict:
+        """What the vectors depend on; file hashes are computed on first use, then reused."""
+        if self._hashes is None:
+            self._hashes = {n: _sha256(self.model_dir / n) for n in LASER_FILES}
+        return {
+            "kind": "laser",
+            "package": "laserembeddings",
+            "package_version": laserembeddings.__version__,
+            "lang": self.lang,
+            "files": dict(self._hashes),
+            "dim": self.dim,
+        }
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` in order; rows do not depend on batch neighbours (up to float noise)."""
+        if isinstance(texts, str):
+            raise TypeError("encode expects a sequence of strings, not a single str")
+        if len(texts) == 0:  # laserembeddings would fail in np.vstack([])
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode():  # laserembeddings' forward would otherwise record autograd
+            vectors = self._laser.embed_sentences(list(texts), lang=self.lang)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
