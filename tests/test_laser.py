@@ -32,6 +32,15 @@ TEXTS = [
 BPE_FIRST = "the c@@ at s@@ at on the m@@ at ."  # TEXTS[0] after tokenisation and tiny BPE
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The model is toy-sized: intra-op threads only add wake-up latency on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def laser_dir(tmp_path_factory):
     return build_tiny_laser(tmp_path_factory.mktemp("laser"), dim_hidden=HIDDEN)
