@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,13 @@ ENV_STORE = "FEATSTORE_DIR"
 def default_store_path(path: str | os.PathLike | None = None) -> Path:
     """--store, else $FEATSTORE_DIR, else ./featstore."""
     return Path(path or os.environ.get(ENV_STORE) or "featstore")
+
+
+@dataclass
+class Damage:
+    shards: dict[str, list[str]] = field(default_factory=dict)
+    datasets: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -255,45 +262,57 @@ class Store:
         enc = self.resolve_encoder(encoder, kind="encoder")
         return self.gather(enc, keys, kind, layers)
 
-    # -- integrity ----------------------------------------------------------------------------
+    # -- integrity ---------------------------------------------------------------------------
+    def check_shard(self, encoder_id: str, i: int) -> str | None:
+        """What is wrong with one shard (existence, size, checksum, structure), or None."""
+        s = self.encoder_entry(encoder_id).shards[i]
+        try:
+            path = check_relpath(s.file, self.root)
+            if not path.exists():
+                return f"shard {s.file} is missing"
+            if path.stat().st_size != s.bytes:
+                return f"shard {s.file} has {path.stat().st_size} bytes, expected {s.bytes}"
+            if file_sha256(path) != s.sha256:
+                return f"shard {s.file} fails its checksum"
+            with self._reader(encoder_id, i) as r:
+                r.check_all()
+                if len(r.keys()) != s.rows:
+                    return f"shard {s.file} row count differs from the manifest"
+        except StoreError as exc:
+            return str(exc)
+        return None
+
+    def check_dataset(self, name: str) -> str | None:
+        d = self.manifest.datasets[name]
+        try:
+            path = check_relpath(d.file, self.root)
+        except StoreError as exc:
+            return str(exc)
+        if not path.exists():
+            return f"table {d.file} is missing"
+        if file_sha256(path) != d.sha256:
+            return f"table {d.file} fails its checksum"
+        return None
+
+    def damaged(self) -> Damage:
+        """Every damaged shard and table, with one line per problem."""
+        damage = Damage()
+        for enc_id, e in self.manifest.encoders.items():
+            for i, s in enumerate(e.shards):
+                problem = self.check_shard(enc_id, i)
+                if problem:
+                    damage.shards.setdefault(enc_id, []).append(s.file)
+                    damage.problems.append(f"encoder {enc_id}: {problem}")
+        for name in self.manifest.datasets:
+            problem = self.check_dataset(name)
+            if problem:
+                damage.datasets.append(name)
+                damage.problems.append(f"dataset {name}: {problem}")
+        return damage
+
     def verify(self) -> list[str]:
         """Every problem found, one line each; empty when the store is sound."""
-        problems: list[str] = []
-        for enc_id, e in self.manifest.encoders.items():
-            seen_files = set()
-            for i, s in enumerate(e.shards):
-                if s.file in seen_files:
-                    problems.append(f"encoder {enc_id}: shard {s.file} listed twice")
-                seen_files.add(s.file)
-                try:
-                    path = check_relpath(s.file, self.root)
-                    if not path.exists():
-                        problems.append(f"encoder {enc_id}: shard {s.file} is missing")
-                        continue
-                    if path.stat().st_size != s.bytes:
-                        problems.append(f"encoder {enc_id}: shard {s.file} has "
-                                        f"{path.stat().st_size} bytes, expected {s.bytes}")
-                        continue
-                    if file_sha256(path) != s.sha256:
-                        problems.append(f"encoder {enc_id}: shard {s.file} fails its checksum")
-                        continue
-                    with self._reader(enc_id, i) as r:
-                        r.check_all()
-                        if len(r.keys()) != s.rows:
-                            problems.append(f"encoder {enc_id}: shard {s.file} row count "
-                                            "differs from the manifest")
-                except StoreError as exc:
-                    problems.append(f"encoder {enc_id}: {exc}")
-        for name, d in self.manifest.datasets.items():
-            try:
-                path = check_relpath(d.file, self.root)
-                if not path.exists():
-                    problems.append(f"dataset {name}: table {d.file} is missing")
-                elif file_sha256(path) != d.sha256:
-                    problems.append(f"dataset {name}: table {d.file} fails its checksum")
-            except StoreError as exc:
-                problems.append(f"dataset {name}: {exc}")
-        return problems
+        return self.damaged().problems
 
 
 def open_store(path: str | os.PathLike | None = None) -> Store:

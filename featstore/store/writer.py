@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from featstore.store.atomic import fsync_dir, publish, write_json_atomic
 from featstore.store.errors import StoreError
@@ -169,26 +170,32 @@ class StoreWriter:
         self._commit()
 
     # -- datasets -----------------------------------------------------------------------------
-    def commit_dataset(self, name: str, table: pa.Table, *, text_column: str, source: str,
-                       encoders: list[str], skipped: int) -> DatasetEntry:
-        """Replace (or add) a dataset table; the old table's file goes to the next cleanup."""
+    def commit_dataset(self, name: str, table: pa.Table | Path, *, text_column: str,
+                       source: str, encoders: list[str], skipped: int) -> DatasetEntry:
+        """Replace (or add) a dataset table, given in memory or as a Parquet file under tmp/.
+
+        Encoders that featurized the previous table stay listed when the rows are the same.
+        """
         assert self.manifest is not None
         check_name(name, "dataset")
         (self.root / "datasets").mkdir(exist_ok=True)
         fname = f"{name}.{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.tmp / f"{fname}.part"
         final = self.root / "datasets" / fname
+        tmp = table if isinstance(table, Path) else self.tmp / f"{fname}.part"
         try:
-            write_table(tmp, table)
+            if not isinstance(table, Path):
+                write_table(tmp, table)
+            rows = pq.ParquetFile(tmp).metadata.num_rows
             publish(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"writing dataset {name} to {self.root} failed: {exc}") from None
+        sha = file_sha256(final)
         old = self.manifest.datasets.get(name)
-        merged = sorted(set(encoders) | (set(old.encoders) if old and old.sha256 ==
-                                          file_sha256(final) else set()))
-        entry = DatasetEntry(file=f"datasets/{fname}", rows=table.num_rows,
-                             bytes=final.stat().st_size, sha256=file_sha256(final),
+        merged = sorted(set(encoders) | (set(old.encoders) if old and old.sha256 == sha
+                                          else set()))
+        entry = DatasetEntry(file=f"datasets/{fname}", rows=rows,
+                             bytes=final.stat().st_size, sha256=sha,
                              text_column=text_column, source=source, encoders=merged,
                              skipped=skipped, updated=_now())
         self.manifest.datasets[name] = entry
@@ -205,6 +212,14 @@ class StoreWriter:
             self._commit()
 
     # -- repair -------------------------------------------------------------------------------
+    def repair(self) -> dict:
+        """Drop every damaged shard and table so the next featurize recomputes them."""
+        damage = self.store().damaged()
+        if damage.problems:
+            self.drop(damage.shards, damage.datasets)
+        return {"shards": damage.shards, "datasets": damage.datasets,
+                "problems": damage.problems}
+
     def drop(self, shards: Mapping[str, list[str]], datasets: list[str]) -> None:
         """Forget damaged shards (by file) and datasets, so the next featurize recomputes them."""
         assert self.manifest is not None

@@ -1,0 +1,5 @@
+import sys
+
+from featstore.cli import main
+
+sys.exit(main())

