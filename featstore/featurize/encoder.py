@@ -147,6 +147,10 @@ class Encoder:
         if not truncate and not self.tokenizer.is_fast:
             raise EncoderError(f"model {self.name!r} has no fast tokenizer, which windows need; "
                                "pass --truncate to cut long texts instead")
+        # Funnel pools the sequence once per block and fails on inputs too short for that.
+        blocks = getattr(config, "block_sizes", None) if config.model_type == "funnel" else None
+        self.min_length = 2 ** (len(blocks) - 1) + 1 if blocks else 1
+        self.padding_invariant = blocks is None
         probe = self._probe()
         self.n_hidden_states = len(probe)
         self.layers = parse_layers(layers, self.n_hidden_states)
@@ -173,7 +177,8 @@ class Encoder:
 
     def _probe(self) -> tuple[torch.Tensor, ...]:
         """Hidden states of a one-word input: counts layers for any architecture."""
-        ids = self.tokenizer("a", return_tensors="pt")["input_ids"].to(self.device)
+        ids = self.tokenizer(" ".join(["a"] * self.min_length), return_tensors="pt")["input_ids"]
+        ids = ids.to(self.device)
         with torch.inference_mode():
             return self.model(input_ids=ids, output_hidden_states=True).hidden_states
 
@@ -236,7 +241,10 @@ class Encoder:
                 ) -> tuple[dict[str, np.ndarray], list[np.ndarray] | None]:
         """Features of a batch of windows: {feature: [batch, layers, hidden]} plus, if asked,
         each window's token states [n_tokens, layers, hidden] (padding removed)."""
+        longest = max(len(x) for x in input_ids)
         batch = self.tokenizer.pad({"input_ids": [list(x) for x in input_ids]},
+                                   padding="max_length",
+                                   max_length=max(longest, self.min_length),
                                    return_tensors="pt", return_attention_mask=True)
         ids = batch["input_ids"].to(self.device, non_blocking=True)
         mask = batch["attention_mask"].to(self.device, non_blocking=True)

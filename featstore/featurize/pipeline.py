@@ -322,7 +322,8 @@ class _Pass:
         lengths = win.lengths[wins]
         per_window: dict[str, np.ndarray] = {}
         tokens_of_window: list[np.ndarray | None] = [None] * len(wins)
-        for batch in token_budget_batches(lengths, self.batch_tokens):
+        for batch in token_budget_batches(lengths, self.batch_tokens,
+                                          same_length=not self.encoder.padding_invariant):
             feats, toks = self.encoder.forward([win.input_ids[w] for w in wins[batch]],
                                                tokens=self.tokens)
             for name, arr in feats.items():
