@@ -43,6 +43,38 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def write_shard_file(
+    root: str | os.PathLike,
+    encoder_id: str,
+    keys: list[str],
+    features: Mapping[str, np.ndarray],
+    ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    meta: Mapping[str, np.ndarray] | None = None,
+) -> ShardEntry:
+    """Write a shard under tmp/ and publish it into encoders/<id>/, without taking the lock.
+
+    The file is invisible to readers until a lock holder commits the returned entry; if that
+    never happens, the next writer deletes it as an orphan. So any process that sees the store
+    (a thread, or a worker on another machine) may call this while one writer holds the lock.
+    """
+    root = Path(root)
+    check_name(encoder_id, "encoder")
+    name = f"shard-{uuid.uuid4().hex[:16]}.h5"
+    tmp = root / TMP_DIR / f"{name}.part"
+    try:
+        write_shard(tmp, keys, features, ragged, meta)
+        final_dir = root / "encoders" / encoder_id
+        final_dir.mkdir(parents=True, exist_ok=True)
+        final = final_dir / name
+        publish(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"writing a shard to {root} failed: {exc}") from None
+    return ShardEntry(
+        file=f"encoders/{encoder_id}/{name}", rows=len(keys), bytes=final.stat().st_size,
+        sha256=file_sha256(final), features=sorted([*features, *(ragged or {})]))
+
+
 class StoreWriter:
     """Holds the store's lock for its lifetime; use as a context manager."""
 
@@ -149,20 +181,7 @@ class StoreWriter:
         meta: Mapping[str, np.ndarray] | None = None,
     ) -> ShardEntry:
         """Write and publish a shard file (not yet committed). Safe to call from a thread."""
-        name = f"shard-{uuid.uuid4().hex[:16]}.h5"
-        tmp = self.tmp / f"{name}.part"
-        try:
-            write_shard(tmp, keys, features, ragged, meta)
-            final_dir = self.root / "encoders" / encoder_id
-            final_dir.mkdir(parents=True, exist_ok=True)
-            final = final_dir / name
-            publish(tmp, final)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"writing a shard to {self.root} failed: {exc}") from None
-        return ShardEntry(
-            file=f"encoders/{encoder_id}/{name}", rows=len(keys), bytes=final.stat().st_size,
-            sha256=file_sha256(final), features=sorted([*features, *(ragged or {})]))
+        return write_shard_file(self.root, encoder_id, keys, features, ragged, meta)
 
     def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
         assert self.manifest is not None
