@@ -13,7 +13,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from featstore.featurize.batching import token_budget_batches
 from featstore.featurize.corpus import Corpus, CorpusError, open_corpus
-from featstore.featurize.encoder import LAYERED_FEATURES, Encoder, EncoderError
+from featstore.featurize.encoder import LAYERED_FEATURES, Encoder, EncoderError, Windows
 from featstore.featurize.laser import MISSING_LASER_HINT, LaserVectors, find_laser_dir
 from featstore.featurize.writer import ShardCommitter
 from featstore.store import (
@@ -224,6 +224,93 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
     return run.encoder_id
 
 
+@dataclass
+class EncodedShard:
+    """One shard's worth of encoded texts, ready for `write_shard_file`."""
+
+    keys: list[str]
+    features: dict[str, np.ndarray]
+    ragged: dict[str, tuple[np.ndarray, np.ndarray]] | None
+    meta: dict[str, np.ndarray]
+    windows: int
+
+
+def default_batch_tokens(encoder: Encoder, batch_tokens: int | None) -> int:
+    """--batch-tokens, else a budget that suits the device."""
+    return batch_tokens or (16384 if encoder.device.type == "cuda" else 4096)
+
+
+def encode_shards(encoder: Encoder, keys: list[str], texts: list[str], *, shard_rows: int,
+                  batch_tokens: int, tokens: bool = False) -> Iterator[EncodedShard]:
+    """Window, batch and encode texts; yield shards of at most `shard_rows` texts.
+
+    Shared by the local and the Ray engine, so both store the same values for a text.
+    """
+    win = encoder.windows(texts)
+    lengths = win.lengths
+    # Longest window per text orders texts, so each shard's batches pad little.
+    text_len = np.zeros(len(texts), dtype=np.int64)
+    np.maximum.at(text_len, win.owner, lengths)
+    text_order = np.argsort(-text_len, kind="stable")
+    window_of_text: list[list[int]] = [[] for _ in texts]
+    for w, t in enumerate(win.owner.tolist()):
+        window_of_text[t].append(w)
+    for s in range(0, len(text_order), shard_rows):
+        group = text_order[s:s + shard_rows]
+        wins = np.array([w for t in group for w in window_of_text[t]], dtype=np.int64)
+        feats, ragged, n_windows = encode_group(encoder, win, wins, group, batch_tokens, tokens)
+        meta = {"n_windows": n_windows,
+                "n_tokens": np.array([sum(int(lengths[w]) for w in window_of_text[t])
+                                      for t in group], dtype=np.int32)}
+        yield EncodedShard([keys[t] for t in group], feats, ragged, meta, len(wins))
+
+
+def encode_group(encoder: Encoder, win: Windows, wins: np.ndarray, group: np.ndarray,
+                 batch_tokens: int, tokens: bool = False
+                 ) -> tuple[dict[str, np.ndarray], dict | None, np.ndarray]:
+    """Forward the windows of a group of texts; average windows per text (max of max)."""
+    owner_local = {int(t): i for i, t in enumerate(group)}
+    owners = np.array([owner_local[int(win.owner[w])] for w in wins], dtype=np.int64)
+    lengths = win.lengths[wins]
+    per_window: dict[str, np.ndarray] = {}
+    tokens_of_window: list[np.ndarray | None] = [None] * len(wins)
+    for batch in token_budget_batches(lengths, batch_tokens,
+                                      same_length=not encoder.padding_invariant):
+        feats, toks = encoder.forward([win.input_ids[w] for w in wins[batch]], tokens=tokens)
+        for name, arr in feats.items():
+            if name not in per_window:
+                per_window[name] = np.empty((len(wins), *arr.shape[1:]), dtype=arr.dtype)
+            per_window[name][batch] = arr
+        if toks is not None:
+            for j, b in enumerate(batch.tolist()):
+                tokens_of_window[b] = toks[j]
+    n = len(group)
+    n_windows = np.bincount(owners, minlength=n).astype(np.int32)
+    if len(wins) == n and np.array_equal(owners, np.arange(n)):
+        out = per_window
+    else:
+        out = {}
+        for name, arr in per_window.items():
+            if name == "max":
+                agg = np.full((n, *arr.shape[1:]), -np.inf, dtype=np.float32)
+                np.maximum.at(agg, owners, arr.astype(np.float32))
+            else:
+                agg = np.zeros((n, *arr.shape[1:]), dtype=np.float32)
+                np.add.at(agg, owners, arr.astype(np.float32))
+                agg /= n_windows.reshape(-1, *([1] * (arr.ndim - 1)))
+            out[name] = agg.astype(arr.dtype)
+    ragged = None
+    if tokens:
+        by_text: list[list[np.ndarray]] = [[] for _ in range(n)]
+        for w, o in enumerate(owners.tolist()):
+            by_text[o].append(tokens_of_window[w])
+        rows = [np.concatenate(parts) for parts in by_text]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(r) for r in rows])
+        ragged = {"tokens": (np.concatenate(rows), offsets)}
+    return out, ragged, n_windows
+
+
 class _Pass:
     """One locked featurize pass over chunks of rows."""
 
@@ -234,8 +321,7 @@ class _Pass:
         self.laser = laser
         self.options = options
         self.tokens = options.tokens
-        self.batch_tokens = options.batch_tokens or (
-            16384 if encoder.device.type == "cuda" else 4096)
+        self.batch_tokens = default_batch_tokens(encoder, options.batch_tokens)
         self.counts = _Counts()
         self.encode_seconds = 0.0
         self.encoder_id = encoder.encoder_id
@@ -290,74 +376,16 @@ class _Pass:
         if not new_texts:
             return
         t0 = time.perf_counter()
-        win = self.encoder.windows(new_texts)
-        self.counts.windows += len(win.input_ids)
-        lengths = win.lengths
-        # Longest window per text orders texts, so each shard's batches pad little.
-        text_len = np.zeros(len(new_texts), dtype=np.int64)
-        np.maximum.at(text_len, win.owner, lengths)
-        text_order = np.argsort(-text_len, kind="stable")
-        window_of_text: list[list[int]] = [[] for _ in new_texts]
-        for w, t in enumerate(win.owner.tolist()):
-            window_of_text[t].append(w)
-        step = self.options.shard_rows
-        for s in range(0, len(text_order), step):
-            group = text_order[s:s + step]
-            wins = np.array([w for t in group for w in window_of_text[t]], dtype=np.int64)
-            feats, ragged, n_windows = self._encode_group(win, wins, group)
-            meta = {"n_windows": n_windows,
-                    "n_tokens": np.array([sum(int(lengths[w]) for w in window_of_text[t])
-                                          for t in group], dtype=np.int32)}
+        for shard in encode_shards(self.encoder, new_keys, new_texts,
+                                   shard_rows=self.options.shard_rows,
+                                   batch_tokens=self.batch_tokens, tokens=self.tokens):
             self.encode_seconds += time.perf_counter() - t0
-            self.committer.submit(self.encoder_id, [new_keys[t] for t in group], feats,
-                                  ragged, meta)
-            self.counts.new += len(group)
+            self.counts.windows += shard.windows
+            self.committer.submit(self.encoder_id, shard.keys, shard.features, shard.ragged,
+                                  shard.meta)
+            self.counts.new += len(shard.keys)
             self.bar.set_postfix_str(f"encoded {self.counts.new}", refresh=False)
             t0 = time.perf_counter()
-
-    def _encode_group(self, win, wins: np.ndarray, group: np.ndarray):
-        """Forward the windows of a group of texts; average windows per text (max of max)."""
-        owner_local = {int(t): i for i, t in enumerate(group)}
-        owners = np.array([owner_local[int(win.owner[w])] for w in wins], dtype=np.int64)
-        lengths = win.lengths[wins]
-        per_window: dict[str, np.ndarray] = {}
-        tokens_of_window: list[np.ndarray | None] = [None] * len(wins)
-        for batch in token_budget_batches(lengths, self.batch_tokens,
-                                          same_length=not self.encoder.padding_invariant):
-            feats, toks = self.encoder.forward([win.input_ids[w] for w in wins[batch]],
-                                               tokens=self.tokens)
-            for name, arr in feats.items():
-                if name not in per_window:
-                    per_window[name] = np.empty((len(wins), *arr.shape[1:]), dtype=arr.dtype)
-                per_window[name][batch] = arr
-            if toks is not None:
-                for j, b in enumerate(batch.tolist()):
-                    tokens_of_window[b] = toks[j]
-        n = len(group)
-        n_windows = np.bincount(owners, minlength=n).astype(np.int32)
-        if len(wins) == n and np.array_equal(owners, np.arange(n)):
-            out = per_window
-        else:
-            out = {}
-            for name, arr in per_window.items():
-                if name == "max":
-                    agg = np.full((n, *arr.shape[1:]), -np.inf, dtype=np.float32)
-                    np.maximum.at(agg, owners, arr.astype(np.float32))
-                else:
-                    agg = np.zeros((n, *arr.shape[1:]), dtype=np.float32)
-                    np.add.at(agg, owners, arr.astype(np.float32))
-                    agg /= n_windows.reshape(-1, *([1] * (arr.ndim - 1)))
-                out[name] = agg.astype(arr.dtype)
-        ragged = None
-        if self.tokens:
-            by_text: list[list[np.ndarray]] = [[] for _ in range(n)]
-            for w, o in enumerate(owners.tolist()):
-                by_text[o].append(tokens_of_window[w])
-            rows = [np.concatenate(parts) for parts in by_text]
-            offsets = np.zeros(n + 1, dtype=np.int64)
-            offsets[1:] = np.cumsum([len(r) for r in rows])
-            ragged = {"tokens": (np.concatenate(rows), offsets)}
-        return out, ragged, n_windows
 
     def _laser_new(self, keys: list[str], texts: list[str]) -> None:
         assert self.laser is not None and self.laser_id is not None
