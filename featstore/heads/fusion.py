@@ -1,0 +1,106 @@
+"""Normalisation and fusion of vector sources (the encoder's pooled vector, LASER, other encoders).
+
+Sources come in very different scales (LASER vectors are tiny next to MiniLM's mean vectors), so
+each source is normalised on its own before concatenation, or mapped by its own learned linear
+projection to a common width (`project`) and trained jointly with the head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from featstore.heads.errors import HeadError
+
+NORMALIZATIONS = ("none", "l2", "standard")
+FUSE_MODES = ("concat", "project")
+_EPS = 1e-6
+
+
+def check_normalization(mode: str) -> None:
+    if mode not in NORMALIZATIONS:
+        raise HeadError(f"unknown --normalize {mode!r}; choose one of: {', '.join(NORMALIZATIONS)}")
+
+
+class Normalizer:
+    """Per-source scaling fitted on training rows only: `standard` (zero mean, unit variance per
+    dimension; per layer for layered input), `l2` (unit-length rows) or `none`.
+
+    Works on [n, dim] and [n, layers, dim] (statistics over rows), and on ragged token rows.
+    """
+
+    def __init__(self, mode: str = "standard") -> None:
+        check_normalization(mode)
+        self.mode = mode
+        self.mean_: np.ndarray | None = None
+        self.scale_: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray) -> Normalizer:
+        if self.mode == "standard":
+            self.mean_ = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+            std = x.std(axis=0, dtype=np.float64).astype(np.float32)
+            self.scale_ = np.where(std < _EPS, 1.0, std).astype(np.float32)
+        return self
+
+    def fit_rows(self, rows: list[np.ndarray]) -> Normalizer:
+        """Fit on ragged token rows [T_i, dim], pooling all tokens."""
+        return self.fit(np.concatenate(rows, axis=0) if rows else np.zeros((1, 1), np.float32))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """A float32 copy of `x`, scaled; the input is never modified in place."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.mode == "standard":
+            if self.mean_ is None or self.scale_ is None:
+                raise RuntimeError("Normalizer.transform before fit")
+            return (x - self.mean_) / self.scale_
+        if self.mode == "l2":
+            norm = np.linalg.norm(x, axis=-1, keepdims=True)
+            return x / np.maximum(norm, _EPS)
+        return x.copy()
+
+    def state(self, prefix: str) -> dict[str, np.ndarray]:
+        if self.mode != "standard":
+            return {}
+        assert self.mean_ is not None and self.scale_ is not None
+        return {f"{prefix}.mean": self.mean_, f"{prefix}.scale": self.scale_}
+
+    @classmethod
+    def from_state(cls, mode: str, tensors: dict[str, np.ndarray], prefix: str) -> Normalizer:
+        n = cls(mode)
+        if mode == "standard":
+            n.mean_ = np.asarray(tensors[f"{prefix}.mean"], dtype=np.float32)
+            n.scale_ = np.asarray(tensors[f"{prefix}.scale"], dtype=np.float32)
+        return n
+
+
+def concat_sources(parts: list[np.ndarray]) -> np.ndarray:
+    """Join already normalised [n, d_i] blocks into one [n, sum d_i] float32 matrix."""
+    n = {p.shape[0] for p in parts}
+    if len(n) != 1:
+        raise HeadError(f"fusion sources disagree on row counts: {sorted(n)}")
+    return np.concatenate([p.astype(np.float32, copy=False) for p in parts], axis=1)
+
+
+class ProjectFusion(nn.Module):
+    """One learned linear map per source to a common width, then concatenation:
+    [B, d_1], ..., [B, d_k] -> [B, k * width]."""
+
+    def __init__(self, dims: list[int], width: int) -> None:
+        super().__init__()
+        self.proj = nn.ModuleList([nn.Linear(d, width) for d in dims])
+        self.out_dim = width * len(dims)
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([p(x) for p, x in zip(self.proj, parts, strict=True)], dim=1)
+
+
+class ConcatFusion(nn.Module):
+    """Plain concatenation of (already normalised) sources."""
+
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.out_dim = int(sum(dims))
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

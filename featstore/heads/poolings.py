@@ -1,0 +1,168 @@
+"""Poolings: how per-layer, per-text features become one vector per text.
+
+Every pooling reads what the store already holds. The store keeps, per text and layer, the CLS
+state and the masked mean and max over tokens; because a weighted average of layers followed by
+CLS or mean equals the weighted average of the per-layer CLS or mean vectors, these rows serve
+every pooling except attention, which needs the token states (`featurize --tokens`).
+
+Fixed poolings are numpy functions of the gathered [n, layers, dim] array; trainable ones are
+torch modules over it, trained jointly with a torch head. All tensors are batch-first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from featstore.heads.errors import HeadError
+
+FIXED_POOLINGS = ("cls", "pooler", "mean", "max", "mean-max", "cls-mean", "concat")
+TRAINABLE_POOLINGS = ("weighted", "lstm", "attention")
+POOLINGS = FIXED_POOLINGS + TRAINABLE_POOLINGS
+
+# --of: which stored per-layer vectors `concat`, `weighted` and `lstm` work on
+OF_CHOICES = ("cls", "mean", "max", "mean-max", "cls-mean")
+_FEATURES = {
+    "cls": ["cls"], "mean": ["mean"], "max": ["max"], "mean-max": ["mean", "max"],
+    "cls-mean": ["cls", "mean"], "pooler": ["pooler"],
+}
+CONCAT_DEFAULT_LAYERS = 4
+
+
+def check_pooling(pool: str, of: str | None) -> None:
+    if pool not in POOLINGS:
+        raise HeadError(f"unknown pooling {pool!r}; choose one of: {', '.join(POOLINGS)}")
+    if of is not None and of not in OF_CHOICES:
+        raise HeadError(f"unknown --of {of!r}; choose one of: {', '.join(OF_CHOICES)}")
+
+
+def is_trainable(pool: str) -> bool:
+    return pool in TRAINABLE_POOLINGS
+
+
+def stored_features(pool: str, of: str | None) -> list[str]:
+    """Names of the stored features a pooling reads, concatenated along the vector axis."""
+    check_pooling(pool, of)
+    if pool == "attention":
+        return ["tokens"]
+    if pool in ("concat", "weighted"):
+        return _FEATURES[of or "mean"]
+    if pool == "lstm":
+        return _FEATURES[of or "cls"]
+    return _FEATURES[pool]
+
+
+def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
+                  layer_start: int | None) -> list[int]:
+    """Model layer numbers a pooling uses (0 is the embedding output, the last is the top).
+
+    --layers wins; else cls/mean/max/... and attention use the top layer, `concat` the top four,
+    `weighted` the layers from --layer-start (default: the middle layer) to the top, `lstm` every
+    layer from --layer-start (default: the first transformer layer).
+    """
+    if not stored:
+        raise HeadError("the encoder's fingerprint lists no layers")
+    top = stored[-1]
+    if pool == "pooler":
+        return []
+    if layers:
+        return [top + 1 + i if i < 0 else i for i in layers]
+    if pool == "concat":
+        return stored[-CONCAT_DEFAULT_LAYERS:]
+    if pool in ("weighted", "lstm"):
+        if layer_start is None:
+            layer_start = top // 2 if pool == "weighted" else min(1, top)
+        start = top + 1 + layer_start if layer_start < 0 else layer_start
+        chosen = [i for i in stored if i >= start]
+        if not chosen:
+            raise HeadError(f"--layer-start {layer_start} is above the top layer ({top})")
+        return chosen
+    return [top]
+
+
+def fixed_pool(pool: str, x: np.ndarray) -> np.ndarray:
+    """[n, layers, dim] -> [n, dim'] for a fixed pooling: `concat` joins the layers, every
+    other fixed pooling (and `weighted` under logreg) averages them."""
+    if x.ndim == 2:
+        return x
+    if pool == "concat":
+        return x.reshape(x.shape[0], -1)
+    if x.shape[1] == 1:
+        return x[:, 0]
+    return x.mean(axis=1)
+
+
+class WeightedLayers(nn.Module):
+    """Softmax-normalised learned weights over layers: [B, L, D] -> [B, D]."""
+
+    def __init__(self, n_layers: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(n_layers))
+
+    def weights(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=0)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.einsum("bld,l->bd", x, self.weights())
+
+
+class LSTMOverLayers(nn.Module):
+    """An LSTM reading the per-layer vectors bottom to top; its last hidden state: [B, L, D] ->
+    [B, hidden]."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True)
+        self.out_dim = hidden
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        _, (h_n, _) = self.lstm(x)
+        return h_n[-1]  # [num_layers, B, hidden] -> [B, hidden], also for B == 1
+
+
+class AttentionPooling(nn.Module):
+    """Learned additive attention over token states, padding masked out: [B, T, D] -> [B, D]."""
+
+    def __init__(self, dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden)
+        self.score = nn.Linear(hidden, 1, bias=False)
+
+    def attention(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        s = self.score(torch.tanh(self.proj(x)))[..., 0]  # [B, T]
+        s = s.masked_fill(~mask, float("-inf"))
+        return torch.nan_to_num(torch.softmax(s, dim=1), nan=0.0)  # a row with no tokens -> 0
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return torch.einsum("bt,btd->bd", self.attention(x, mask), x)
+
+
+def pooling_module(pool: str, n_layers: int, dim: int, hidden: int) -> nn.Module:
+    """The torch module of a trainable pooling and the width it outputs (`out_dim`)."""
+    if pool == "weighted":
+        m: nn.Module = WeightedLayers(n_layers)
+        m.out_dim = dim
+    elif pool == "lstm":
+        m = LSTMOverLayers(dim, hidden)
+    elif pool == "attention":
+        m = AttentionPooling(dim)
+        m.out_dim = dim
+    else:
+        raise HeadError(f"pooling {pool!r} has no trainable module")
+    return m
+
+
+def pad_tokens(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged [T_i, D] rows -> zero-padded [n, T_max, D] and a boolean mask [n, T_max]."""
+    t_max = max((len(r) for r in rows), default=0)
+    t_max = max(t_max, 1)
+    dim = rows[0].shape[-1] if rows else 0
+    out = np.zeros((len(rows), t_max, dim), dtype=np.float32)
+    mask = np.zeros((len(rows), t_max), dtype=bool)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+        mask[i, : len(r)] = True
+    return out, mask

@@ -1,0 +1,168 @@
+"""Evaluation protocols around one head configuration: a train/eval split, stratified K-fold
+cross-validation, or few-shot sampling repeated R times; what `fit-head` and `compare` run.
+
+Bad data is refused before any training (missing or NaN labels, a single class, labels seen only
+in evaluation); texts present in both train and eval are counted and reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featstore.heads import data as data_mod
+from featstore.heads.errors import HeadError
+from featstore.heads.estimators import _HeadBase, make_head
+from featstore.heads.metrics import summarize
+from featstore.store import KEY_COLUMN, Store
+
+DEFAULT_CV = 5
+
+
+@dataclass
+class Plan:
+    """Rows to train on, rows to evaluate on (or folds), and rows for early stopping."""
+
+    train: pd.DataFrame
+    train_name: str
+    label_col: str
+    eval: pd.DataFrame | None = None
+    eval_name: str | None = None
+    valid: pd.DataFrame | None = None
+    cv: int | None = None
+    protocol: str = ""
+    overlap: int = 0
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, float]
+    runs: list[dict[str, float]]
+    head: _HeadBase
+    plan: Plan
+    train_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "runs": len(self.runs), "protocol": self.plan.protocol,
+                "train": self.plan.train_name, "eval": self.plan.eval_name,
+                "train_rows": len(self.plan.train),
+                "eval_rows": None if self.plan.eval is None else len(self.plan.eval),
+                "overlap": self.plan.overlap, "train_seconds": round(self.train_seconds, 3)}
+
+
+def _clean(df: pd.DataFrame) -> pd.DataFrame:
+    return df.reset_index(drop=True)
+
+
+def plan(store: Store, train: str | None = None, eval: str | None = None,  # noqa: A002
+         cv: int | None = None, label_col: str | None = None, task: str = "classification",
+         seed: int = 0) -> Plan:
+    """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV."""
+    train_name = train or store.latest_dataset()
+    df = store.dataset(train_name)
+    where = f"dataset {train_name!r}"
+    col = data_mod.label_column(df, label_col, where)
+    parts = data_mod.split_rows(df) if eval is None and cv is None else None
+    if eval is not None and cv is not None:
+        raise HeadError("use either --eval or --cv, not both")
+    if eval is not None:
+        ev = store.dataset(eval)
+        data_mod.label_column(ev, col, f"dataset {eval!r}")
+        split = data_mod.split_rows(df)
+        tr = split["train"] if split is not None else df
+        p = Plan(_clean(tr), train_name, col, _clean(ev), eval, protocol=f"eval on {eval}")
+    elif parts is not None and (len(parts["test"]) or len(parts["dev"])):
+        has_test = len(parts["test"]) > 0
+        ev = parts["test"] if has_test else parts["dev"]
+        valid = parts["dev"] if has_test and len(parts["dev"]) else None
+        name = "test" if has_test else "dev"
+        p = Plan(_clean(parts["train"]), train_name, col, _clean(ev), f"{train_name}:{name}",
+                 None if valid is None else _clean(valid),
+                 protocol=f"train split -> {name} split" + (" (dev for early stopping)"
+                                                            if valid is not None else ""))
+    else:
+        k = cv or DEFAULT_CV
+        tr = parts["train"] if parts is not None else df
+        p = Plan(_clean(tr), train_name, col, cv=k, protocol=f"{k}-fold stratified CV"
+                 if task == "classification" else f"{k}-fold CV")
+    _check_labels(p, task)
+    if p.eval is not None:
+        p.overlap = data_mod.overlap(p.train[KEY_COLUMN].tolist(), p.eval[KEY_COLUMN].tolist())
+    return p
+
+
+def _check_labels(p: Plan, task: str) -> None:
+    col = p.label_col
+    data_mod.check_label_values(p.train[col], col, f"dataset {p.train_name!r}")
+    if p.eval is not None:
+        data_mod.check_label_values(p.eval[col], col, f"{p.eval_name}")
+    if task == "regression":
+        data_mod.regression_targets(p.train[col], col, f"dataset {p.train_name!r}")
+        return
+    labels = data_mod.LabelMap.fit(p.train[col])
+    data_mod.check_classes(np.arange(len(labels.classes)), labels, f"dataset {p.train_name!r}")
+    if p.eval is not None:
+        labels.encode(p.eval[col], f"{p.eval_name}")
+
+
+def _trials(p: Plan, task: str, shots: int | None, repeats: int, seed: int
+            ) -> list[tuple[np.ndarray, pd.DataFrame]]:
+    """(train row indices, eval rows) pairs."""
+    n = len(p.train)
+    y = None
+    if task == "classification":
+        y = data_mod.LabelMap.fit(p.train[p.label_col]).encode(p.train[p.label_col], "train")
+    if p.cv:
+        folds = (data_mod.stratified_folds(y, p.cv, seed) if y is not None
+                 else data_mod.kfold(n, p.cv, seed))
+        base = [(tr, p.train.iloc[te].reset_index(drop=True)) for tr, te in folds]
+    else:
+        assert p.eval is not None
+        base = [(np.arange(n), p.eval)]
+    if not shots:
+        return base
+    if y is None:
+        raise HeadError("--shots samples examples per label; it needs --task classification")
+    out = []
+    for tr, ev in base:
+        for r in range(repeats):
+            out.append((tr[data_mod.few_shot(y[tr], shots, seed + r)], ev))
+    return out
+
+
+def run(store: Store, p: Plan, params: dict[str, Any], task: str = "classification",
+        shots: int | None = None, repeats: int = 1, seed: int = 0,
+        progress: Any = None) -> RunResult:
+    """Fit and score one configuration under a plan; returns the head to keep (fitted on all
+    training rows for CV, on the first sample for few-shot) and mean/std metrics."""
+    if repeats < 1:
+        raise HeadError(f"--repeats must be at least 1, got {repeats}")
+    params = {**params, "label_col": p.label_col, "seed": seed}
+    runs, seconds, keep = [], 0.0, None
+    for i, (tr_idx, ev) in enumerate(_trials(p, task, shots, repeats, seed)):
+        head = make_head(task, **params)
+        rows = p.train.iloc[tr_idx].reset_index(drop=True)
+        use_valid = p.valid if not shots else None
+        t0 = time.perf_counter()
+        head.fit(store, rows, valid=use_valid)
+        seconds += time.perf_counter() - t0
+        runs.append(head.evaluate(store, ev))
+        if i == 0:
+            keep = head
+        if progress is not None:
+            progress.update(1)
+    notes = []
+    if p.cv and not shots:
+        keep = make_head(task, **params)
+        keep.fit(store, p.train)
+        notes.append(f"metrics are the mean over {p.cv} folds; the saved head is refitted on "
+                     "all training rows")
+    if p.overlap:
+        notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
+    assert keep is not None
+    return RunResult(summarize(runs), runs, keep, p, seconds, notes)
