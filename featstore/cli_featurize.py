@@ -49,6 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow the model repository's own code to run")
     p.add_argument("--wait", action="store_true",
                    help="wait for another writer to finish instead of failing")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process; ray: an actor pool on a Ray cluster (the store "
+                   "must be on a filesystem every node sees)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray actors, one encoder each (default: one per GPU, else per CPU)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs per Ray actor; fractions share a GPU (default 0: CPU)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_featurize)
@@ -83,8 +92,12 @@ def _positive(value: int | None, flag: str) -> None:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     for value, flag in ((args.max_length, "--max-length"), (args.batch_tokens, "--batch-tokens"),
-                        (args.shard_rows, "--shard-rows")):
+                        (args.shard_rows, "--shard-rows"), (args.workers, "--workers")):
         _positive(value, flag)
+    if args.engine != "ray" and (args.address or args.workers or args.gpus_per_worker):
+        from featstore.store import FeatstoreError
+
+        raise FeatstoreError("--address, --workers and --gpus-per-worker need --engine ray")
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) \
         if args.features else None
     options = FeaturizeOptions(
@@ -93,7 +106,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         laser=args.laser, laser_dir=args.laser_dir, device=args.device,
         batch_tokens=args.batch_tokens, dtype=args.dtype, compute_dtype=args.compute_dtype,
         strict=args.strict, trust_remote_code=args.trust_remote_code, wait=args.wait,
-        shard_rows=args.shard_rows)
+        shard_rows=args.shard_rows, engine=args.engine, address=args.address,
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker)
     summary = featurize_corpus(args.corpus, args.store, options, name=args.name,
                                text_col=args.text_col, progress=not args.no_progress)
     if args.json:

@@ -30,6 +30,7 @@ from featstore.featurize.laser import MISSING_LASER_HINT, LaserVectors, find_las
 from featstore.featurize.writer import ShardCommitter
 from featstore.store import (
     KEY_COLUMN,
+    FeatstoreError,
     StoreWriter,
     check_name,
     default_store_path,
@@ -60,6 +61,10 @@ class FeaturizeOptions:
     wait: bool = False
     shard_rows: int = 2048
     chunk_rows: int = 16384
+    engine: str = "local"  # or "ray": featstore.featurize.ray_engine
+    address: str | None = None  # Ray cluster address (None: $RAY_ADDRESS or a local cluster)
+    workers: int | None = None  # Ray actors (None: one per GPU, or per CPU, of the cluster)
+    gpus_per_worker: float = 0.0
 
     @classmethod
     def from_fingerprint(cls, fp: dict, **overrides: object) -> FeaturizeOptions:
@@ -147,6 +152,13 @@ def featurize_corpus(
     warn: Callable[[str], None] | None = None,
 ) -> dict:
     """Featurize a corpus file into a store and record it as a dataset; returns a summary."""
+    if options.engine == "ray":
+        from featstore.featurize.ray_engine import featurize_corpus_ray
+
+        return featurize_corpus_ray(corpus_path, store_path, options, name=name,
+                                    text_col=text_col, progress=progress, warn=warn)
+    if options.engine != "local":
+        raise FeatstoreError(f"--engine must be local or ray, not {options.engine!r}")
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
     corpus = open_corpus(corpus_path, text_col)
@@ -187,6 +199,7 @@ def featurize_corpus(
     return {
         "store": str(root),
         "dataset": name,
+        "engine": "local",
         "encoder_id": run.encoder_id,
         "laser_encoder_id": run.laser_id,
         "model": encoder.name,
