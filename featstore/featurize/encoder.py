@@ -246,8 +246,8 @@ class Encoder:
                                    padding="max_length",
                                    max_length=max(longest, self.min_length),
                                    return_tensors="pt", return_attention_mask=True)
-        ids = batch["input_ids"].to(self.device, non_blocking=True)
-        mask = batch["attention_mask"].to(self.device, non_blocking=True)
+        ids = to_device(batch["input_ids"], self.device)
+        mask = to_device(batch["attention_mask"], self.device)
         out_dtype = torch.float16 if self.dtype == "float16" else torch.float32
         with torch.inference_mode(), _autocast(self.device, self.compute_dtype):
             out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
@@ -262,7 +262,7 @@ class Encoder:
                                 self._separate_cls, self._truncate_seq)
             if "pooler" in self.features:
                 red["pooler"] = out.pooler_output.float()
-            result = {k: v.to(out_dtype).cpu().numpy() for k, v in red.items()}
+            result = to_host({k: v.to(out_dtype) for k, v in red.items()})
             token_rows = None
             if tokens:
                 if any(s.shape[1] != mask.shape[1] for s in states):
@@ -273,6 +273,28 @@ class Encoder:
                 keep = mask.bool().cpu().numpy()
                 token_rows = [full[i][keep[i]] for i in range(len(lens))]
         return result, token_rows
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device; on CUDA through pinned memory so the copy is asynchronous (DMA)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Device -> numpy; on CUDA every copy goes into pinned buffers and waits once, not per
+    feature."""
+    cuda = [t for t in tensors.values() if t.device.type == "cuda"]
+    if not cuda:
+        return {k: t.cpu().numpy() for k, t in tensors.items()}
+    out = {}
+    for k, t in tensors.items():
+        buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf.copy_(t, non_blocking=True)
+        out[k] = buf
+    torch.cuda.current_stream(cuda[0].device).synchronize()
+    return {k: b.numpy() for k, b in out.items()}
 
 
 def _pick_device(device: str) -> torch.device:
