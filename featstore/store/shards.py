@@ -1,18 +1,27 @@
 """Tensor shards: immutable HDF5 files, one per commit of one encoder.
 
 Layout (all readable with h5py alone):
-  /keys            fixed-width ASCII keys, [rows]
+  /keys            fixed-width ASCII keys, [rows]; chunked, Fletcher-32 checksummed
   /features/NAME   per-row arrays, [rows, ...]; chunked by rows, Fletcher-32 checksummed
   /ragged/NAME/data     concatenated variable-length rows, [total, ...]
-  /ragged/NAME/offsets  int64 [rows + 1]; row i is data[offsets[i]:offsets[i+1]]
+  /ragged/NAME/offsets  int64 [rows + 1]; row i is data[offsets[i]:offsets[i+1]]; checksummed
 Scalars per row that are not features (window and token counts) live under /meta.
+
+Every dataset that holds data carries a Fletcher-32 checksum, and libver="latest" checksums the
+HDF5 metadata, so a flipped byte anywhere a reader looks is refused rather than read: keys and
+offsets matter as much as the vectors, since a wrong key silently hands a row to another text.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno as errno_mod
 import hashlib
 import os
-from collections.abc import Mapping
+import re
+import sys
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import h5py
@@ -32,6 +41,50 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (rows, *shape[1:])
 
 
+_hook_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_h5py_teardown() -> Iterator[None]:
+    """When a write fails (a full disk), h5py's object destructors report the same error again
+    through sys.unraisablehook, as tracebacks on stderr; the caller already raises it once."""
+    with _hook_lock:
+        previous = sys.unraisablehook
+
+        def hook(unraisable: object) -> None:
+            if "h5py" not in repr(getattr(unraisable, "object", "")):
+                previous(unraisable)  # type: ignore[arg-type]
+
+        sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        with _hook_lock:
+            if sys.unraisablehook is hook:
+                sys.unraisablehook = previous
+
+
+def io_error_text(exc: BaseException) -> str:
+    """One line for an I/O failure, also from HDF5's multi-line messages ("errno = 28")."""
+    code = getattr(exc, "errno", None)
+    if not code:
+        m = re.search(r"errno = (\d+)", str(exc))
+        code = int(m.group(1)) if m else None
+    if code and code in errno_mod.errorcode:
+        return os.strerror(code)
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def shard_nbytes(keys: list[str], features: Mapping[str, np.ndarray],
+                 ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                 meta: Mapping[str, np.ndarray] | None = None) -> int:
+    """About how many bytes a shard takes on disk (no compression; small HDF5 overhead)."""
+    arrays = [*features.values(), *(meta or {}).values()]
+    arrays += [a for pair in (ragged or {}).values() for a in pair]
+    return len(keys) * KEY_WIDTH + sum(int(a.nbytes) for a in arrays) + 64 * 1024
+
+
 def write_shard(
     path: Path,
     keys: list[str],
@@ -40,10 +93,22 @@ def write_shard(
     meta: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Write a complete shard to `path` (a temporary name; the caller publishes it)."""
+    with _quiet_h5py_teardown():
+        _write_shard(path, keys, features, ragged, meta)
+
+
+def _write_shard(
+    path: Path,
+    keys: list[str],
+    features: Mapping[str, np.ndarray],
+    ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
+    meta: Mapping[str, np.ndarray] | None,
+) -> None:
     n = len(keys)
     with h5py.File(path, "w", libver="latest") as f:
         f.attrs["featstore_shard"] = 1
-        f.create_dataset("keys", data=np.array(keys, dtype=f"S{KEY_WIDTH}"))
+        f.create_dataset("keys", data=np.array(keys, dtype=f"S{KEY_WIDTH}"),
+                         chunks=(max(1, min(n, 4096)),), fletcher32=True)
         grp = f.create_group("features")
         for name, arr in features.items():
             if arr.shape[0] != n:
@@ -57,7 +122,8 @@ def write_shard(
             if offsets.shape != (n + 1,):
                 raise ValueError(f"ragged {name} needs {n + 1} offsets")
             g = rgrp.create_group(name)
-            g.create_dataset("offsets", data=offsets.astype(np.int64))
+            g.create_dataset("offsets", data=offsets.astype(np.int64), fletcher32=True,
+                             chunks=(min(n + 1, 4096),))
             if data.shape[0]:
                 g.create_dataset("data", data=data, chunks=_chunks(data.shape), fletcher32=True)
             else:

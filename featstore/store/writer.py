@@ -7,6 +7,7 @@ next writer deletes; a crash after it leaves a complete commit. Nothing committe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -31,7 +32,7 @@ from featstore.store.manifest import (
     check_relpath,
     read_manifest,
 )
-from featstore.store.shards import file_sha256, write_shard
+from featstore.store.shards import file_sha256, io_error_text, shard_nbytes, write_shard
 from featstore.store.store import Store
 from featstore.store.tables import write_table
 
@@ -61,15 +62,26 @@ def write_shard_file(
     check_name(encoder_id, "encoder")
     name = f"shard-{uuid.uuid4().hex[:16]}.h5"
     tmp = root / TMP_DIR / f"{name}.part"
+    need = shard_nbytes(keys, features, ragged, meta)
+    try:
+        free = shutil.disk_usage(tmp.parent).free
+    except OSError:
+        free = need
+    if free < need:
+        raise StoreError(f"no space left on device for a shard in {root}: it needs about "
+                         f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; everything "
+                         "committed so far is kept")
     try:
         write_shard(tmp, keys, features, ragged, meta)
         final_dir = root / "encoders" / encoder_id
         final_dir.mkdir(parents=True, exist_ok=True)
         final = final_dir / name
         publish(tmp, final)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"writing a shard to {root} failed: {exc}") from None
+    except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StoreError(f"writing a shard to {root} failed: {io_error_text(exc)}; "
+                         "everything committed so far is kept") from None
     return ShardEntry(
         file=f"encoders/{encoder_id}/{name}", rows=len(keys), bytes=final.stat().st_size,
         sha256=file_sha256(final), features=sorted([*features, *(ragged or {})]))
@@ -154,10 +166,16 @@ class StoreWriter:
     # -- encoders and shards ------------------------------------------------------------------
     def ensure_encoder(self, encoder_id: str, fingerprint: dict, dtype: str,
                        feature_shapes: Mapping[str, list[int]]) -> None:
-        """Register an encoder, or widen the features an existing one may hold."""
+        """Register an encoder, or widen the features an existing one may hold.
+
+        Commits only when the entry changes, so a run with nothing new leaves the store as is.
+        """
         assert self.manifest is not None
         check_name(encoder_id, "encoder")
         entry = self.manifest.encoders.get(encoder_id)
+        if entry is not None and entry.fingerprint == fingerprint and entry.dtype == dtype and \
+                all(entry.feature_shapes.get(k) == list(v) for k, v in feature_shapes.items()):
+            return
         if entry is None:
             self.manifest.encoders[encoder_id] = EncoderEntry(
                 fingerprint=fingerprint, dtype=dtype,
@@ -194,6 +212,7 @@ class StoreWriter:
         """Replace (or add) a dataset table, given in memory or as a Parquet file under tmp/.
 
         Encoders that featurized the previous table stay listed when the rows are the same.
+        The previous table file is left for the next writer's orphan sweep (readers may hold it).
         """
         assert self.manifest is not None
         check_name(name, "dataset")
@@ -219,8 +238,8 @@ class StoreWriter:
                              skipped=skipped, updated=_now())
         self.manifest.datasets[name] = entry
         self._commit()
-        if old is not None:
-            self._unlink_quietly(old.file)
+        # The replaced table stays until the next writer's orphan sweep, so a reader holding
+        # the previous snapshot can still read it while this writer runs.
         return entry
 
     def add_dataset_encoder(self, name: str, encoder_id: str) -> None:
