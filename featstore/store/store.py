@@ -114,7 +114,10 @@ class Store:
         if entry is None:
             known = ", ".join(self.manifest.datasets) or "none"
             raise StoreError(f"store {self.root} has no dataset {name!r} (it has: {known})")
-        return read_table(check_relpath(entry.file, self.root))
+        path = check_relpath(entry.file, self.root)
+        if not path.exists():
+            raise self._gone(entry.file, "dataset table")
+        return read_table(path, sha256=entry.sha256)
 
     def latest_dataset(self) -> str:
         if not self.manifest.datasets:
@@ -127,7 +130,24 @@ class Store:
 
     def _reader(self, encoder_id: str, i: int) -> ShardReader:
         s = self.encoder_entry(encoder_id).shards[i]
-        return ShardReader(check_relpath(s.file, self.root), expected_bytes=s.bytes)
+        path = check_relpath(s.file, self.root)
+        if not path.exists():
+            raise self._gone(s.file, "shard")
+        return ShardReader(path, expected_bytes=s.bytes)
+
+    def _gone(self, rel: str, what: str) -> StoreError:
+        """A file this snapshot names is gone: stale snapshot (the store moved on) or damage."""
+        try:
+            now = read_manifest(self.root).generation
+        except StoreError:
+            now = self.manifest.generation
+        if now != self.manifest.generation:
+            return StoreError(
+                f"store {self.root} changed since this snapshot was read (generation "
+                f"{self.manifest.generation} -> {now}): {what} {rel} is gone; "
+                "call refresh() or open the store again")
+        return DamagedShardError(f"{what} {rel} of store {self.root} is missing; "
+                                 "run `featstore repair`")
 
     def index(self, encoder_id: str, feature: str) -> dict[str, _Loc]:
         """key -> location of the newest committed row holding `feature`."""
@@ -273,7 +293,14 @@ class Store:
             if path.stat().st_size != s.bytes:
                 return f"shard {s.file} has {path.stat().st_size} bytes, expected {s.bytes}"
             if file_sha256(path) != s.sha256:
-                return f"shard {s.file} fails its checksum"
+                try:
+                    with self._reader(encoder_id, i) as r:
+                        r.check_all()
+                    where = "its bytes differ from the committed file"
+                except StoreError as exc:
+                    where = str(exc).split(" is damaged", 1)[-1].strip(" :;")
+                    where = where.removesuffix("run `featstore repair`").strip(" :;")
+                return f"shard {s.file} fails its checksum ({where})"
             with self._reader(encoder_id, i) as r:
                 r.check_all()
                 if len(r.keys()) != s.rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +18,24 @@ def write_table(path: Path, table: pa.Table) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
+    """Read a table; with `sha256`, refuse a file whose bytes differ from what was committed.
+
+    Parquet pages carry no checksum by default, so a flipped byte could otherwise change a key
+    or a label silently. Tables are small next to the shards, so hashing them costs little.
+    """
     try:
-        return pq.read_table(path).to_pandas()
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DamagedShardError(f"dataset table {path} is missing; run `featstore repair`"
+                                ) from None
+    except OSError as exc:
+        raise DamagedShardError(f"dataset table {path} cannot be read ({exc.strerror})") from None
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise DamagedShardError(f"dataset table {path} fails its checksum (damaged); "
+                                "run `featstore repair`")
+    try:
+        return pq.read_table(pa.BufferReader(raw)).to_pandas()
     except (OSError, pa.ArrowException) as exc:
-        raise DamagedShardError(f"dataset table {path} is damaged or missing ({exc}); "
+        raise DamagedShardError(f"dataset table {path} is damaged ({exc}); "
                                 "run `featstore repair`") from None
