@@ -45,7 +45,14 @@ from featstore.heads.poolings import (
     pooling_module,
     stored_features,
 )
-from featstore.heads.training import Inputs, TrainOptions, forward_all, train_network
+from featstore.heads.training import (
+    Inputs,
+    TrainOptions,
+    forward_all,
+    pick_threads,
+    torch_threads,
+    train_network,
+)
 from featstore.store import KEY_COLUMN, Store, keys_for
 
 Data = str | pd.DataFrame | Sequence[str]
@@ -349,7 +356,10 @@ class _HeadBase:
                             batch_size=self.batch_size, patience=self.patience,
                             label_smoothing=self.label_smoothing if self._task ==
                             "classification" else 0.0, seed=self.seed)
-        result = train_network(self.network_, self._task, train_x, train_y, val, opts, progress)
+        width = int(np.prod(train_x.enc.shape[1:])) + sum(int(t.shape[1]) for t in train_x.sources)
+        with torch_threads(pick_threads(len(train_x) * width)):
+            result = train_network(self.network_, self._task, train_x, train_y, val, opts,
+                                   progress)
         self.network_.eval()
         self.fit_info_.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
 
@@ -375,7 +385,8 @@ class _HeadBase:
         x = self._inputs(store, keys, where, fitting=False)
         if self.head_kind == "logreg":
             return self.model_.predict_proba(x)
-        with torch.inference_mode():
+        width = int(np.prod(x.enc.shape[1:]))
+        with torch.inference_mode(), torch_threads(pick_threads(len(x) * width)):
             out = forward_all(self.network_, x)
         if self._task == "regression":
             return out[:, 0].double().numpy() * self.target_std_ + self.target_mean_

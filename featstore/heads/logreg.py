@@ -75,8 +75,8 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...], max_iter: in
 
 def logreg_state(model: LogisticRegression) -> dict[str, np.ndarray]:
     return {
-        "logreg.coef": np.asarray(model.coef_, dtype=np.float64),
-        "logreg.intercept": np.asarray(model.intercept_, dtype=np.float64),
+        "logreg.coef": np.asarray(model.coef_),
+        "logreg.intercept": np.asarray(model.intercept_),
         "logreg.classes": np.asarray(model.classes_, dtype=np.int64),
     }
 
@@ -84,8 +84,8 @@ def logreg_state(model: LogisticRegression) -> dict[str, np.ndarray]:
 def logreg_from_state(tensors: dict[str, np.ndarray], c: float) -> LogisticRegression:
     """Rebuild a fitted LogisticRegression from its arrays: predictions match the original."""
     model = LogisticRegression(C=c)
-    model.coef_ = np.asarray(tensors["logreg.coef"], dtype=np.float64)
-    model.intercept_ = np.asarray(tensors["logreg.intercept"], dtype=np.float64)
+    model.coef_ = np.asarray(tensors["logreg.coef"])
+    model.intercept_ = np.asarray(tensors["logreg.intercept"])
     model.classes_ = np.asarray(tensors["logreg.classes"], dtype=np.int64)
     model.n_features_in_ = model.coef_.shape[1]
     model.n_iter_ = np.zeros(1, dtype=np.int32)

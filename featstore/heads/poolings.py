@@ -94,14 +94,19 @@ def fixed_pool(pool: str, x: np.ndarray) -> np.ndarray:
 
 
 class WeightedLayers(nn.Module):
-    """Softmax-normalised learned weights over layers: [B, L, D] -> [B, D]."""
+    """Softmax-normalised learned weights over layers: [B, L, D] -> [B, D].
+
+    The logits are scaled by `sharpness` so that, at the learning rate that suits the head, the
+    layer mix can still move away from uniform within a few epochs."""
+
+    sharpness = 10.0
 
     def __init__(self, n_layers: int) -> None:
         super().__init__()
         self.logits = nn.Parameter(torch.zeros(n_layers))
 
     def weights(self) -> torch.Tensor:
-        return torch.softmax(self.logits, dim=0)
+        return torch.softmax(self.sharpness * self.logits, dim=0)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return torch.einsum("bld,l->bd", x, self.weights())
