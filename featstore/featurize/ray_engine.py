@@ -11,6 +11,7 @@ deletes. The store must therefore sit on a filesystem every node sees at the sam
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -195,21 +196,12 @@ def featurize_corpus_ray(
                        disable=not progress, file=sys.stderr, dynamic_ncols=True)
             try:
                 with _cluster(ray, options.address):
-                    workers = _workers(ray, options.workers, gpus)
-                    for r in _run(ray, root, worker_options, encoder_id, laser_id, pending,
-                                  workers, gpus):
-                        entry = ShardEntry(file=r["file"], rows=int(r["rows"]),
-                                           bytes=int(r["bytes"]), sha256=r["sha256"],
-                                           features=r["features"].split(","))
-                        writer.commit_shard(r["encoder_id"], entry)
-                        counts["bytes"] += entry.bytes
-                        counts["worker_seconds"] += float(r["seconds"])
-                        if r["encoder_id"] == encoder_id:
-                            counts["new"] += entry.rows
-                            counts["windows"] += int(r["windows"])
-                            bar.update(entry.rows)
-                        else:
-                            counts["laser_new"] += entry.rows
+                    workers, initial = _workers(ray, options.workers, gpus, warn)
+                    stream = _run(ray, root, worker_options, encoder_id, laser_id, pending,
+                                  workers, initial, gpus)
+                    # closing: a failed commit stops the workers now, not at garbage collection
+                    with contextlib.closing(stream):
+                        _commit_all(writer, stream, encoder_id, counts, bar)
             finally:
                 bar.close()
         else:
@@ -247,6 +239,23 @@ def featurize_corpus_ray(
         "bytes_written": counts["bytes"],
         "mb_per_s": round(counts["bytes"] / 1e6 / pass_seconds, 2),
     }
+
+
+def _commit_all(writer: StoreWriter, stream: Iterator[dict], encoder_id: str, counts: dict,
+                bar: tqdm) -> None:
+    """Commit each shard entry as a worker reports it: a killed job keeps all committed so far."""
+    for r in stream:
+        entry = ShardEntry(file=r["file"], rows=int(r["rows"]), bytes=int(r["bytes"]),
+                           sha256=r["sha256"], features=r["features"].split(","))
+        writer.commit_shard(r["encoder_id"], entry)
+        counts["bytes"] += entry.bytes
+        counts["worker_seconds"] += float(r["seconds"])
+        if r["encoder_id"] == encoder_id:
+            counts["new"] += entry.rows
+            counts["windows"] += int(r["windows"])
+            bar.update(entry.rows)
+        else:
+            counts["laser_new"] += entry.rows
 
 
 def _scan(corpus, writer: StoreWriter, table_tmp: Path, encoder_id: str, wanted: list[str],
@@ -339,22 +348,27 @@ class _cluster:
             self.ray.shutdown()
 
 
-def _workers(ray, workers: int | None, gpus: float) -> int:
-    """--workers, else as many actors as the cluster has GPUs (or CPUs) for."""
-    if workers is not None:
-        return workers
+def _workers(ray, workers: int | None, gpus: float, warn: Callable[[str], None]
+             ) -> tuple[int, int]:
+    """(most actors, actors to start with): --workers, else as many as the cluster has GPUs (or
+    CPUs) for. The pool starts with what fits now and may grow if an autoscaler adds nodes, so
+    asking for more workers than the cluster holds never hangs the job."""
     resources = ray.cluster_resources()
-    if gpus > 0:
-        n = int(resources.get("GPU", 0) // gpus)
-        if n == 0:
+    kind, need = ("GPU", gpus) if gpus > 0 else ("CPU", 1.0)
+    fits = int(resources.get(kind, 0) // need)
+    if workers is None:
+        if fits == 0:
             raise RayEngineError(f"--gpus-per-worker {gpus:g} but the Ray cluster has "
                                  f"{resources.get('GPU', 0):g} GPUs")
-        return n
-    return max(1, int(resources.get("CPU", 1)))
+        return fits, fits
+    if fits < workers:
+        warn(f"warning: the Ray cluster has room for {fits} of {workers} workers now "
+             f"({resources.get(kind, 0):g} {kind}s); starting with {max(fits, 1)}")
+    return workers, max(1, min(fits, workers))
 
 
 def _run(ray, root: Path, options: FeaturizeOptions, encoder_id: str, laser_id: str | None,
-         pending: _Pending, workers: int, gpus: float) -> Iterator[dict]:
+         pending: _Pending, workers: int, initial: int, gpus: float) -> Iterator[dict]:
     """Stream the workers' shard entries back as they finish."""
     ds = ray.data.from_pandas(pending.blocks)
     results = ds.map_batches(
@@ -362,7 +376,8 @@ def _run(ray, root: Path, options: FeaturizeOptions, encoder_id: str, laser_id: 
         fn_constructor_kwargs={"root": str(root.resolve()), "options": options,
                                "encoder_id": encoder_id, "laser_id": laser_id},
         batch_size=options.shard_rows, batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers,
+                                           initial_size=initial),
         num_cpus=1, num_gpus=gpus or None)
     try:
         for batch in results.iter_batches(batch_size=None, batch_format="pandas"):
