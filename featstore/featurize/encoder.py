@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle  # for its error class only: nothing is unpickled here
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,6 +119,11 @@ class Encoder:
             net, info = AutoModel.from_pretrained(self.source, config=config,
                                                   trust_remote_code=trust_remote_code,
                                                   output_loading_info=True)
+        except pickle.UnpicklingError:
+            # torch.load(weights_only=True) met pickled objects that are not plain tensors.
+            raise EncoderError(f"cannot load model {self.name!r}: its weights file holds "
+                               "pickled objects other than tensors, which featstore never "
+                               "unpickles; use a safetensors checkpoint") from None
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EncoderError(f"cannot load model {self.name!r}: {first}") from None
