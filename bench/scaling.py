@@ -7,7 +7,9 @@ text, the time of a second pass that finds everything stored (what an incrementa
 and the process's peak RSS. The default encoder is a random 2-layer, 32-wide BERT, so 100k texts
 finish in minutes on two cores and the figures show the pass's own overheads (tokenizing,
 batching, hashing, writing) rather than the model; --model default uses the bundled MiniLM.
-Linear growth shows as a flat per-text cost.
+Linear growth shows as a flat per-text cost. --engines local,ray featurizes each size with both
+engines side by side (the Ray job runs on a local cluster of this machine's cores, started before
+the timed pass; its actors' start-up is part of the pass, as it is for a real job).
 
 Part 2, reading features for a head: a store with --head-rows rows (default 1M) of one stored
 layer of --hidden (default 384, MiniLM's width) float16 `mean` vectors, written as shards of
@@ -21,7 +23,7 @@ layer of --hidden (default 384, MiniLM's width) float16 `mean` vectors, written 
 
 Timings are noisy on a shared CPU; compare sizes within one run.
 
-  python bench/scaling.py [--sizes 1000,10000,100000] [--model tiny|default]
+  python bench/scaling.py [--sizes 1000,10000,100000] [--model tiny|default] [--engines local,ray]
                           [--head-rows 1000000] [--hidden 384] [--skip-heads] [--json]
 """
 
@@ -69,10 +71,17 @@ def _child(argv: list[str]) -> dict:
 
 
 # -- child modes ----------------------------------------------------------------------------------
-def child_featurize(corpus: str, store: str, model: str | None) -> dict:
+def child_featurize(corpus: str, store: str, model: str | None, engine: str) -> dict:
     from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
 
-    opts = FeaturizeOptions(model=model, laser=False)
+    opts = FeaturizeOptions(model=model, laser=False, engine=engine)
+    if engine == "ray":  # a cluster is up before a job starts; its actors are part of the job
+        import logging
+
+        import ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)
     # Warm-up on a few texts into a throwaway store: first-call costs are not per-text costs.
     warm = Path(store).with_name(Path(store).name + "-warm")
     from synthetic import write_corpus
@@ -159,7 +168,8 @@ def build_head_store(root: Path, rows: int, hidden: int, shard_rows: int = 16384
 
 
 # -- driver ---------------------------------------------------------------------------------------
-def run_featurize(sizes: list[int], model_arg: str, tmp: Path) -> list[dict]:
+def run_featurize(sizes: list[int], model_arg: str, engines: list[str], tmp: Path
+                  ) -> list[dict]:
     from synthetic import build_random_encoder, write_corpus
 
     model = None if model_arg == "default" else str(build_random_encoder("tiny-bert",
@@ -167,13 +177,15 @@ def run_featurize(sizes: list[int], model_arg: str, tmp: Path) -> list[dict]:
     rows = []
     for n in sizes:
         corpus = write_corpus(tmp / f"corpus-{n}.csv", n, seed=n)
-        print(f"featurize {n} texts ...", file=sys.stderr, flush=True)
-        r = _child(["featurize", str(corpus), str(tmp / f"store-{n}"), model or ""])
-        r["texts"] = n
-        if "error" not in r:
-            r["ms_per_text"] = round(1000 * r["pass_seconds"] / n, 3)
-            r["store_bytes_per_text"] = round(r["store_bytes"] / n)
-        rows.append(r)
+        for engine in engines:
+            print(f"featurize {n} texts ({engine}) ...", file=sys.stderr, flush=True)
+            r = _child(["featurize", str(corpus), str(tmp / f"store-{n}-{engine}"), model or "",
+                        engine])
+            r.update(texts=n, engine=engine)
+            if "error" not in r:
+                r["ms_per_text"] = round(1000 * r["pass_seconds"] / n, 3)
+                r["store_bytes_per_text"] = round(r["store_bytes"] / n)
+            rows.append(r)
     return rows
 
 
@@ -195,20 +207,22 @@ def run_heads(rows: int, hidden: int, chunk: int, tmp: Path) -> dict:
 def _print(report: dict) -> None:
     if report.get("featurize"):
         print(f"featurize ({report['model']} encoder; pass time excludes model loading)")
-        print(f"{'texts':>8} {'pass s':>8} {'ms/text':>8} {'store MB':>9} {'B/text':>7} "
-              f"{'rerun s':>8} {'peak RSS MB':>12}")
+        print(f"{'texts':>8} {'engine':>6} {'pass s':>8} {'ms/text':>8} {'store MB':>9} "
+              f"{'B/text':>7} {'rerun s':>8} {'peak RSS MB':>12}")
         for r in report["featurize"]:
             if "error" in r:
-                print(f"{r['texts']:>8} error: {r['error']}")
+                print(f"{r['texts']:>8} {r['engine']:>6} error: {r['error']}")
                 continue
-            print(f"{r['texts']:>8} {r['pass_seconds']:>8.2f} {r['ms_per_text']:>8.3f} "
+            print(f"{r['texts']:>8} {r['engine']:>6} {r['pass_seconds']:>8.2f} "
+                  f"{r['ms_per_text']:>8.3f} "
                   f"{r['store_bytes'] / 2**20:>9.2f} {r['store_bytes_per_text']:>7} "
                   f"{r['rerun_seconds']:>8.2f} {r['peak_rss_mb']:>12.0f}")
-        ok = [r for r in report["featurize"] if "error" not in r]
-        if len(ok) >= 2:
-            a, b = ok[0], ok[-1]
-            print(f"per-text cost {b['texts']} vs {a['texts']}: "
-                  f"{b['ms_per_text'] / a['ms_per_text']:.2f}x (1.00 = linear growth)")
+        for engine in dict.fromkeys(r["engine"] for r in report["featurize"]):
+            ok = [r for r in report["featurize"] if "error" not in r and r["engine"] == engine]
+            if len(ok) >= 2:
+                a, b = ok[0], ok[-1]
+                print(f"{engine}: per-text cost at {b['texts']} / at {a['texts']}: "
+                      f"{b['ms_per_text'] / a['ms_per_text']:.2f} (1.00 = linear growth)")
     h = report.get("heads")
     if h:
         print(f"\nreading {h['rows']} rows x {h['hidden']} float16 ({h['float16_mb']} MB of "
@@ -228,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--child"]:
         kind, *rest = argv[1:]
         if kind == "featurize":
-            corpus, store, model = rest
-            result = child_featurize(corpus, store, model or None)
+            corpus, store, model, engine = rest
+            result = child_featurize(corpus, store, model or None, engine)
         else:
             store, mode, chunk = rest
             result = child_heads(store, mode, int(chunk))
@@ -238,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="1000,10000,100000", help="comma list of corpus sizes")
     p.add_argument("--model", default="tiny", choices=["tiny", "default"])
+    p.add_argument("--engines", default="local",
+                   help="comma list of local,ray: each size featurized by each, side by side")
     p.add_argument("--head-rows", type=int, default=1_000_000)
     p.add_argument("--hidden", type=int, default=384)
     p.add_argument("--chunk", type=int, default=65536, help="keys per chunk in `chunked`")
@@ -255,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="featstore-scaling-") as tmpdir:
         tmp = Path(tmpdir)
         if not args.skip_featurize:
-            report["featurize"] = run_featurize(sizes, args.model, tmp)
+            engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+            if not engines or set(engines) - {"local", "ray"}:
+                p.error(f"--engines must list local and/or ray, not {args.engines!r}")
+            report["featurize"] = run_featurize(sizes, args.model, engines, tmp)
         if not args.skip_heads:
             report["heads"] = run_heads(args.head_rows, args.hidden, args.chunk, tmp)
     if args.json:
