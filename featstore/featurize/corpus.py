@@ -2,16 +2,19 @@
 
 Every column is kept as read; texts are normalised for keys by the store's rule. CSV and TSV are
 read as strings throughout (so a label column never changes type between chunks); Parquet and
-JSONL keep their own types.
+JSONL keep their own types. `ChunkChecker` checks every chunk before anything is written, so bad
+input fails with its file, row and column while the store is still untouched.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -97,10 +100,31 @@ def _read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
         raise CorpusError(f"{path}: {_first_bad_line(path)} is not valid UTF-8") from None
     except pd.errors.EmptyDataError:
         return
-    except (pd.errors.ParserError, ValueError, pa.ArrowException, json.JSONDecodeError,
-            OSError) as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise CorpusError(f"{path}: cannot parse as {fmt}: {msg}") from None
+    except ValueError as exc:
+        if fmt != "jsonl":
+            raise CorpusError(f"{path}: cannot parse as {fmt}: {_last_line(exc)}") from None
+        raise CorpusError(f"{path}: {_first_bad_json_line(path) or _last_line(exc)}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise CorpusError(f"{path}: cannot parse as {fmt}: {_last_line(exc)}") from None
+
+
+def _last_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """Which line of a JSONL file is not a JSON object, for a message that points at it."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})"
+            if not isinstance(obj, dict):
+                return f"line {lineno} is not a JSON object (found {type(obj).__name__})"
+    return None
 
 
 def _first_bad_line(path: Path) -> str:
@@ -111,3 +135,80 @@ def _first_bad_line(path: Path) -> str:
             except UnicodeDecodeError:
                 return f"line {lineno}"
     return "the file"
+
+
+_SCALARS = (str, int, float, bool, np.generic)
+
+
+def _type_name(value: object) -> str:
+    return {str: "text", int: "a number", float: "a number", bool: "a boolean",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+class ChunkChecker:
+    """Checks each chunk as the featurize pass will use it, before anything is written: texts
+    are scalars and valid Unicode, and every column converts to one Arrow type across the file.
+    """
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.corpus = corpus
+        self.schema: pa.Schema | None = None
+
+    def check(self, chunk: pd.DataFrame, first_row: int, keep: Sequence[int]) -> None:
+        """`first_row`: rows before this chunk; `keep`: positions of rows that have text."""
+        path, col = self.corpus.path, self.corpus.text_column
+        values = chunk[col].tolist()
+        for i in keep:
+            v = values[i]
+            where = f"{path} row {first_row + i + 1}, column {col!r}"
+            if not isinstance(v, _SCALARS):
+                raise CorpusError(f"{where}: expected text, found {_type_name(v)}")
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise CorpusError(f"{where}: text is not valid Unicode (a lone surrogate "
+                                      "escape such as \\ud800)") from None
+        rows = chunk.iloc[list(keep)].reset_index(drop=True)
+        try:
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise CorpusError(self._mixed(rows, first_row, keep, exc)) from None
+        if self.schema is None:
+            if table.num_rows:
+                self.schema = table.schema
+            return
+        for field in self.schema:
+            got = table.schema.field(field.name).type if field.name in table.schema.names \
+                else None
+            if got is None:
+                raise CorpusError(f"{path} row {first_row + 1}: column {field.name!r} is "
+                                  "missing from here on")
+            if got != field.type and not pa.types.is_null(got):
+                try:
+                    table.column(field.name).cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise CorpusError(
+                        f"{path} rows {first_row + 1}-{first_row + len(chunk)}, column "
+                        f"{field.name!r}: holds {got} where earlier rows hold {field.type}; "
+                        "a column must keep one type") from None
+
+    def _mixed(self, rows: pd.DataFrame, first_row: int, keep: Sequence[int],
+               exc: BaseException) -> str:
+        path = self.corpus.path
+        m = re.search(r"column (.+?) with type", str(exc))
+        col = m.group(1) if m else None
+        if col in rows.columns:
+            first_kind = None
+            for j, v in enumerate(rows[col].tolist()):
+                if v is None or (isinstance(v, float) and np.isnan(v)):
+                    continue
+                kind = _type_name(v)
+                if first_kind is None:
+                    first_kind = kind
+                elif kind != first_kind:
+                    return (f"{path} row {first_row + keep[j] + 1}, column {col!r}: "
+                            f"{str(v)[:40]!r} is {kind} where earlier rows hold {first_kind}; "
+                            "a column must hold one type")
+            return f"{path}, column {col!r}: values cannot be stored ({_last_line(exc)})"
+        return f"{path}: a column cannot be stored ({_last_line(exc)})"
