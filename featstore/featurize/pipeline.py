@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from featstore.featurize.batching import token_budget_batches
-from featstore.featurize.corpus import Corpus, CorpusError, open_corpus
+from featstore.featurize.corpus import ChunkChecker, Corpus, CorpusError, open_corpus
 from featstore.featurize.encoder import LAYERED_FEATURES, Encoder, EncoderError, Windows
 from featstore.featurize.laser import MISSING_LASER_HINT, LaserVectors, find_laser_dir
 from featstore.featurize.writer import ShardCommitter
@@ -120,14 +120,19 @@ def laser_encoder_id(laser: LaserVectors, dtype: str) -> tuple[str, dict]:
 def scan_corpus(corpus: Corpus, strict: bool) -> tuple[int, int]:
     """(rows, rows without text) over the whole file: fails before anything is written."""
     rows = skipped = 0
+    checker = ChunkChecker(corpus)
     for chunk in corpus.chunks():
         texts = chunk[corpus.text_column]
+        keep = []
         for i, value in enumerate(texts.tolist()):
             if _clean(value) is None:
                 if strict:
                     raise CorpusError(f"{corpus.path} row {rows + i + 1}: empty or missing text "
                                       f"in column {corpus.text_column!r} (--strict)")
                 skipped += 1
+            else:
+                keep.append(i)
+        checker.check(chunk, rows, keep)
         rows += len(chunk)
     if rows - skipped == 0:
         what = "has no rows" if rows == 0 else f"has no texts in column {corpus.text_column!r}"
