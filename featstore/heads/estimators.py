@@ -237,6 +237,14 @@ class _HeadBase:
         self.source_fingerprints_ = [store.encoder_entry(s.encoder_id).fingerprint
                                      for s in self.sources_]
 
+    def check_data(self, store: Store, keys: list[str], where: str) -> None:
+        """Fail fast, before any training, if options or stored features cannot serve `keys`."""
+        self._validate()
+        self._resolve(store)
+        check_present(store, self.encoder_id_, keys, self.features_, where)
+        for s in self.sources_:
+            check_present(store, s.encoder_id, keys, [s.feature], where)
+
     def _gather(self, store: Store, keys: list[str], where: str) -> tuple[Any, list[np.ndarray]]:
         check_present(store, self.encoder_id_, keys, self.features_, where)
         if self.pool == "attention":

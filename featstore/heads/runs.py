@@ -137,12 +137,16 @@ def _trials(p: Plan, task: str, shots: int | None, repeats: int, seed: int
 
 def run(store: Store, p: Plan, params: dict[str, Any], task: str = "classification",
         shots: int | None = None, repeats: int = 1, seed: int = 0,
-        progress: Any = None) -> RunResult:
+        progress: Any = None, refit: bool = True) -> RunResult:
     """Fit and score one configuration under a plan; returns the head to keep (fitted on all
     training rows for CV, on the first sample for few-shot) and mean/std metrics."""
     if repeats < 1:
         raise HeadError(f"--repeats must be at least 1, got {repeats}")
     params = {**params, "label_col": p.label_col, "seed": seed}
+    probe = make_head(task, **params)
+    probe.check_data(store, p.train[KEY_COLUMN].tolist(), f"dataset {p.train_name!r}")
+    if p.eval is not None:
+        probe.check_data(store, p.eval[KEY_COLUMN].tolist(), f"{p.eval_name}")
     runs, seconds, keep = [], 0.0, None
     for i, (tr_idx, ev) in enumerate(_trials(p, task, shots, repeats, seed)):
         head = make_head(task, **params)
@@ -157,7 +161,7 @@ def run(store: Store, p: Plan, params: dict[str, Any], task: str = "classificati
         if progress is not None:
             progress.update(1)
     notes = []
-    if p.cv and not shots:
+    if p.cv and not shots and refit:
         keep = make_head(task, **params)
         keep.fit(store, p.train)
         notes.append(f"metrics are the mean over {p.cv} folds; the saved head is refitted on "

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 SMALL_WORK = 4_000_000  # rows x width below which one thread beats two (thread start-up)
 THREADS_ENV = "FEATSTORE_THREADS"
 

@@ -1,0 +1,32 @@
+"""`probe-layers`: a logistic regression per stored layer on its CLS and mean vectors, the
+"what each layer knows" picture. A fixed C keeps it to one fit per layer and feature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from featstore.heads.features import encoder_layers
+from featstore.heads.runs import Plan, run
+from featstore.store import Store
+
+PROBE_FEATURES = ("cls", "mean")
+PROBE_C = 1.0
+
+
+def probe_layers(store: Store, plan: Plan, encoder: str | None = None,
+                 features: tuple[str, ...] = PROBE_FEATURES, c: float = PROBE_C,
+                 seed: int = 0, normalize: str = "standard",
+                 progress: Any = None) -> list[dict[str, Any]]:
+    """Rows {layer, feature, metrics..., train_seconds}, bottom layer first."""
+    enc = store.resolve_encoder(encoder, kind="encoder")
+    rows = []
+    for layer in encoder_layers(store, enc):
+        for feat in features:
+            params = {"pool": feat, "layers": [layer], "head": "logreg", "C": c,
+                      "encoder": enc, "normalize": normalize}
+            r = run(store, plan, params, seed=seed, refit=False)
+            rows.append({"layer": layer, "feature": feat, **r.metrics,
+                         "train_seconds": round(r.train_seconds, 3)})
+            if progress is not None:
+                progress.update(1)
+    return rows
