@@ -100,7 +100,7 @@ def _read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
         raise CorpusError(f"{path}: {_first_bad_line(path)} is not valid UTF-8") from None
     except pd.errors.EmptyDataError:
         return
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # pandas raises TypeError for a JSONL non-object
         if fmt != "jsonl":
             raise CorpusError(f"{path}: cannot parse as {fmt}: {_last_line(exc)}") from None
         raise CorpusError(f"{path}: {_first_bad_json_line(path) or _last_line(exc)}") from None
