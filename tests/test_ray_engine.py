@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import WORDS
+from laser_tiny import build_tiny_laser
 
 from featstore.cli import main
 from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
@@ -50,8 +51,10 @@ def corpus(tmp_path_factory) -> tuple:
     return path, len(set(texts))
 
 
-def _options(model, **kw) -> FeaturizeOptions:
-    return FeaturizeOptions(model=str(model), laser=False, shard_rows=SHARD_ROWS, **kw)
+def _options(model, laser_dir=None, **kw) -> FeaturizeOptions:
+    return FeaturizeOptions(model=str(model), laser=laser_dir is not None,
+                            laser_dir=str(laser_dir) if laser_dir else None,
+                            shard_rows=SHARD_ROWS, **kw)
 
 
 def _shard_files(root) -> set[str]:
@@ -62,8 +65,10 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
                                                            tmp_path, monkeypatch, capsys):
     path, unique = corpus
     model = tiny_model_dir("bert")
-    local = featurize_corpus(path, tmp_path / "local", _options(model), progress=False)
-    assert local["new"] == unique and local["windows"] > unique  # the long text has windows
+    laser = build_tiny_laser(tmp_path / "laser")
+    local = featurize_corpus(path, tmp_path / "local", _options(model, laser), progress=False)
+    assert local["new"] == local["laser_new"] == unique
+    assert local["windows"] > unique  # the long text has windows
 
     # A job killed after its first commit: that shard is kept, the rest become orphans.
     real_commit = StoreWriter.commit_shard
@@ -78,28 +83,34 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
     monkeypatch.setattr(StoreWriter, "commit_shard", commit_then_die)
     root = tmp_path / "ray"
     with pytest.raises(RuntimeError, match="killed"):  # one worker: half the start-up cost
-        featurize_corpus(path, root, _options(model, engine="ray", workers=1), progress=False)
+        featurize_corpus(path, root, _options(model, laser, engine="ray", workers=1),
+                         progress=False)
     monkeypatch.setattr(StoreWriter, "commit_shard", real_commit)
     killed = Store(root)
-    (enc_id,) = killed.manifest.encoders
+    enc_id = local["encoder_id"]
+    assert set(killed.manifest.encoders) == {enc_id, local["laser_encoder_id"]}
     assert killed.encoder_entry(enc_id).rows == commits[0].rows > 0
+    killed_laser = killed.encoder_entry(local["laser_encoder_id"]).rows
     assert not killed.manifest.datasets
 
     capsys.readouterr()
     # More workers than the cluster holds: start with what fits, never wait forever.
-    summary = featurize_corpus(path, root, _options(model, engine="ray", workers=3),
+    summary = featurize_corpus(path, root, _options(model, laser, engine="ray", workers=3),
                                progress=False)
     assert "room for 2 of 3 workers" in capsys.readouterr().err
     assert summary["engine"] == "ray" and summary["workers"] == 3
     assert summary["new"] == unique - commits[0].rows  # only what was not committed
     assert summary["cached"] == commits[0].rows
-    assert summary["encoder_id"] == local["encoder_id"] == enc_id
+    assert summary["encoder_id"] == enc_id
+    assert summary["laser_encoder_id"] == local["laser_encoder_id"]
+    assert summary["laser_new"] == unique - killed_laser
     assert summary["windows"] + killed_windows(killed, enc_id) == local["windows"]
     assert summary["bytes_written"] > 0 and summary["mb_per_s"] >= 0
 
     a, b = Store(tmp_path / "local"), Store(root)
     # No orphans left: every shard file on disk is named by the manifest.
-    assert _shard_files(root) == {s.file for s in b.encoder_entry(enc_id).shards}
+    assert _shard_files(root) == {s.file for e in b.manifest.encoders.values()
+                                  for s in e.shards}
     assert not any((root / "tmp").iterdir())
     keys = a.dataset("toy")[KEY_COLUMN].tolist()
     pd.testing.assert_frame_equal(a.dataset("toy"), b.dataset("toy"))
@@ -110,6 +121,9 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
         y = b.gather(enc_id, keys, feature).astype(np.float32)
         assert np.abs(x).max() > 0.1  # real values, not zeros
         np.testing.assert_allclose(y, x, rtol=1e-2, atol=2e-3)  # float16 storage tolerance
+    np.testing.assert_allclose(b.features("toy", "laser"), a.features("toy", "laser"),
+                               rtol=1e-2, atol=2e-3)
+    assert a.datasets()[0]["encoders"] == b.datasets()[0]["encoders"]
     np.testing.assert_array_equal(a.gather_meta(enc_id, keys, "n_windows"),
                                   b.gather_meta(enc_id, keys, "n_windows"))
     assert a.gather_meta(enc_id, keys, "n_windows").max() >= 4
@@ -117,10 +131,11 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
     # A second run through the CLI computes nothing, starts no worker, and the store verifies.
     capsys.readouterr()
     assert main(["featurize", str(path), "--store", str(root), "--model", str(model),
-                 "--no-laser", "--engine", "ray", "--workers", "2", "--no-progress",
-                 "--json"]) == 0
+                 "--laser-dir", str(laser), "--engine", "ray", "--workers", "2",
+                 "--no-progress", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["new"] == 0 and again["cached"] == unique and again["workers"] == 0
+    assert again["new"] == again["laser_new"] == 0 and again["cached"] == unique
+    assert again["workers"] == 0
     assert main(["verify", "--store", str(root)]) == 0
     assert b.encoder_entry(enc_id).rows == Store(root).encoder_entry(enc_id).rows == unique
 
