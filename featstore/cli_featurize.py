@@ -129,7 +129,8 @@ def _summary_text(s: dict) -> str:
                           if s["laser_encoder_id"] else "off"),
         f"written    {_size(s['bytes_written'])} in {s['seconds']:.1f} s, encoder pass "
         f"{s['pass_seconds']:.1f} s "
-        f"({s['texts_per_s']:.1f} texts/s, {s['mb_per_s']:.1f} MB/s)",
+        f"({s['texts_per_s']:.1f} texts/s, {s['mb_per_s']:.1f} MB/s)"
+        + (f" on Ray, {s['workers']} workers" if s.get("engine") == "ray" else ""),
     ])
 
 
