@@ -149,6 +149,8 @@ def _head_args(p: argparse.ArgumentParser) -> None:
                    help="share of train held out for early stopping (0: train all epochs)")
     p.add_argument("--C", type=float, default=None,
                    help="logreg inverse L2 strength (default: inner CV)")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="torch heads: average the probabilities of N seeds (N x train time)")
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -158,7 +160,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         "fuse_mode": args.fuse_mode, "normalize": args.normalize, "hidden": args.hidden,
         "dropout": args.dropout, "epochs": args.epochs, "lr": args.lr,
         "batch_size": args.batch_size, "C": args.C, "valid_fraction": args.valid_fraction,
-        "encoder": args.model,
+        "encoder": args.model, "ensemble": args.ensemble,
     }
     if args.label_smoothing is not None:
         params["label_smoothing"] = args.label_smoothing

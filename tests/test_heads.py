@@ -79,6 +79,7 @@ def test_logreg_weighted_is_the_plain_layer_average(tmp_path):
     {"pool": "attention", "head": "linear", **FAST},
     {"pool": "mean", "head": "mlp", "fuse": ["laser"], "fuse_mode": "project", **FAST},
     {"pool": "cls-mean", "head": "linear", "fuse": ["laser"], "normalize": "l2", **FAST},
+    {"pool": "mean", "head": "mlp", "ensemble": 2, **FAST},
 ])
 def test_save_load_round_trip_predicts_identically(tmp_path, params):
     store, _, _ = toy_store(tmp_path / "s", tokens=True, laser=True)

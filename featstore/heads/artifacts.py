@@ -1,6 +1,7 @@
 """Head artifacts: STORE/heads/NAME/{head.safetensors, head.json}. No pickle anywhere.
 
-head.safetensors holds every array (network weights under `net.`, logistic regression under
+head.safetensors holds every array (network weights under `net.`, further ensemble
+members under `net1.`, ..., logistic regression under
 `logreg.`, normaliser statistics under `norm.`); head.json holds the configuration, label map,
 metrics and the fingerprints of the encoder and fusion sources, so that a head is only ever
 applied to features made the same way. Save and load are symmetric: `load_head(save_head(h))`
@@ -69,8 +70,10 @@ def _tensors(head: _HeadBase) -> dict[str, np.ndarray]:
     if head.head_kind == "logreg":
         out.update(logreg_state(head.model_))
     else:
-        for k, v in head.network_.state_dict().items():
-            out[f"net.{k}"] = v.detach().cpu().numpy().copy()
+        for i, net in enumerate(head.networks_):
+            prefix = "net." if i == 0 else f"net{i}."
+            for k, v in net.state_dict().items():
+                out[f"{prefix}{k}"] = v.detach().cpu().numpy().copy()
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
@@ -178,13 +181,17 @@ def load_head(store: Store | str | os.PathLike, name: str) -> _HeadBase:
     if head.head_kind == "logreg":
         head.model_ = logreg_from_state(tensors, float(head.fit_info_.get("C", 1.0)))
     else:
-        net = head._build_network()
-        state = {k[4:]: torch.from_numpy(v.copy()) for k, v in tensors.items()
-                 if k.startswith("net.")}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise HeadError(f"head {name}: weights do not fit its configuration ({exc})") from None
-        net.eval()
-        head.network_ = net
+        head.networks_ = []
+        for i in range(int(cfg.get("ensemble", 1))):
+            prefix = "net." if i == 0 else f"net{i}."
+            net = head._build_network()
+            state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items()
+                     if k.startswith(prefix)}
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise HeadError(f"head {name}: weights do not fit its configuration ({exc})"
+                                ) from None
+            net.eval()
+            head.networks_.append(net)
     return head

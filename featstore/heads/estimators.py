@@ -87,6 +87,7 @@ class _HeadBase:
         encoder: str | None = None,
         label_col: str | None = None,
         seed: int = 0,
+        ensemble: int = 1,
     ) -> None:
         self.pool = pool
         self.head = head
@@ -111,12 +112,13 @@ class _HeadBase:
         self.encoder = encoder
         self.label_col = label_col
         self.seed = seed
+        self.ensemble = ensemble
 
     # -- parameters ---------------------------------------------------------------------------
     _PARAMS = ("pool", "head", "layers", "layer_start", "of", "fuse", "fuse_mode", "normalize",
                "hidden", "dropout", "epochs", "lr", "weight_decay", "batch_size", "patience",
                "label_smoothing", "C", "max_iter", "proj_dim", "valid_fraction", "encoder",
-               "label_col", "seed")
+               "label_col", "seed", "ensemble")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {p: getattr(self, p) for p in self._PARAMS}
@@ -170,7 +172,8 @@ class _HeadBase:
                                 "or mlp")
         for name, value, low in (("hidden", self.hidden, 1), ("epochs", self.epochs, 1),
                                  ("batch_size", self.batch_size, 1),
-                                 ("proj_dim", self.proj_dim, 1)):
+                                 ("proj_dim", self.proj_dim, 1),
+                                 ("ensemble", self.ensemble, 1)):
             if int(value) < low:
                 raise HeadError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
         if not 0 <= self.dropout < 1:
@@ -358,18 +361,30 @@ class _HeadBase:
             train_x, train_y = x.take(fit_idx), y[fit_idx]
         else:
             val, train_x, train_y = None, x, y
-        torch.manual_seed(self.seed)
-        self.network_ = self._build_network()
-        opts = TrainOptions(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
-                            batch_size=self.batch_size, patience=self.patience,
-                            label_smoothing=self.label_smoothing if self._task ==
-                            "classification" else 0.0, seed=self.seed)
         width = int(np.prod(train_x.enc.shape[1:])) + sum(int(t.shape[1]) for t in train_x.sources)
-        with torch_threads(pick_threads(len(train_x) * width)):
-            result = train_network(self.network_, self._task, train_x, train_y, val, opts,
-                                   progress)
-        self.network_.eval()
-        self.fit_info_.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run})
+        self.networks_: list[HeadNetwork] = []
+        best, ran = [], []
+        for member in range(self.ensemble):
+            seed = self.seed + member
+            torch.manual_seed(seed)
+            net = self._build_network()
+            opts = TrainOptions(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+                                batch_size=self.batch_size, patience=self.patience,
+                                label_smoothing=self.label_smoothing if self._task ==
+                                "classification" else 0.0, seed=seed)
+            with torch_threads(pick_threads(len(train_x) * width)):
+                result = train_network(net, self._task, train_x, train_y, val, opts, progress)
+            net.eval()
+            self.networks_.append(net)
+            best.append(result.best_epoch)
+            ran.append(result.epochs_run)
+        self.fit_info_.update({"best_epoch": best[0] if len(best) == 1 else best,
+                               "epochs_run": ran[0] if len(ran) == 1 else ran})
+
+    @property
+    def network_(self) -> HeadNetwork:
+        """The (first) trained network; `networks_` holds every ensemble member."""
+        return self.networks_[0]
 
     # -- predict ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -395,10 +410,12 @@ class _HeadBase:
             return self.model_.predict_proba(x)
         width = int(np.prod(x.enc.shape[1:]))
         with torch.inference_mode(), torch_threads(pick_threads(len(x) * width)):
-            out = forward_all(self.network_, x)
+            outs = [forward_all(net, x).double() for net in self.networks_]
+        # an ensemble averages the members' probabilities (or predictions, for regression)
         if self._task == "regression":
-            return out[:, 0].double().numpy() * self.target_std_ + self.target_mean_
-        return torch.softmax(out.double(), dim=1).numpy()
+            out = torch.stack([o[:, 0] for o in outs]).mean(0)
+            return out.numpy() * self.target_std_ + self.target_mean_
+        return torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(0).numpy()
 
     def evaluate(self, store: Store, data: Data, y: Any = None) -> dict[str, float]:
         """The task's metrics on labelled rows."""
