@@ -332,3 +332,16 @@ def test_stale_snapshot_after_repair_says_so(capsys, base, store):
     reader.refresh()
     with pytest.raises(StoreError, match="20 of 120 texts have no 'mean' features"):
         reader.features("c", "mean", None)
+
+
+def test_fit_head_refuses_a_damaged_shard_in_one_line(capsys, base, store):
+    shard = shard_files(store)[3]
+    with h5py.File(shard, "r") as f:  # the last layer's chunk: what fit-head reads by default
+        ds = f["features/mean"]
+        offset = ds.id.get_chunk_info_by_coord((0, ds.shape[1] - 1, 0)).byte_offset
+    _flip(shard, offset + 7)
+    code, _, err = run_cli(capsys, "fit-head", "--store", store, "--train", "c", "--cv", "2",
+                           "--no-progress")
+    line = one_line_error(err)
+    assert code == 2 and shard.name in line and "featstore repair" in line
+    assert not (store / "heads").exists() or not any((store / "heads").iterdir())

@@ -265,3 +265,13 @@ def test_remote_code_is_off_unless_asked(monkeypatch, tiny_model_dir, tmp_path, 
     assert run_cli(capsys, *featurize_args(corpus, tmp_path / "b", model,
                                            "--trust-remote-code"))[0] == 0
     assert seen and all(v is True for _, v in seen), seen
+
+
+@pytest.mark.parametrize("name", ["../evil", "/tmp/evil-head", "a/b"])
+def test_fit_head_output_name_traversal(capsys, base, tmp_path, name):
+    store = tmp_path / "store"
+    shutil.copytree(base["store"], store)
+    code, _, err = run_cli(capsys, "fit-head", "--store", store, "--train", "c", "--cv", "2",
+                           "--no-progress", "--out", name)
+    assert code == 2 and "invalid head name" in one_line_error(err)
+    assert not (tmp_path / "evil").exists() and not Path("/tmp/evil-head").exists()
