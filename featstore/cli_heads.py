@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pools", nargs="+", default=None, metavar="POOL",
                    help=f"poolings to try (default: {' '.join(compare_mod.DEFAULT_POOLS)})")
     p.add_argument("--heads", nargs="+", default=None, metavar="HEAD",
-                   help="heads to try (default: logreg linear mlp)")
+                   help="heads to try (default: logreg mlp)")
     p.add_argument("--fuse", nargs="+", default=[], metavar="SOURCE",
                    help="also try mean + these sources (default: laser when stored)")
     p.add_argument("--epochs", type=int, default=None, help="torch head epochs")
@@ -138,7 +138,7 @@ def _head_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", default="standard", help=f"{', '.join(NORMALIZATIONS)}")
     p.add_argument("--head", default=None, help=f"{', '.join(HEADS)} (default: logreg for "
                    "fixed poolings, else mlp)")
-    p.add_argument("--hidden", type=int, default=512, help="MLP / LSTM width")
+    p.add_argument("--hidden", type=int, default=512, help="MLP width (the LSTM uses at most 128)")
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -28,6 +28,9 @@ _FEATURES = {
     "cls-mean": ["cls", "mean"], "pooler": ["pooler"],
 }
 CONCAT_DEFAULT_LAYERS = 4
+# The LSTM's width. Its recurrence runs step by step on the CPU; at 512 units it costs about 2 s
+# per epoch per 1k rows on two cores, at 128 about 7x less, with no loss on a handful of layers.
+LSTM_WIDTH = 128
 
 
 def check_pooling(pool: str, of: str | None) -> None:
@@ -151,7 +154,7 @@ def pooling_module(pool: str, n_layers: int, dim: int, hidden: int) -> nn.Module
         m: nn.Module = WeightedLayers(n_layers)
         m.out_dim = dim
     elif pool == "lstm":
-        m = LSTMOverLayers(dim, hidden)
+        m = LSTMOverLayers(dim, min(hidden, LSTM_WIDTH))
     elif pool == "attention":
         m = AttentionPooling(dim)
         m.out_dim = dim

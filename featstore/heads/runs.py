@@ -83,7 +83,7 @@ def plan(store: Store, train: str | None = None, eval: str | None = None,  # noq
         name = "test" if has_test else "dev"
         p = Plan(_clean(parts["train"]), train_name, col, _clean(ev), f"{train_name}:{name}",
                  None if valid is None else _clean(valid),
-                 protocol=f"train split -> {name} split" + (" (dev for early stopping)"
+                 protocol=f"train split -> {name} split" + (" (dev for torch early stopping)"
                                                             if valid is not None else ""))
     else:
         k = cv or DEFAULT_CV
