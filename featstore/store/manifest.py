@@ -2,10 +2,15 @@
 
 Everything a reader may use is named here; a file the manifest does not name does not exist as far
 as readers are concerned. Replacing the manifest atomically is what commits a write.
+
+The manifest carries a SHA-256 of its own canonical JSON (`checksum`), so a flipped byte in it is
+refused instead of quietly changing a dtype, a shape or a layer list; manifests written without
+one are still read. Its fields are also checked for type and consistency.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -86,7 +91,9 @@ class Manifest:
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["checksum"] = manifest_checksum(data)
+        return data
 
     @classmethod
     def from_json(cls, data: dict, where: Path) -> Manifest:
@@ -96,6 +103,14 @@ class Manifest:
                 f"store {where} uses format version {version!r}; "
                 f"this featstore reads version {FORMAT_VERSION}"
             )
+        unknown = set(data) - {"format_version", "generation", "encoders", "datasets",
+                               "checksum"}
+        if unknown:
+            raise StoreError(f"manifest of store {where} is malformed (unknown field(s) "
+                             f"{', '.join(sorted(unknown))})")
+        if "checksum" in data and data["checksum"] != manifest_checksum(data):
+            raise StoreError(f"manifest of store {where} fails its checksum (damaged or edited "
+                             "by hand); restore it from a backup")
         try:
             encoders = {}
             for enc_id, e in data["encoders"].items():
@@ -108,6 +123,7 @@ class Manifest:
                     shards=shards,
                     created=e.get("created", ""),
                 )
+                _check_encoder(enc_id, encoders[enc_id])
             datasets = {}
             for name, d in data["datasets"].items():
                 check_name(name, "dataset")
@@ -120,6 +136,36 @@ class Manifest:
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise StoreError(f"manifest of store {where} is malformed ({exc})") from None
+
+
+def manifest_checksum(data: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON, without its own checksum field."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode("utf-8")).hexdigest()
+
+
+def _check_encoder(enc_id: str, e: EncoderEntry) -> None:
+    """Types and consistency a reader relies on; raises ValueError (reported as malformed)."""
+    if e.dtype not in ("float16", "float32"):
+        raise ValueError(f"encoder {enc_id} has dtype {e.dtype!r}")
+    for name, shape in e.feature_shapes.items():
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise ValueError(f"encoder {enc_id} feature {name} has shape {shape!r}")
+    layers = e.fingerprint.get("layers") if isinstance(e.fingerprint, dict) else None
+    if not isinstance(e.fingerprint, dict) or not isinstance(e.fingerprint.get("kind"), str):
+        raise ValueError(f"encoder {enc_id} has no fingerprint kind")
+    layered = any(len(s) == 2 for s in e.feature_shapes.values())
+    if layered and (not isinstance(layers, list)
+                    or not all(isinstance(x, int) for x in layers)
+                    or any(len(s) == 2 and s[0] != len(layers)
+                           for s in e.feature_shapes.values())):
+        raise ValueError(f"encoder {enc_id} layers {layers!r} do not match its feature shapes")
+    for sh in e.shards:
+        if not (isinstance(sh.rows, int) and sh.rows >= 0 and isinstance(sh.bytes, int)
+                and isinstance(sh.file, str) and isinstance(sh.sha256, str)
+                and set(sh.features) <= set(e.feature_shapes)):
+            raise ValueError(f"encoder {enc_id} shard entry {sh.file!r} is inconsistent")
 
 
 def read_manifest(root: Path) -> Manifest:
