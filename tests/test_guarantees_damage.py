@@ -345,3 +345,38 @@ def test_fit_head_refuses_a_damaged_shard_in_one_line(capsys, base, store):
     line = one_line_error(err)
     assert code == 2 and shard.name in line and "featstore repair" in line
     assert not (store / "heads").exists() or not any((store / "heads").iterdir())
+
+
+def test_flipped_byte_in_the_manifest_is_refused(capsys, base, store):
+    """The manifest checksums itself: any flipped byte that changes its content is refused
+    (one line from every command), instead of quietly changing a dtype, shape or layer list."""
+    raw = (store / "manifest.json").read_bytes()
+    import json
+
+    for offset in random.Random(1).sample(range(len(raw)), 40):
+        damaged = bytearray(raw)
+        damaged[offset] ^= 0x01
+        (store / "manifest.json").write_bytes(damaged)
+        try:
+            same = json.loads(damaged) == json.loads(raw)
+        except ValueError:
+            same = False
+        if same:  # whitespace: nothing a reader uses changed
+            continue
+        with pytest.raises(StoreError, match="manifest of store"):
+            featstore.open(store)
+        code, _, err = run_cli(capsys, "verify", "--store", store)
+        assert code == 2 and "manifest of store" in one_line_error(err)
+    (store / "manifest.json").write_bytes(raw)
+    assert _verify(capsys, store) == (0, [])
+
+
+def test_hand_edited_manifest_without_checksum_is_still_checked(base, store):
+    import json
+
+    m = json.loads((store / "manifest.json").read_text())
+    del m["checksum"]
+    next(iter(m["encoders"].values()))["dtype"] = "float17"
+    (store / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StoreError, match="malformed.*dtype 'float17'"):
+        featstore.open(store)

@@ -23,7 +23,7 @@ from test_guarantees_support import (
 import featstore
 from featstore.cli import main
 from featstore.store import StoreError, StoreWriter, check_name
-from featstore.store.manifest import check_relpath
+from featstore.store.manifest import check_relpath, manifest_checksum
 
 PACKAGE = Path(featstore.__file__).parent
 
@@ -164,6 +164,7 @@ def _crafted(store: Path, tmp_path: Path, edit) -> Path:
     shutil.copytree(store, bad)
     m = json.loads((bad / "manifest.json").read_text())
     edit(m)
+    m["checksum"] = manifest_checksum(m)  # a crafted manifest can carry a valid checksum
     (bad / "manifest.json").write_text(json.dumps(m))
     return bad
 
