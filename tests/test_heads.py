@@ -316,3 +316,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert "appear only in evaluation" in _err(lambda: clf.evaluate(store, test))
     fresh = pd.DataFrame({"text": ["never featurized text"], "label": ["c0"]})
     assert "not featurized" in _err(lambda: clf.predict(store, fresh))
+
+
+def test_ensemble_averages_its_members(tmp_path):
+    store, _, _ = toy_store(tmp_path / "s")
+    train, test = _split(store)
+    ens = HeadClassifier(pool="mean", head="mlp", ensemble=3, valid_fraction=0,
+                         **FAST).fit(store, train)
+    assert len(ens.networks_) == 3
+    single = HeadClassifier(pool="mean", head="mlp", seed=1, valid_fraction=0,
+                            **FAST).fit(store, train)
+    # member i is the single model trained with seed + i
+    for a, b in zip(ens.networks_[1].state_dict().values(),
+                    single.network_.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    x = ens._inputs(store, test["_key"].tolist(), "t", fitting=False)
+    with torch.no_grad():
+        members = [torch.softmax(n(x.enc).double(), 1) for n in ens.networks_]
+    np.testing.assert_allclose(ens.predict_proba(store, test),
+                               torch.stack(members).mean(0).numpy(), atol=1e-12)
