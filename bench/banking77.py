@@ -112,10 +112,8 @@ def main() -> int:
             f"[{time.perf_counter() - t:.0f} s]")
 
     if "full" in parts:
-        for params in ({"pool": "mean", "head": "logreg"},
-                       {"pool": "mean-max", "head": "mlp", "hidden": 1024},
-                       {"pool": "mean-max", "head": "mlp", "hidden": 1024,
-                        "valid_fraction": 0.0}):
+        for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "mlp"},
+                       compare_mod.STRONG):
             r = runs.run(store, plan, params, seed=args.seed)
             log(f"[2 full] {params}: accuracy {pct(r.metrics['accuracy'])}, macro-F1 "
                 f"{pct(r.metrics['macro_f1'])}, train {r.train_seconds:.1f} s")
@@ -143,8 +141,7 @@ def main() -> int:
 
     if "shots" in parts:
         for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "logreg"},
-                       {"pool": "mean-max", "head": "mlp", "hidden": 1024,
-                        "valid_fraction": 0.0}):
+                       compare_mod.STRONG):
             r = runs.run(store, plan, params, shots=10, repeats=5, seed=args.seed)
             log(f"[3 10-shot] {params}: {pct(r.metrics['accuracy'])} ± "
                 f"{pct(r.metrics['accuracy_std'])} (target 86; paper USE+ConveRT 85.19) "

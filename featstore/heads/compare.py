@@ -17,8 +17,10 @@ from featstore.store import Store
 # --pools and --heads bring them back.
 DEFAULT_POOLS = ("cls", "pooler", "mean", "mean-max", "concat", "weighted", "lstm", "attention")
 DEFAULT_HEADS = ("logreg", "mlp")
-# the recipe that tops Banking77 for the default encoder: top-layer mean and max, a wide MLP
-STRONG = {"pool": "mean-max", "head": "mlp", "hidden": 1024, "valid_fraction": 0.0}
+# the recipe that tops Banking77 for the default encoder: top-layer mean and max into an MLP,
+# trained on every training row (no hold-out) for a fixed 20 epochs, five seeds averaged
+STRONG = {"pool": "mean-max", "head": "mlp", "hidden": 512, "valid_fraction": 0.0,
+          "ensemble": 5, "epochs": 20, "batch_size": 512, "lr": 2e-3}
 
 
 @dataclass
@@ -36,6 +38,8 @@ def _label(params: dict[str, Any]) -> str:
     name += f" + {params['head']}"
     if params.get("hidden", 512) != 512 and params["head"] == "mlp":
         name += f"{params['hidden']}"
+    if params.get("ensemble", 1) > 1:
+        name += f" x{params['ensemble']} seeds"
     if params.get("fuse"):
         name += f" + {'/'.join(params['fuse'])} [{params.get('fuse_mode', 'concat')}]"
     return name
@@ -58,7 +62,7 @@ def grid(store: Store, pools: tuple[str, ...] = DEFAULT_POOLS,
             entries.append(Entry(_label(params), params))
     if task == "classification" and "mlp" in heads and "mean-max" in pools:
         params = {**base, **STRONG}
-        entries.append(Entry(_label(params) + " (no hold-out)", params))
+        entries.append(Entry(_label(params) + ", no hold-out", params))
     for head in heads:
         if not fuse or (head == "logreg" and task == "regression"):
             continue
