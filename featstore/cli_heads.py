@@ -415,7 +415,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     plot = Path(args.plot or f"probe-{plan.train_name}.png")
     from featstore.heads.plots import layer_chart
 
-    layer_chart(rows, "accuracy", f"{plan.train_name}: logreg per layer ({plan.protocol})", plot)
+    layer_chart(rows, "accuracy", f"{plan.train_name}: logistic regression per layer\n"
+                f"{plan.protocol}", plot)
     if args.json:
         print(json.dumps({"dataset": plan.train_name, "encoder": enc, "protocol": plan.protocol,
                           "C": args.C, "plot": str(plot), "layers": rows}, indent=1))

@@ -135,6 +135,25 @@ def test_probe_layers_finds_the_informative_layer(tmp_path, capsys):
     assert "layer  cls acc  mean acc" in out
 
 
+def test_fit_head_regression(tmp_path, capsys):
+    _, _, texts = toy_store(tmp_path / "s")
+    store = open_store(tmp_path / "s")
+    mean = store.features(texts, "mean", -1).astype(float)
+    score = (mean[:, :3].sum(1)).round(4).tolist()
+    add_dataset(tmp_path / "s", "reg", texts, ["enc-toy"], score=score,
+                split=["test" if i % 4 == 0 else "train" for i in range(240)])
+    code, out, err = run(["fit-head", "--store", str(tmp_path / "s"), "--train", "reg",
+                          "--task", "regression", "--label-col", "score", "--head", "linear",
+                          "--dropout", "0", "--lr", "0.01", "--epochs", "80", "--json",
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    m = json.loads(out)["metrics"]
+    assert m["pearson"] > 0.9 and m["spearman"] > 0.85 and m["rmse"] < float(np.std(score))
+    assert "logreg is a classifier" in fail(
+        ["fit-head", "--store", str(tmp_path / "s"), "--train", "reg", "--task", "regression",
+         "--label-col", "score", "--head", "logreg"], capsys)
+
+
 def test_bad_inputs_fail_with_one_line(tmp_path, capsys):
     root = tmp_path / "s"
     _, _, texts = toy_store(root)
@@ -180,12 +199,12 @@ def test_real_tiny_encoder_end_to_end(tiny_model_dir, tmp_path, capsys):
     corpus = tmp_path / "c.csv"
     pd.DataFrame({"text": texts, "label": labels}).to_csv(corpus, index=False)
     s = str(tmp_path / "s")
-    assert main(["featurize", "--store", s, "--model", model, "--no-laser", "--no-progress",
-                 str(corpus)]) == 0
-    capsys.readouterr()
-    code, out, _ = run(["fit-head", "--store", s, "--cv", "3", "--out", "tiny", "--json",
-                        "--no-progress"], capsys)
-    assert code == 0 and json.loads(out)["metrics"]["accuracy"] >= 0.5
+    # a --train file the store lacks is featurized first, with the encoder --model names
+    code, out, err = run(["fit-head", "--store", s, "--model", model, "--train", str(corpus),
+                          "--cv", "3", "--out", "tiny", "--json", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "featurizing" in err and json.loads(out)["metrics"]["accuracy"] >= 0.5
+    assert json.loads(out)["train"] == "c"
     new = tmp_path / "new.csv"
     pd.DataFrame({"text": ["my card bank money now", "a refund transfer please"]}).to_csv(
         new, index=False)
