@@ -141,7 +141,7 @@ def main() -> int:
 
     if "shots" in parts:
         # with 770 rows, small batches and more epochs give the MLP enough updates
-        few = {**compare_mod.STRONG, "batch_size": 64, "epochs": 60}
+        few = {**compare_mod.STRONG, "batch_size": 64, "epochs": 60, "lr": 1e-3}
         for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "logreg"},
                        compare_mod.STRONG, few):
             r = runs.run(store, plan, params, shots=10, repeats=5, seed=args.seed)
