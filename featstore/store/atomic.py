@@ -10,15 +10,8 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file's data, or a directory's entries (so a rename in it survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -28,9 +21,9 @@ def fsync_file(path: Path) -> None:
 
 def publish(tmp: Path, final: Path) -> None:
     """Make a fully written temporary file visible under its final name, durably."""
-    fsync_file(tmp)
+    fsync_path(tmp)
     os.replace(tmp, final)
-    fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def write_json_atomic(path: Path, data: dict, tmp_dir: Path) -> None:
@@ -41,4 +34,4 @@ def write_json_atomic(path: Path, data: dict, tmp_dir: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featstore.store.atomic import fsync_dir, publish, write_json_atomic
+from featstore.store.atomic import fsync_path, publish, write_json_atomic
 from featstore.store.errors import StoreError
 from featstore.store.lock import WriterLock
 from featstore.store.manifest import (
@@ -274,6 +274,6 @@ class StoreWriter:
     def _unlink_quietly(self, rel: str) -> None:
         try:
             check_relpath(rel, self.root).unlink(missing_ok=True)
-            fsync_dir(self.root)
+            fsync_path(self.root)
         except (OSError, StoreError):
             pass
