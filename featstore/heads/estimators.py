@@ -27,19 +27,17 @@ from featstore.heads.features import (
     Source,
     check_present,
     encoder_layers,
-    gather_layers,
+    gather_features,
     gather_tokens,
-    gather_vector,
     resolve_source,
 )
-from featstore.heads.fusion import FUSE_MODES, Normalizer, check_normalization, concat_sources
+from featstore.heads.fusion import FUSE_MODES, Normalizer, check_normalization
 from featstore.heads.logreg import fit_logreg
 from featstore.heads.metrics import scores
 from featstore.heads.networks import HeadNetwork, check_head
 from featstore.heads.poolings import (
     check_pooling,
     choose_layers,
-    fixed_pool,
     is_trainable,
     pad_tokens,
     pooling_module,
@@ -47,6 +45,7 @@ from featstore.heads.poolings import (
 )
 from featstore.heads.training import (
     Inputs,
+    LazyInputs,
     TrainOptions,
     forward_all,
     pick_threads,
@@ -56,6 +55,7 @@ from featstore.heads.training import (
 from featstore.store import KEY_COLUMN, Store, keys_for
 
 Data = str | pd.DataFrame | Sequence[str]
+PREDICT_CHUNK = 65536  # rows normalised and scored at a time by logreg heads
 
 
 class _HeadBase:
@@ -253,58 +253,62 @@ class _HeadBase:
         if self.pool == "attention":
             enc: Any = gather_tokens(store, self.encoder_id_, keys, self.layers_[-1])
         elif self.pool == "pooler":
-            enc = gather_vector(store, self.encoder_id_, keys, "pooler")
+            enc = gather_features(store, self.encoder_id_, keys, ["pooler"], None)
         else:
-            enc = gather_layers(store, self.encoder_id_, keys, self.features_, self.layers_)
+            # fixed poolings (and `weighted` under logreg) are applied while reading
+            enc = gather_features(store, self.encoder_id_, keys, self.features_, self.layers_,
+                                  self.pool if self._flat else "none")
         sources = []
         for s in self.sources_:
             check_present(store, s.encoder_id, keys, [s.feature], where)
-            sources.append(gather_vector(store, s.encoder_id, keys, s.feature, s.layer))
+            sources.append(gather_features(store, s.encoder_id, keys, [s.feature],
+                                           None if s.layer is None else [s.layer], "mean"))
         return enc, sources
 
-    def _prepare(self, enc: Any, sources: list[np.ndarray], fitting: bool) -> Any:
-        """Normalise (fitting the normalisers on training rows) and shape the inputs: a numpy
-        matrix for logreg, `Inputs` tensors for torch heads."""
+    def _prepare(self, enc: Any, sources: list[np.ndarray], fitting: bool
+                 ) -> Inputs | LazyInputs:
+        """Fit the normalisers on training rows (statistics read in chunks) and wrap the rows:
+        `LazyInputs` normalise per minibatch; attention's padded token states are `Inputs`."""
         if fitting:
             self.normalizers_ = {"enc": Normalizer(self.normalize)}
             self.normalizers_.update({f"src{i}": Normalizer(self.normalize)
                                       for i in range(len(sources))})
         norms = self.normalizers_
-        if self._flat:
-            pooled = fixed_pool(self.pool, enc)
-            if fitting:
-                norms["enc"].fit(pooled)
-            pooled = norms["enc"].transform(pooled)
-        elif self.pool == "attention":
+        src_norms = [norms[f"src{i}"] for i in range(len(sources))]
+        if fitting:
+            for s, norm in zip(sources, src_norms, strict=True):
+                norm.fit(s)
+        if self.pool == "attention":
             if fitting:
                 norms["enc"].fit_rows(enc)
             padded, mask = pad_tokens([norms["enc"].transform(r) for r in enc])
-            pooled = padded
-        else:
             if fitting:
-                norms["enc"].fit(enc)
-            pooled = norms["enc"].transform(enc)
-        srcs = []
-        for i, s in enumerate(sources):
-            if fitting:
-                norms[f"src{i}"].fit(s)
-            srcs.append(norms[f"src{i}"].transform(s))
+                self.input_dims_ = {"enc": int(padded.shape[-1]), "layers": int(padded.shape[1]),
+                                    "sources": [int(s.shape[1]) for s in sources]}
+            srcs = [torch.from_numpy(n.transform(s)) for s, n in zip(sources, src_norms,
+                                                                      strict=True)]
+            return Inputs(torch.from_numpy(padded), srcs, torch.from_numpy(mask))
         if fitting:
-            self.input_dims_ = {"enc": int(pooled.shape[-1]),
-                                "layers": int(pooled.shape[1]) if pooled.ndim == 3 else 1,
-                                "sources": [int(s.shape[1]) for s in srcs]}
-        if self._flat and self.fuse_mode == "concat":
-            x = concat_sources([pooled, *srcs]) if srcs else pooled
-            if self.head_kind == "logreg":
-                return x
-            return Inputs(torch.from_numpy(np.ascontiguousarray(x)))
-        return Inputs(torch.from_numpy(np.ascontiguousarray(pooled)),
-                      [torch.from_numpy(np.ascontiguousarray(s)) for s in srcs],
-                      torch.from_numpy(mask) if self.pool == "attention" else None)
+            norms["enc"].fit(enc)
+            self.input_dims_ = {"enc": int(enc.shape[-1]),
+                                "layers": int(enc.shape[1]) if enc.ndim == 3 else 1,
+                                "sources": [int(s.shape[1]) for s in sources]}
+        return LazyInputs([enc, *sources], [n.transform for n in (norms["enc"], *src_norms)],
+                          join=self._flat and self.fuse_mode == "concat")
 
-    def _inputs(self, store: Store, keys: list[str], where: str, fitting: bool) -> Any:
+    def _lazy_inputs(self, store: Store, keys: list[str], where: str, fitting: bool
+                     ) -> Inputs | LazyInputs:
         enc, sources = self._gather(store, keys, where)
         return self._prepare(enc, sources, fitting)
+
+    def _inputs(self, store: Store, keys: list[str], where: str, fitting: bool) -> Any:
+        """The normalised inputs in memory: a float32 matrix for logreg, else `Inputs`."""
+        x = self._lazy_inputs(store, keys, where, fitting)
+        if isinstance(x, Inputs):
+            return x
+        if self.head_kind == "logreg":
+            return x.matrix()
+        return x.take(np.arange(len(x)))
 
     # -- network ------------------------------------------------------------------------------
     def _out_dim(self) -> int:
@@ -329,18 +333,19 @@ class _HeadBase:
         keys, labels, where = self._rows(store, data, y, need_labels=True)
         self._resolve(store)
         targets = self._encode_targets(labels, where, fitting=True)
-        x = self._inputs(store, keys, where, fitting=True)
+        x = self._lazy_inputs(store, keys, where, fitting=True)
         self.fit_info_: dict[str, Any] = {"rows": len(keys)}
         if self.head_kind == "logreg":
-            self.model_, info = fit_logreg(x, targets, self.C, self.max_iter, self.seed)
+            assert isinstance(x, LazyInputs)
+            self.model_, info = fit_logreg(x.matrix(), targets, self.C, self.max_iter, self.seed)
             self.fit_info_.update(info)
         else:
             self._fit_torch(store, x, targets, valid, valid_y, progress)
         self.fit_info_["train_seconds"] = round(time.perf_counter() - start, 3)
         return self
 
-    def _fit_torch(self, store: Store, x: Inputs, targets: np.ndarray, valid: Data | None,
-                   valid_y: Any, progress: object | None) -> None:
+    def _fit_torch(self, store: Store, x: Inputs | LazyInputs, targets: np.ndarray,
+                   valid: Data | None, valid_y: Any, progress: object | None) -> None:
         if self._task == "regression":
             self.target_mean_ = float(np.mean(targets))
             self.target_std_ = float(np.std(targets)) or 1.0
@@ -352,16 +357,16 @@ class _HeadBase:
             vt = self._encode_targets(vlabels, vwhere, fitting=False)
             vy = (torch.tensor((vt - self.target_mean_) / self.target_std_, dtype=torch.float32)
                   if self._task == "regression" else torch.from_numpy(vt))
-            val = (self._inputs(store, vkeys, vwhere, fitting=False), vy)
+            val = (self._lazy_inputs(store, vkeys, vwhere, fitting=False), vy)
             train_x, train_y = x, y
         elif self.valid_fraction > 0 and len(targets) >= 10:
             fit_idx, held = data_mod.holdout(None if self._task == "regression" else targets,
                                              len(targets), self.valid_fraction, self.seed)
-            val = (x.take(held), y[held]) if len(held) else None
-            train_x, train_y = x.take(fit_idx), y[fit_idx]
+            val = (x.subset(held), y[held]) if len(held) else None
+            train_x, train_y = x.subset(fit_idx), y[fit_idx]
         else:
             val, train_x, train_y = None, x, y
-        width = int(np.prod(train_x.enc.shape[1:])) + sum(int(t.shape[1]) for t in train_x.sources)
+        width = train_x.width
         self.networks_: list[HeadNetwork] = []
         best, ran = [], []
         for member in range(self.ensemble):
@@ -405,10 +410,13 @@ class _HeadBase:
         self._check_fitted()
         self._check_store(store)
         keys, _, where = self._rows(store, data, None, need_labels=False)
-        x = self._inputs(store, keys, where, fitting=False)
+        x = self._lazy_inputs(store, keys, where, fitting=False)
         if self.head_kind == "logreg":
-            return self.model_.predict_proba(x)
-        width = int(np.prod(x.enc.shape[1:]))
+            assert isinstance(x, LazyInputs)
+            step = PREDICT_CHUNK
+            return np.concatenate([self.model_.predict_proba(x.matrix(slice(i, i + step)))
+                                   for i in range(0, len(x), step)])
+        width = x.width
         with torch.inference_mode(), torch_threads(pick_threads(len(x) * width)):
             outs = [forward_all(net, x).double() for net in self.networks_]
         # an ensemble averages the members' probabilities (or predictions, for regression)

@@ -1,5 +1,6 @@
 """Gathering a head's inputs from the store: the encoder's per-layer rows (or token states) and
-the vectors of each fusion source, converted from float16 to float32 once.
+the vectors of each fusion source, kept in the store's float16 (heads convert and normalise
+per minibatch, so memory stays near the size of the float16 rows).
 
 Checks here turn "the store lacks it" into a message naming the featurize flag that adds it.
 """
@@ -78,21 +79,66 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
                         "on it first")
 
 
-def gather_layers(store: Store, encoder_id: str, keys: list[str], features: list[str],
-                  layers: list[int]) -> np.ndarray:
-    """[n, len(layers), sum of feature widths] float32: features side by side per layer."""
-    blocks = [store.gather(encoder_id, keys, f, layers) for f in features]
-    if len(blocks) == 1:
-        return blocks[0].astype(np.float32)
-    return np.concatenate(blocks, axis=2, dtype=np.float32)
+# Values (rows x width) read per chunk: bounds the temporary arrays of one read to ~64 MB.
+CHUNK_VALUES = 1 << 24
 
 
-def gather_vector(store: Store, encoder_id: str, keys: list[str], feature: str,
-                  layer: int | None = None) -> np.ndarray:
-    """[n, dim] float32 of a one-vector-per-text feature (pooler, LASER vector, one layer)."""
-    arr = store.gather(encoder_id, keys, feature, layer) if layer is not None else \
-        store.gather(encoder_id, keys, feature)
-    return arr.astype(np.float32)
+def _chunks(store: Store, encoder_id: str, keys: list[str], feature: str,
+            width: int) -> list[np.ndarray]:
+    """Row positions of `keys` in groups of whole shards (each shard is read once), each group
+    about CHUNK_VALUES values."""
+    idx = store.index(encoder_id, feature)
+    shard_of = np.fromiter((loc.shard if (loc := idx.get(k)) is not None else -1 for k in keys),
+                           dtype=np.int64, count=len(keys))
+    order = np.argsort(shard_of, kind="stable")
+    target = max(1, CHUNK_VALUES // max(1, width))
+    _, starts = np.unique(shard_of[order], return_index=True)
+    bounds, last = [0], 0
+    for s in starts[1:].tolist():
+        if s - last >= target:
+            bounds.append(s)
+            last = s
+    bounds.append(len(keys))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def gather_features(store: Store, encoder_id: str, keys: list[str], features: list[str],
+                    layers: list[int] | None, pool: str = "none") -> np.ndarray:
+    """Features of `keys` side by side per layer, read chunk by chunk into one array.
+
+    `layers` None reads a vector feature ([n, width]). Otherwise `pool` shapes the rows:
+    "none" keeps [n, layers, width] (trainable poolings), "concat" joins the layers into
+    [n, layers * width], any other fixed pooling averages them into [n, width]. Rows stay in the
+    store's dtype (float16) unless layers are averaged, which is done in float32, as the heads
+    compute; so memory is one array of the result plus one chunk, never a float32 copy of
+    float16 rows."""
+    entry = store.encoder_entry(encoder_id)
+    widths = [int(entry.feature_shapes[f][-1]) if f in entry.feature_shapes else 0
+              for f in features]
+    per_row = sum(widths) * (len(layers) if layers else 1)
+    out: np.ndarray | None = None
+    for sel in _chunks(store, encoder_id, keys, features[0], per_row):
+        part = [keys[i] for i in sel.tolist()]
+        blocks = [store.gather(encoder_id, part, f, layers) for f in features]
+        block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
+        block = reduce_layers(pool, block) if layers is not None else block
+        if out is None:
+            out = np.empty((len(keys), *block.shape[1:]), dtype=block.dtype)
+        out[sel] = block
+    if out is None:
+        raise HeadError("no rows to gather")
+    return out
+
+
+def reduce_layers(pool: str, block: np.ndarray) -> np.ndarray:
+    """[k, layers, width] -> what `pool` feeds the head (see `gather_features`)."""
+    if pool == "none":
+        return block
+    if pool == "concat":
+        return block.reshape(block.shape[0], -1)
+    if block.shape[1] == 1:
+        return block[:, 0]
+    return block.astype(np.float32).mean(axis=1)
 
 
 def gather_tokens(store: Store, encoder_id: str, keys: list[str], layer: int) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from featstore.heads.errors import HeadError
 NORMALIZATIONS = ("none", "l2", "standard")
 FUSE_MODES = ("concat", "project")
 _EPS = 1e-6
+FIT_CHUNK_VALUES = 1 << 22  # float64 values per chunk when fitting statistics (32 MB)
 
 
 def check_normalization(mode: str) -> None:
@@ -37,9 +38,24 @@ class Normalizer:
         self.scale_: np.ndarray | None = None
 
     def fit(self, x: np.ndarray) -> Normalizer:
+        """Statistics over rows, read in chunks with float64 accumulators (merged as Chan et
+        al. do), so float16 input of any size is never copied whole."""
         if self.mode == "standard":
-            self.mean_ = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-            std = x.std(axis=0, dtype=np.float64).astype(np.float32)
+            width = int(np.prod(x.shape[1:])) or 1
+            step = max(1, FIT_CHUNK_VALUES // width)
+            n, mean, m2 = 0, np.zeros(x.shape[1:]), np.zeros(x.shape[1:])
+            for start in range(0, len(x), step):
+                c = np.asarray(x[start:start + step], dtype=np.float64)
+                k = len(c)
+                c_mean = c.mean(axis=0)
+                c -= c_mean
+                c_m2 = np.einsum("i...,i...->...", c, c)
+                delta, total = c_mean - mean, n + k
+                mean = mean + delta * (k / total)
+                m2 = m2 + c_m2 + delta * delta * (n * k / total)
+                n = total
+            std = np.sqrt(m2 / max(n, 1)).astype(np.float32)
+            self.mean_ = mean.astype(np.float32)
             self.scale_ = np.where(std < _EPS, 1.0, std).astype(np.float32)
         return self
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +74,76 @@ class Inputs:
         return Inputs(self.enc[idx], [s[idx] for s in self.sources],
                       None if self.mask is None else self.mask[idx])
 
+    subset = take
+
+    @property
+    def width(self) -> int:
+        return int(np.prod(self.enc.shape[1:])) + sum(int(s.shape[1]) for s in self.sources)
+
+
+class LazyInputs:
+    """Rows as gathered (the store's float16), converted to float32 and normalised only when a
+    minibatch is taken, so training needs no float32 copy of the whole matrix.
+
+    `parts` are the encoder's rows and each fusion source's, each with its fitted normaliser;
+    `join` concatenates the normalised parts into one input (fixed pooling + concat fusion).
+    `subset` selects rows by index without copying any.
+    """
+
+    def __init__(self, parts: list[np.ndarray], transforms: list[Callable[[np.ndarray],
+                 np.ndarray]], join: bool, rows: np.ndarray | None = None) -> None:
+        self.parts = parts
+        self.transforms = transforms
+        self.join = join
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.parts[0])
+
+    @property
+    def width(self) -> int:
+        return sum(int(np.prod(p.shape[1:])) for p in self.parts)
+
+    def subset(self, idx: torch.Tensor | np.ndarray) -> LazyInputs:
+        idx = np.asarray(idx, dtype=np.int64)
+        return LazyInputs(self.parts, self.transforms, self.join,
+                          idx if self.rows is None else self.rows[idx])
+
+    def _rows(self, idx: torch.Tensor | np.ndarray | slice) -> np.ndarray | slice:
+        if isinstance(idx, slice):
+            return idx if self.rows is None else self.rows[idx]
+        idx = np.asarray(idx, dtype=np.int64)
+        return idx if self.rows is None else self.rows[idx]
+
+    def blocks(self, idx: torch.Tensor | np.ndarray | slice) -> list[np.ndarray]:
+        """The normalised float32 parts of the rows `idx` (positions in this view)."""
+        rows = self._rows(idx)
+        return [t(p[rows]) for p, t in zip(self.parts, self.transforms, strict=True)]
+
+    def take(self, idx: torch.Tensor | np.ndarray | slice) -> Inputs:
+        blocks = self.blocks(idx)
+        if self.join:
+            joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+            return Inputs(torch.from_numpy(np.ascontiguousarray(joined)))
+        tensors = [torch.from_numpy(np.ascontiguousarray(b)) for b in blocks]
+        return Inputs(tensors[0], tensors[1:])
+
+    def matrix(self, idx: slice | None = None, chunk: int = 65536) -> np.ndarray:
+        """One float32 [rows, width] matrix of the joined, normalised parts (what logreg
+        needs), filled chunk by chunk: the only float32 copy made."""
+        n = len(self) if idx is None else len(range(*idx.indices(len(self))))
+        offset = 0 if idx is None else idx.indices(len(self))[0]
+        widths = [int(np.prod(p.shape[1:])) for p in self.parts]
+        out = np.empty((n, sum(widths)), dtype=np.float32)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            col = 0
+            for w, b in zip(widths, self.blocks(slice(offset + start, offset + stop)),
+                            strict=True):
+                out[start:stop, col:col + w] = b.reshape(len(b), -1)
+                col += w
+        return out
+
 
 @dataclass
 class TrainResult:
@@ -89,7 +159,8 @@ def _loss_fn(task: str, label_smoothing: float) -> nn.Module:
 
 
 @torch.inference_mode()
-def forward_all(net: nn.Module, x: Inputs, batch_size: int = 4096) -> torch.Tensor:
+def forward_all(net: nn.Module, x: Inputs | LazyInputs, batch_size: int = 4096
+                ) -> torch.Tensor:
     """Outputs for every row, in eval mode, in row order."""
     net.eval()
     outs = []
@@ -107,8 +178,8 @@ def _valid_score(task: str, out: torch.Tensor, y: torch.Tensor) -> float:
     return acc - 1e-4 * float(nn.functional.cross_entropy(out, y))
 
 
-def train_network(net: nn.Module, task: str, x: Inputs, y: torch.Tensor,
-                  valid: tuple[Inputs, torch.Tensor] | None, opts: TrainOptions,
+def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Tensor,
+                  valid: tuple[Inputs | LazyInputs, torch.Tensor] | None, opts: TrainOptions,
                   progress: object | None = None) -> TrainResult:
     """Train `net` in place. With `valid`, keep the weights of the best validation epoch and
     stop after `patience` epochs without improvement; without it, train all `epochs`."""
