@@ -12,14 +12,16 @@ engines side by side (the Ray job runs on a local cluster of this machine's core
 the timed pass; its actors' start-up is part of the pass, as it is for a real job).
 
 Part 2, reading features for a head: a store with --head-rows rows (default 1M) of one stored
-layer of --hidden (default 384, MiniLM's width) float16 `mean` vectors, written as shards of
-16384 rows. Each measurement runs in a fresh process and reports its peak RSS
-(VmHWM) above a baseline process that only opens the store:
-  index      Store.index: the key -> (shard, row) map every read starts with
-  gather     Store.gather of all rows at once (float16)
-  chunked    all rows read in chunks of --chunk keys, reduced on the way (bounded by one chunk)
-  fit-head   make_head(pool=mean, head=linear, epochs=1).fit on the whole dataset, if the heads
-             package provides it; otherwise the reason it could not run is printed.
+layer of --hidden (default 384, MiniLM's width) float16 `mean` and `max` vectors, written as
+shards of 16384 rows. Each measurement runs in a fresh process and reports its peak RSS
+(VmHWM) above a baseline process that only opens the store, next to the float16 bytes of the
+vectors it reads:
+  index         Store.index: the key -> (shard, row) map every read starts with
+  gather        Store.gather of all `mean` rows at once (float16)
+  chunked       all `mean` rows read in chunks of --chunk keys, reduced on the way
+  fit-head      what `fit-head --pool mean --head linear --epochs 1` runs: HeadClassifier.fit on
+                the whole dataset (10% held out for validation)
+  fit-head-mm   the same with --pool mean-max --head mlp (two features, 768 wide)
 
 Timings are noisy on a shared CPU; compare sizes within one run.
 
@@ -121,12 +123,11 @@ def child_heads(store_path: str, mode: str, chunk: int) -> dict:
                 part = block.sum(axis=0)
                 total = part if total is None else total + part
             out["checksum"] = float(total.sum()) if total is not None else 0.0
-        elif mode == "fit-head":
-            try:
-                from featstore.heads.estimators import make_head
-            except ImportError as exc:
-                return {"error": f"heads package has no make_head ({exc})"}
-            head = make_head("classification", pool="mean", head="linear", layers=[-1],
+        elif mode in ("fit-head", "fit-head-mm"):
+            from featstore.heads.estimators import make_head
+
+            pool, kind = ("mean", "linear") if mode == "fit-head" else ("mean-max", "mlp")
+            head = make_head("classification", pool=pool, head=kind, layers=[-1],
                              epochs=1, patience=1, label_col="label")
             head.fit(store, "big")
             out["fit_info"] = {k: v for k, v in getattr(head, "fit_info_", {}).items()
@@ -140,7 +141,8 @@ def child_heads(store_path: str, mode: str, chunk: int) -> dict:
 
 # -- building the 1M-row store --------------------------------------------------------------------
 def build_head_store(root: Path, rows: int, hidden: int, shard_rows: int = 16384) -> None:
-    """`rows` keys with float16 `mean` vectors of one layer, and a labelled dataset `big`."""
+    """`rows` keys with float16 `mean` and `max` vectors of one layer, and a labelled dataset
+    `big`."""
     import numpy as np
     import pandas as pd
 
@@ -153,12 +155,15 @@ def build_head_store(root: Path, rows: int, hidden: int, shard_rows: int = 16384
     with StoreWriter(root) as w:
         enc = "synthetic-encoder"
         w.ensure_encoder(enc, {"kind": "encoder", "model": "synthetic", "layers": [6],
-                               "hidden": hidden}, "float16", {"mean": [1, hidden]})
+                               "hidden": hidden}, "float16",
+                         {"mean": [1, hidden], "max": [1, hidden]})
         for s in range(0, rows, shard_rows):
             n = min(shard_rows, rows - s)
             x = centers[labels[s:s + n]] + rng.normal(size=(n, hidden)).astype(np.float32)
+            top = x + np.abs(rng.normal(size=(n, hidden))).astype(np.float32)
             entry = w.write_shard_file(enc, keys[s:s + n],
-                                       {"mean": x.astype(np.float16)[:, None, :]})
+                                       {"mean": x.astype(np.float16)[:, None, :],
+                                        "max": top.astype(np.float16)[:, None, :]})
             w.commit_shard(enc, entry)
         table = pd.DataFrame({KEY_COLUMN: keys, "label": [f"c{v}" for v in labels]})
         import pyarrow as pa
@@ -198,9 +203,11 @@ def run_heads(rows: int, hidden: int, chunk: int, tmp: Path) -> dict:
               "build_seconds": round(time.perf_counter() - t0, 1),
               "store_mb": round(_dir_bytes(root) / 2**20, 1),
               "float16_mb": round(rows * hidden * 2 / 2**20, 1), "modes": {}}
-    for mode in ("baseline", "index", "gather", "chunked", "fit-head"):
+    for mode in ("baseline", "index", "gather", "chunked", "fit-head", "fit-head-mm"):
         print(f"  {mode} ...", file=sys.stderr, flush=True)
         result["modes"][mode] = _child(["heads", str(root), mode, str(chunk)])
+        vectors = {"baseline": 0, "index": 0, "fit-head-mm": 2}.get(mode, 1)
+        result["modes"][mode]["vectors_mb"] = round(vectors * result["float16_mb"], 1)
     return result
 
 
@@ -225,16 +232,18 @@ def _print(report: dict) -> None:
                       f"{b['ms_per_text'] / a['ms_per_text']:.2f} (1.00 = linear growth)")
     h = report.get("heads")
     if h:
-        print(f"\nreading {h['rows']} rows x {h['hidden']} float16 ({h['float16_mb']} MB of "
-              f"vectors, store {h['store_mb']} MB on disk, built in {h['build_seconds']} s)")
+        print(f"\nreading {h['rows']} rows x {h['hidden']} float16 ({h['float16_mb']} MB per "
+              f"feature, mean and max stored; store {h['store_mb']} MB on disk, built in "
+              f"{h['build_seconds']} s)")
         base = h["modes"]["baseline"].get("peak_rss_mb", 0.0)
-        print(f"{'mode':<10} {'seconds':>8} {'peak RSS MB':>12} {'above baseline':>15}")
+        print(f"{'mode':<12} {'seconds':>8} {'peak RSS MB':>12} {'above baseline':>15} "
+              f"{'float16 read MB':>16}")
         for mode, r in h["modes"].items():
             if "error" in r:
-                print(f"{mode:<10} could not run: {r['error']}")
+                print(f"{mode:<12} could not run: {r['error']}")
                 continue
-            print(f"{mode:<10} {r['seconds']:>8.2f} {r['peak_rss_mb']:>12.0f} "
-                  f"{r['peak_rss_mb'] - base:>15.0f}")
+            print(f"{mode:<12} {r['seconds']:>8.2f} {r['peak_rss_mb']:>12.0f} "
+                  f"{r['peak_rss_mb'] - base:>15.0f} {r['vectors_mb']:>16.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
