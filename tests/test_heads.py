@@ -335,3 +335,54 @@ def test_ensemble_averages_its_members(tmp_path):
         members = [torch.softmax(n(x.enc).double(), 1) for n in ens.networks_]
     np.testing.assert_allclose(ens.predict_proba(store, test),
                                torch.stack(members).mean(0).numpy(), atol=1e-12)
+
+
+def test_chunked_reads_and_statistics_match_whole_array_ones(tmp_path, monkeypatch):
+    """Rows spread over several shards and read in small chunks come back in key order, pooled
+    as the heads pool; chunked standardisation statistics equal the whole-array ones; lazily
+    normalised minibatches equal the normalised matrix."""
+    from featstore.heads import features as feats_mod
+    from featstore.heads import fusion
+    from featstore.heads.training import LazyInputs
+    from featstore.store import StoreWriter, keys_for
+
+    rng = np.random.default_rng(3)
+    texts = [f"t{i}" for i in range(90)]
+    keys = keys_for(texts)
+    data = {f: (5 + 3 * rng.normal(size=(90, 3, 4))).astype(np.float16) for f in ("mean", "max")}
+    with StoreWriter(tmp_path / "s") as w:
+        w.ensure_encoder("e", {"kind": "encoder", "model": "m", "layers": [0, 1, 2],
+                               "hidden": 4}, "float16", {"mean": [3, 4], "max": [3, 4]})
+        for s in range(0, 90, 30):
+            w.commit_shard("e", w.write_shard_file("e", keys[s:s + 30],
+                                                   {f: a[s:s + 30] for f, a in data.items()}))
+    from featstore.store import Store
+
+    store = Store(tmp_path / "s")
+    order = rng.permutation(90)
+    want = [keys[i] for i in order]
+    monkeypatch.setattr(feats_mod, "CHUNK_VALUES", 40)  # one shard per chunk
+    both = np.concatenate([data["mean"], data["max"]], axis=2)[order]
+    got = feats_mod.gather_features(store, "e", want, ["mean", "max"], [1, 2], "none")
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, both[:, 1:])
+    np.testing.assert_array_equal(
+        feats_mod.gather_features(store, "e", want, ["mean", "max"], [2], "mean-max"), both[:, 2])
+    np.testing.assert_array_equal(
+        feats_mod.gather_features(store, "e", want, ["mean"], [0, 2], "concat"),
+        data["mean"][order][:, [0, 2]].reshape(90, -1))
+    avg = feats_mod.gather_features(store, "e", want, ["mean"], [0, 1], "mean")
+    assert avg.dtype == np.float32
+    np.testing.assert_array_equal(avg, data["mean"][order][:, :2].astype(np.float32).mean(1))
+
+    monkeypatch.setattr(fusion, "FIT_CHUNK_VALUES", 50)  # chunks of 4 rows
+    norm = Normalizer("standard").fit(got)
+    np.testing.assert_allclose(norm.mean_, got.mean(0, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(norm.scale_, got.std(0, dtype=np.float64), rtol=1e-6)
+    lazy = LazyInputs([got], [norm.transform], join=False).subset(np.arange(10, 40))
+    whole = norm.transform(got)
+    torch.testing.assert_close(lazy.take(np.array([3, 0])).enc,
+                               torch.from_numpy(whole[[13, 10]]))
+    flat = LazyInputs([got[:, 0], got[:, 1]], [np.asarray, np.asarray], join=True)
+    np.testing.assert_array_equal(flat.matrix(slice(5, 20), chunk=4),
+                                  got[5:20].reshape(15, -1).astype(np.float32))
