@@ -31,7 +31,4 @@ def write_json_atomic(path: Path, data: dict, tmp_dir: Path) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    publish(tmp, path)
