@@ -90,14 +90,6 @@ class Normalizer:
         return n
 
 
-def concat_sources(parts: list[np.ndarray]) -> np.ndarray:
-    """Join already normalised [n, d_i] blocks into one [n, sum d_i] float32 matrix."""
-    n = {p.shape[0] for p in parts}
-    if len(n) != 1:
-        raise HeadError(f"fusion sources disagree on row counts: {sorted(n)}")
-    return np.concatenate([p.astype(np.float32, copy=False) for p in parts], axis=1)
-
-
 class ProjectFusion(nn.Module):
     """One learned linear map per source to a common width, then concatenation:
     [B, d_1], ..., [B, d_k] -> [B, k * width]."""

@@ -84,18 +84,6 @@ def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
     return [top]
 
 
-def fixed_pool(pool: str, x: np.ndarray) -> np.ndarray:
-    """[n, layers, dim] -> [n, dim'] for a fixed pooling: `concat` joins the layers, every
-    other fixed pooling (and `weighted` under logreg) averages them."""
-    if x.ndim == 2:
-        return x
-    if pool == "concat":
-        return x.reshape(x.shape[0], -1)
-    if x.shape[1] == 1:
-        return x[:, 0]
-    return x.mean(axis=1)
-
-
 class WeightedLayers(nn.Module):
     """Softmax-normalised learned weights over layers: [B, L, D] -> [B, D].
 

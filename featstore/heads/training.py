@@ -110,9 +110,8 @@ class LazyInputs:
                           idx if self.rows is None else self.rows[idx])
 
     def _rows(self, idx: torch.Tensor | np.ndarray | slice) -> np.ndarray | slice:
-        if isinstance(idx, slice):
-            return idx if self.rows is None else self.rows[idx]
-        idx = np.asarray(idx, dtype=np.int64)
+        if not isinstance(idx, slice):
+            idx = np.asarray(idx, dtype=np.int64)
         return idx if self.rows is None else self.rows[idx]
 
     def blocks(self, idx: torch.Tensor | np.ndarray | slice) -> list[np.ndarray]:
