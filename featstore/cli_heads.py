@@ -29,8 +29,10 @@ from featstore.heads import (
     save_head,
 )
 from featstore.heads import compare as compare_mod
-from featstore.heads.artifacts import head_dir, match_encoder
+from featstore.heads.artifacts import match_encoder
 from featstore.heads.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
+from featstore.heads.networks import check_head
+from featstore.heads.poolings import check_pooling
 from featstore.heads.probe import PROBE_C, probe_layers
 from featstore.store import KEY_COLUMN, Store, check_name, default_store_path, keys_for, open_store
 
@@ -246,8 +248,7 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.out is not None:
         check_name(args.out, "head")
-    if args.pool not in POOLINGS:
-        raise HeadError(f"unknown pooling {args.pool!r}; choose one of: {', '.join(POOLINGS)}")
+    check_pooling(args.pool, None)
     store, plan = _plan(args, tokens=args.pool == "attention")
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
@@ -346,11 +347,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     pools = tuple(args.pools or compare_mod.DEFAULT_POOLS)
     heads = tuple(args.heads or compare_mod.DEFAULT_HEADS)
     for p in pools:
-        if p not in POOLINGS:
-            raise HeadError(f"unknown pooling {p!r}; choose from: {', '.join(POOLINGS)}")
+        check_pooling(p, None)
     for h in heads:
-        if h not in HEADS:
-            raise HeadError(f"unknown head {h!r}; choose from: {', '.join(HEADS)}")
+        check_head(h)
     fuse = tuple(args.fuse)
     if not fuse and any(e.fingerprint.get("kind") == "laser"
                         for e in store.manifest.encoders.values()):
@@ -433,5 +432,3 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(f"chart    {plot}")
     return 0
 
-
-__all__ = ["register", "head_dir"]
