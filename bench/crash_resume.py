@@ -32,59 +32,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synthetic import build_random_encoder, write_corpus  # noqa: E402
 
 from featstore.store import KEY_COLUMN, Store  # noqa: E402
 from featstore.store.manifest import MANIFEST_NAME, check_relpath  # noqa: E402
-
-WORDS = (  # noqa: SIM905  a sentence is easier to edit than a list
-    "the a an is are was be to of and in on for with my i you it this that not no card "
-    "money bank transfer account help please lost stolen new refund balance address why "
-    "good bad great movie film very really love hate when where how can could would my "
-    "phone app payment pending declined exchange rate top up cash machine fee charged "
-    "twice wrong amount pin blocked verify identity country currency limit salary").split()
-
-
-def make_corpus(path: Path, n: int, seed: int) -> None:
-    """n unique texts of 3..80 words (a few longer ones), with a label column."""
-    import pandas as pd
-
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    texts: list[str] = []
-    while len(texts) < n:
-        length = rng.randint(3, 30) if rng.random() < 0.9 else rng.randint(30, 80)
-        t = " ".join(rng.choice(WORDS) for _ in range(length))
-        if t not in seen:
-            seen.add(t)
-            texts.append(t)
-    labels = [f"label_{rng.randrange(20)}" for _ in texts]
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
-
-
-def build_tiny_bert(directory: Path) -> Path:
-    """A tiny random BERT with a WordPiece vocabulary that covers WORDS (fast, no download)."""
-    import string
-
-    import torch
-    from transformers import AutoModel, BertConfig, BertTokenizerFast
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-             *string.ascii_lowercase, *string.digits, *string.punctuation,
-             *[f"##{c}" for c in string.ascii_lowercase + string.digits], *sorted(set(WORDS))]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True,
-                            model_max_length=128)
-    tok.save_pretrained(directory)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=128,
-                        max_position_embeddings=128, pad_token_id=0)
-    torch.manual_seed(0)
-    AutoModel.from_config(config).eval().save_pretrained(directory)
-    return directory
 
 
 def featurize_cmd(corpus: Path, store: Path, args: argparse.Namespace) -> list[str]:
@@ -217,9 +170,9 @@ def main() -> int:
         work = Path(args.workdir or tmpdir)
         work.mkdir(parents=True, exist_ok=True)
         if args.tiny and not args.model:
-            args.model = str(build_tiny_bert(work / "tiny-bert"))
+            args.model = str(build_random_encoder("tiny-bert", work / "tiny-bert"))
         corpus = work / "corpus.csv"
-        make_corpus(corpus, args.texts, args.seed)
+        write_corpus(corpus, args.texts, args.seed, classes=20)
         ref, crash = work / "ref", work / "crash"
         print(f"corpus {args.texts} texts, shard rows {args.shard_rows}, "
               f"model {args.model or 'bundled all-MiniLM-L6-v2'}", flush=True)
