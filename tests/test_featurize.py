@@ -185,8 +185,12 @@ def test_dedup_and_incremental_counts(tiny_model_dir, tmp_path, capsys):
     corpus = write_csv(tmp_path / "c.csv", texts, label=labels)
     first = featurize_json(capsys, corpus, tmp_path / "s", "--model", model_dir)
     assert (first["rows_read"], first["skipped"], first["unique"], first["new"]) == (10, 2, 6, 6)
+    manifest_before = (tmp_path / "s" / "manifest.json").read_bytes()
     again = featurize_json(capsys, corpus, tmp_path / "s", "--model", model_dir)
     assert (again["new"], again["cached"], again["bytes_written"]) == (0, 6, 0)
+    # A no-op re-run commits nothing: same manifest, and no second copy of the table.
+    assert (tmp_path / "s" / "manifest.json").read_bytes() == manifest_before
+    assert len(list((tmp_path / "s" / "datasets").iterdir())) == 1
     grown = write_csv(tmp_path / "c.csv", [*texts, "new text one", "new text two", TEXTS[2]],
                       label=[*labels, 10, 11, 12])
     third = featurize_json(capsys, grown, tmp_path / "s", "--model", model_dir)

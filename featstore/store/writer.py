@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -211,8 +212,10 @@ class StoreWriter:
                        source: str, encoders: list[str], skipped: int) -> DatasetEntry:
         """Replace (or add) a dataset table, given in memory or as a Parquet file under tmp/.
 
-        Encoders that featurized the previous table stay listed when the rows are the same.
-        The previous table file is left for the next writer's orphan sweep (readers may hold it).
+        A table identical to the committed one is not written again: the committed file stays,
+        and only a changed description (encoders, source, ...) is committed. Encoders that
+        featurized the previous table stay listed when the rows are the same. A replaced table
+        file is left for the next writer's orphan sweep (readers may hold it).
         """
         assert self.manifest is not None
         check_name(name, "dataset")
@@ -224,18 +227,28 @@ class StoreWriter:
             if not isinstance(table, Path):
                 write_table(tmp, table)
             rows = pq.ParquetFile(tmp).metadata.num_rows
-            publish(tmp, final)
+            sha = file_sha256(tmp)
+            old = self.manifest.datasets.get(name)
+            same = old is not None and old.sha256 == sha
+            if same:
+                tmp.unlink()
+            else:
+                publish(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"writing dataset {name} to {self.root} failed: {exc}") from None
-        sha = file_sha256(final)
-        old = self.manifest.datasets.get(name)
-        merged = sorted(set(encoders) | (set(old.encoders) if old and old.sha256 == sha
-                                          else set()))
-        entry = DatasetEntry(file=f"datasets/{fname}", rows=rows,
-                             bytes=final.stat().st_size, sha256=sha,
-                             text_column=text_column, source=source, encoders=merged,
-                             skipped=skipped, updated=_now())
+        merged = sorted(set(encoders) | (set(old.encoders) if same else set()))
+        if same:
+            entry = replace(old, text_column=text_column, source=source, encoders=merged,
+                            skipped=skipped)
+            if entry == old:
+                return old
+            entry.updated = _now()
+        else:
+            entry = DatasetEntry(file=f"datasets/{fname}", rows=rows,
+                                 bytes=final.stat().st_size, sha256=sha,
+                                 text_column=text_column, source=source, encoders=merged,
+                                 skipped=skipped, updated=_now())
         self.manifest.datasets[name] = entry
         self._commit()
         # The replaced table stays until the next writer's orphan sweep, so a reader holding
