@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from featstore.heads import compare as compare_mod
-from featstore.heads import runs
+from featstore.heads import protocols
 from featstore.store import open_store
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -58,11 +58,12 @@ def sst2_csv(data: Path, out: Path) -> Path:
 def ensure(store_path: Path, name: str, make_csv, data: Path) -> None:
     if (store_path / "manifest.json").exists() and name in open_store(store_path).manifest.datasets:
         return
-    from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
+    from featstore.featurize.driver import featurize_corpus
+    from featstore.featurize.options import FeaturizeOptions
 
     csv = make_csv(data, Path(f"/tmp/featstore-bench-{name}.csv"))
     t = time.perf_counter()
-    s = featurize_corpus(csv, store_path, FeaturizeOptions(laser=False), name=name)
+    s = featurize_corpus(csv, store_path, FeaturizeOptions(laser=False), name=name).to_dict()
     log(f"featurized {name}: {s['texts']} texts in {time.perf_counter() - t:.0f} s")
 
 
@@ -84,7 +85,7 @@ def main() -> int:
     root, data = Path(args.store), Path(args.data)
     ensure(root, args.name, banking_csv, data)
     store = open_store(root)
-    plan = runs.plan(store, args.name)
+    plan = protocols.plan_evaluation(store, args.name)
     log(f"banking77: {len(plan.train)} train rows, {len(plan.eval)} test rows, "
         f"{plan.overlap} test texts also in train")
     results: dict = {}
@@ -101,7 +102,7 @@ def main() -> int:
 
     if "mteb" in parts:
         t = time.perf_counter()
-        r = runs.run(store, plan, {"pool": "mean", "head": "logreg", "normalize": "l2",
+        r = protocols.run_protocol(store, plan, {"pool": "mean", "head": "logreg", "normalize": "l2",
                                    "C": 1.0, "max_iter": 100}, shots=8, repeats=10,
                      seed=args.seed)
         acc = 100 * r.metrics["accuracy"]
@@ -114,13 +115,13 @@ def main() -> int:
     if "full" in parts:
         for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "mlp"},
                        compare_mod.STRONG):
-            r = runs.run(store, plan, params, seed=args.seed)
+            r = protocols.run_protocol(store, plan, params, seed=args.seed)
             log(f"[2 full] {params}: accuracy {pct(r.metrics['accuracy'])}, macro-F1 "
                 f"{pct(r.metrics['macro_f1'])}, train {r.train_seconds:.1f} s")
 
     best = dict(compare_mod.STRONG)
     if "compare" in parts:
-        entries = compare_mod.grid(store)
+        entries = compare_mod.compare_grid(store)
         t = time.perf_counter()
         ranked = compare_mod.run_grid(store, plan, entries, seed=args.seed)
         total = time.perf_counter() - t
@@ -145,7 +146,7 @@ def main() -> int:
         few = {**compare_mod.STRONG, "batch_size": 64, "epochs": 60, "lr": 1e-3, "dropout": 0.8}
         for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "logreg"},
                        compare_mod.STRONG, few):
-            r = runs.run(store, plan, params, shots=10, repeats=5, seed=args.seed)
+            r = protocols.run_protocol(store, plan, params, shots=10, repeats=5, seed=args.seed)
             log(f"[3 10-shot] {params}: {pct(r.metrics['accuracy'])} ± "
                 f"{pct(r.metrics['accuracy_std'])} (target 86; paper USE+ConveRT 85.19) "
                 f"[{r.train_seconds:.0f} s for 5 runs]")
@@ -154,15 +155,15 @@ def main() -> int:
         sroot = Path(args.sst2_store or root)
         ensure(sroot, args.sst2_name, sst2_csv, data)
         store = open_store(sroot)
-        p2 = runs.plan(store, args.sst2_name)
+        p2 = protocols.plan_evaluation(store, args.sst2_name)
         log(f"sst2: {len(p2.train)} train, {len(p2.valid) if p2.valid is not None else 0} dev, "
             f"{len(p2.eval)} test ({p2.protocol})")
         for params in ({"pool": "mean", "head": "logreg"}, {**best}):
-            r = runs.run(store, p2, params, seed=args.seed)
+            r = protocols.run_protocol(store, p2, params, seed=args.seed)
             log(f"[4 sst2] {params}: test accuracy {pct(r.metrics['accuracy'])} "
                 f"[{r.train_seconds:.0f} s]")
         t = time.perf_counter()
-        ranked = compare_mod.run_grid(store, p2, compare_mod.grid(store), seed=args.seed)
+        ranked = compare_mod.run_grid(store, p2, compare_mod.compare_grid(store), seed=args.seed)
         log(f"[4 sst2 compare] {time.perf_counter() - t:.0f} s")
         for i, e in enumerate(ranked):
             if e.result:

@@ -36,8 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import build_random_encoder, write_corpus  # noqa: E402
 
+from featstore.featurize.driver import featurize_corpus  # noqa: E402
 from featstore.featurize.encoder import Encoder  # noqa: E402
-from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus  # noqa: E402
+from featstore.featurize.options import FeaturizeOptions  # noqa: E402
 
 RUNS = {
     "default": (None, {}),
@@ -109,7 +110,7 @@ def _run(name: str, model: str | None, extra: dict, corpus: Path, warm: Path, tm
 
         profiler = profile(activities=[ProfilerActivity.CUDA])
     with profiler as prof, ForwardTimer(cuda) as timer:
-        s = featurize_corpus(corpus, tmp / f"store-{name}", opts, progress=False)
+        s = featurize_corpus(corpus, tmp / f"store-{name}", opts, progress=False).to_dict()
     row = {
         "run": name,
         "device": "cuda" if cuda else "cpu",

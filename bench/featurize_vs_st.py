@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    from featstore.featurize.driver import featurize_corpus
     from featstore.featurize.encoder import resolve_model
-    from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
+    from featstore.featurize.options import FeaturizeOptions
 
     df = _load_texts(args.data, args.limit)
     texts = df["text"].astype(str).tolist()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def run_featurize(store: Path, path: Path = corpus) -> dict:
             return featurize_corpus(path, store, options, name="banking77", progress=False,
-                                    warn=lambda msg: None)
+                                    warn=lambda msg: None).to_dict()
 
         st_model = None
         if not args.skip_st:

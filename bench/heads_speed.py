@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from featstore.heads import runs
+from featstore.heads import protocols
 from featstore.store import open_store
 
 
@@ -37,12 +37,12 @@ def main() -> int:
     t = time.perf_counter()
     x = store.gather(enc, keys, "mean", None)
     print(f"load      all {x.shape[1]} layers of mean: {time.perf_counter() - t:.2f} s")
-    plan = runs.plan(store, args.name)
+    plan = protocols.plan_evaluation(store, args.name)
     for params, target in (({"pool": "mean", "head": "logreg"}, 10),
                            ({"pool": "mean", "head": "logreg", "C": 0.1}, 10),
                            ({"pool": "mean-max", "head": "mlp"}, 60),
                            ({"pool": "weighted", "of": "mean", "head": "mlp"}, 60)):
-        r = runs.run(store, plan, params)
+        r = protocols.run_protocol(store, plan, params)
         print(f"fit       {params}: {r.train_seconds:.1f} s (target < {target} s), "
               f"accuracy {100 * r.metrics['accuracy']:.2f}")
     return 0

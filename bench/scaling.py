@@ -74,7 +74,8 @@ def _child(argv: list[str]) -> dict:
 
 # -- child modes ----------------------------------------------------------------------------------
 def child_featurize(corpus: str, store: str, model: str | None, engine: str) -> dict:
-    from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
+    from featstore.featurize.driver import featurize_corpus
+    from featstore.featurize.options import FeaturizeOptions
 
     opts = FeaturizeOptions(model=model, laser=False, engine=engine)
     if engine == "ray":  # a cluster is up before a job starts; its actors are part of the job
@@ -90,8 +91,8 @@ def child_featurize(corpus: str, store: str, model: str | None, engine: str) -> 
 
     featurize_corpus(write_corpus(warm.with_suffix(".csv"), 32, seed=12345), warm, opts,
                      progress=False)
-    first = featurize_corpus(corpus, store, opts, progress=False)
-    again = featurize_corpus(corpus, store, opts, progress=False)
+    first = featurize_corpus(corpus, store, opts, progress=False).to_dict()
+    again = featurize_corpus(corpus, store, opts, progress=False).to_dict()
     return {"pass_seconds": first["pass_seconds"], "new": first["new"],
             "windows": first["windows"], "bytes_written": first["bytes_written"],
             "store_bytes": _dir_bytes(Path(store)), "rerun_seconds": again["pass_seconds"],
@@ -124,7 +125,7 @@ def child_heads(store_path: str, mode: str, chunk: int) -> dict:
                 total = part if total is None else total + part
             out["checksum"] = float(total.sum()) if total is not None else 0.0
         elif mode in ("fit-head", "fit-head-mm"):
-            from featstore.heads.estimators import make_head
+            from featstore.heads.estimator import make_head
 
             pool, kind = ("mean", "linear") if mode == "fit-head" else ("mean-max", "mlp")
             head = make_head("classification", pool=pool, head=kind, layers=[-1],

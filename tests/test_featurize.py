@@ -124,12 +124,12 @@ def test_funnel_masks_follow_the_pooled_sequence(tiny_model_dir, tmp_path, capsy
 
 
 def test_reductions_honour_padding_without_touching_the_input():
-    from featstore.featurize.reductions import reduce_layers
+    from featstore.featurize.reductions import reduce_hidden_states
 
     h = torch.tensor([[[1.0, -5.0], [3.0, -1.0], [100.0, 100.0]]])  # last position is padding
     mask = torch.tensor([[1, 1, 0]])
     before = h.clone()
-    out = reduce_layers([h], mask, ["cls", "mean", "max"], torch.zeros(1, dtype=torch.long))
+    out = reduce_hidden_states([h], mask, ["cls", "mean", "max"], torch.zeros(1, dtype=torch.long))
     assert torch.equal(h, before)  # never in place on the model's output
     assert out["cls"].tolist() == [[[1.0, -5.0]]]
     assert out["mean"].tolist() == [[[2.0, -3.0]]]

@@ -10,8 +10,9 @@ from transformers import AutoModel, AutoTokenizer
 
 import featstore
 from featstore.featurize import encoder as encoder_mod
+from featstore.featurize.driver import featurize_texts
 from featstore.featurize.encoder import Encoder
-from featstore.featurize.pipeline import FeaturizeOptions, featurize_texts
+from featstore.featurize.options import FeaturizeOptions
 
 TEXTS = [
     "hi",

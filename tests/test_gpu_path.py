@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 
 from featstore.cli import main
+from featstore.featurize.driver import featurize_corpus
 from featstore.featurize.encoder import to_device, to_host
-from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
+from featstore.featurize.options import FeaturizeOptions
 from featstore.store import Store
 
 TEXTS = ["my card was stolen", "please refund the transfer", "what is my balance",
@@ -41,7 +42,7 @@ def test_half_precision_autocast_stays_within_storage_tolerance(tiny_model_dir, 
     runs, ids = {}, set()
     for dtype in ("float32", "bfloat16"):
         opts = FeaturizeOptions(model=model, laser=False, compute_dtype=dtype, dtype="float32")
-        ids.add(featurize_corpus(path, tmp_path / dtype, opts, progress=False)["encoder_id"])
+        ids.add(featurize_corpus(path, tmp_path / dtype, opts, progress=False).encoder_id)
         runs[dtype] = Store(tmp_path / dtype).features("c", "mean", layers=None)
     assert len(ids) == 1  # compute precision is not part of the fingerprint
     full, half = runs["float32"], runs["bfloat16"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_heads_support import toy_store
 
-from featstore.heads import HeadClassifier, HeadError, HeadRegressor, load_head, runs, save_head
-from featstore.heads import data as data_mod
-from featstore.heads.fusion import Normalizer
+from featstore.heads import HeadClassifier, HeadError, HeadRegressor, load_head, protocols
+from featstore.heads import splits as splits_mod
+from featstore.heads.normalizer import Normalizer
 from featstore.heads.poolings import AttentionPooling, LSTMOverLayers, WeightedLayers, pad_tokens
 
 FAST = {"epochs": 30, "hidden": 32, "patience": 30, "batch_size": 64}
@@ -67,7 +67,7 @@ def test_logreg_weighted_is_the_plain_layer_average(tmp_path):
                          C=1.0).fit(store, train)
     enc = store.resolve_encoder()
     raw = store.gather(enc, train["_key"].tolist(), "mean", [2, 3]).astype(np.float32)
-    x = clf._inputs(store, train["_key"].tolist(), "t", fitting=False)
+    x = clf.inputs_.matrix(store, train["_key"].tolist())
     np.testing.assert_allclose(x, raw.mean(axis=1), rtol=1e-6)
 
 
@@ -85,7 +85,7 @@ def test_save_load_round_trip_predicts_identically(tmp_path, params):
     store, _, _ = toy_store(tmp_path / "s", tokens=True, laser=True)
     train, test = _split(store)
     clf = HeadClassifier(**params).fit(store, train)
-    save_head(clf, store, "h1", metrics={"accuracy": 1.0})
+    clf.save(store, "h1", metrics={"accuracy": 1.0})
     again = load_head(store, "h1")
     np.testing.assert_array_equal(clf.predict_proba(store, test), again.predict_proba(store, test))
     assert list(clf.predict(store, test)) == list(again.predict(store, test))
@@ -109,7 +109,7 @@ def test_regression_learns_and_round_trips(tmp_path):
     clf.fit(store0, tr)
     m = clf.evaluate(store0, te)
     assert m["pearson"] > 0.9 and m["spearman"] > 0.85 and m["rmse"] < np.std(target)
-    save_head(clf, store0, "reg")
+    clf.save(store0, "reg")
     np.testing.assert_array_equal(load_head(store0, "reg").predict(store0, te),
                                   clf.predict(store0, te))
 
@@ -126,7 +126,7 @@ def test_same_seed_same_predictions(tmp_path):
 
 def test_cv_folds_are_stratified():
     y = np.array([0] * 50 + [1] * 30 + [2] * 20)
-    folds = data_mod.stratified_folds(y, 5, seed=0)
+    folds = splits_mod.stratified_folds(y, 5, seed=0)
     assert len(folds) == 5
     seen = np.concatenate([te for _, te in folds])
     assert sorted(seen.tolist()) == list(range(100))
@@ -136,9 +136,9 @@ def test_cv_folds_are_stratified():
 
 def test_cv_protocol_without_split_column(tmp_path):
     store, _, _ = toy_store(tmp_path / "s", split=False)
-    p = runs.plan(store)
+    p = protocols.plan_evaluation(store)
     assert p.cv == 5 and p.eval is None and "stratified" in p.protocol
-    r = runs.run(store, p, {"pool": "mean", "head": "logreg", "C": 1.0})
+    r = protocols.run_protocol(store, p, {"pool": "mean", "head": "logreg", "C": 1.0})
     assert len(r.runs) == 5 and r.metrics["accuracy"] > 0.9
     assert r.head.fit_info_["rows"] == 240  # the kept head is refitted on every row
 
@@ -164,9 +164,9 @@ def test_overlap_between_train_and_eval_is_reported(tmp_path):
                                          "label": ["c0", "c1", "c2", "c0", "c1"]}),
                          text_column="text", source="x", encoders=["enc-toy"], skipped=0)
     store = open_store(tmp_path / "s")
-    p = runs.plan(store, "toy", "ev")
+    p = protocols.plan_evaluation(store, "toy", "ev")
     assert p.overlap == 1  # text 1 is a train row; texts 0 and 4 are test rows of "toy"
-    r = runs.run(store, p, {"pool": "mean", "head": "logreg", "C": 1.0})
+    r = protocols.run_protocol(store, p, {"pool": "mean", "head": "logreg", "C": 1.0})
     assert any("1 evaluation text(s) also occur" in n for n in r.notes)
     assert r.summary()["overlap"] == 1
 
@@ -183,18 +183,18 @@ def test_split_column_dev_is_used_for_early_stopping(tmp_path):
         tbl = pa.Table.from_pandas(df.assign(split=splits), preserve_index=False)
         w.commit_dataset("toy", tbl, text_column="text", source="x", encoders=["enc-toy"],
                          skipped=0)
-    p = runs.plan(open_store(tmp_path / "s"))
+    p = protocols.plan_evaluation(open_store(tmp_path / "s"))
     assert len(p.train) == 120 and len(p.eval) == 60 and len(p.valid) == 60
     assert "early stopping" in p.protocol
 
 
 def test_few_shot_samples_exactly_n_per_label(tmp_path):
     y = np.array([0] * 30 + [1] * 20 + [2] * 3)
-    idx = data_mod.few_shot(y, 5, seed=0)
+    idx = splits_mod.few_shot(y, 5, seed=0)
     assert np.bincount(y[idx]).tolist() == [5, 5, 3]
-    assert not np.array_equal(idx, data_mod.few_shot(y, 5, seed=1))
+    assert not np.array_equal(idx, splits_mod.few_shot(y, 5, seed=1))
     store, _, _ = toy_store(tmp_path / "s")
-    r = runs.run(store, runs.plan(store), {"pool": "mean", "head": "logreg"}, shots=4, repeats=3)
+    r = protocols.run_protocol(store, protocols.plan_evaluation(store), {"pool": "mean", "head": "logreg"}, shots=4, repeats=3)
     assert len(r.runs) == 3 and "accuracy_std" in r.metrics
     assert r.head.fit_info_["rows"] == 12
 
@@ -255,7 +255,7 @@ def test_fusion_normalises_sources_of_very_different_scales(tmp_path):
     train, test = _split(store)
     fused = HeadClassifier(pool="mean", head="logreg", fuse=["laser"], C=1.0).fit(store, train)
     assert fused.score(store, test) > 0.9
-    x = fused._inputs(store, test["_key"].tolist(), "t", fitting=False)
+    x = fused.inputs_.matrix(store, test["_key"].tolist())
     enc_block, laser_block = x[:, :16], x[:, 16:]
     assert 0.5 < enc_block.std() < 2 and 0.5 < laser_block.std() < 2
     raw = HeadClassifier(pool="mean", head="logreg", fuse=["laser"], C=1.0,
@@ -279,7 +279,7 @@ def test_cls_pooling_reads_the_stored_cls_rows_not_the_pooler(tmp_path):
     store, _, texts = toy_store(tmp_path / "s")
     clf = HeadClassifier(pool="cls", head="logreg", normalize="none", C=1.0)
     clf.fit(store, store.dataset("toy"))
-    x = clf._inputs(store, store.dataset("toy")["_key"].tolist()[:5], "t", fitting=False)
+    x = clf.inputs_.matrix(store, store.dataset("toy")["_key"].tolist()[:5])
     enc = store.resolve_encoder()
     np.testing.assert_array_equal(x, store.features(texts[:5], "cls", -1, enc).astype(np.float32))
 
@@ -330,7 +330,7 @@ def test_ensemble_averages_its_members(tmp_path):
     for a, b in zip(ens.networks_[1].state_dict().values(),
                     single.network_.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
-    x = ens._inputs(store, test["_key"].tolist(), "t", fitting=False)
+    x = ens.inputs_.batch(store, test["_key"].tolist())
     with torch.no_grad():
         members = [torch.softmax(n(x.enc).double(), 1) for n in ens.networks_]
     np.testing.assert_allclose(ens.predict_proba(store, test),
@@ -341,8 +341,8 @@ def test_chunked_reads_and_statistics_match_whole_array_ones(tmp_path, monkeypat
     """Rows spread over several shards and read in small chunks come back in key order, pooled
     as the heads pool; chunked standardisation statistics equal the whole-array ones; lazily
     normalised minibatches equal the normalised matrix."""
-    from featstore.heads import features as feats_mod
-    from featstore.heads import fusion
+    from featstore.heads import gather as feats_mod
+    from featstore.heads import normalizer
     from featstore.heads.training import LazyInputs
     from featstore.store import StoreWriter, keys_for
 
@@ -375,7 +375,7 @@ def test_chunked_reads_and_statistics_match_whole_array_ones(tmp_path, monkeypat
     assert avg.dtype == np.float32
     np.testing.assert_array_equal(avg, data["mean"][order][:, :2].astype(np.float32).mean(1))
 
-    monkeypatch.setattr(fusion, "FIT_CHUNK_VALUES", 50)  # chunks of 4 rows
+    monkeypatch.setattr(normalizer, "FIT_CHUNK_VALUES", 50)  # chunks of 4 rows
     norm = Normalizer("standard").fit(got)
     np.testing.assert_allclose(norm.mean_, got.mean(0, dtype=np.float64), rtol=1e-6)
     np.testing.assert_allclose(norm.scale_, got.std(0, dtype=np.float64), rtol=1e-6)

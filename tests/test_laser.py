@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from laser_tiny import build_tiny_laser
 from laserembeddings import Laser
 
+from featstore.featurize.errors import LaserError
 from featstore.featurize.laser import (
     LASER_FILES,
     MISSING_LASER_HINT,
@@ -112,7 +112,7 @@ def test_empty_input(vectors):
 
 
 def test_str_input_is_rejected(vectors):
-    with pytest.raises(TypeError):
+    with pytest.raises(LaserError, match="not a single str"):
         vectors.encode("the cat")
 
 
@@ -148,16 +148,16 @@ def test_find_laser_dir(laser_dir, tmp_path):
     partial = shutil.copytree(laser_dir, tmp_path / "partial")
     (partial / LASER_FILES[0]).unlink()
     assert find_laser_dir(partial) is None
-    with pytest.raises(FileNotFoundError, match="LASER models not found"):
+    with pytest.raises(LaserError, match="LASER models not found"):
         LaserVectors(partial)
     assert "download-models" in MISSING_LASER_HINT and "--laser-dir" in MISSING_LASER_HINT
 
 
 def test_bad_device_is_refused(laser_dir):
-    with pytest.raises(ValueError):
+    with pytest.raises(LaserError, match="'tpu'"):
         LaserVectors(laser_dir, device="tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError):
+        with pytest.raises(LaserError, match="no CUDA GPU"):
             LaserVectors(laser_dir, device="cuda")
 
 
@@ -179,7 +179,7 @@ def test_pickled_objects_in_checkpoint_are_refused(laser_dir, tmp_path):
     ckpt["extra"] = _Payload(str(marker))
     torch.save(ckpt, path)
 
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(LaserError, match="never unpickles"):
         LaserVectors(model_dir)
     assert not marker.exists()
 

@@ -15,7 +15,8 @@ from conftest import WORDS
 from laser_tiny import build_tiny_laser
 
 from featstore.cli import main
-from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
+from featstore.featurize.driver import featurize_corpus
+from featstore.featurize.options import FeaturizeOptions
 from featstore.store import KEY_COLUMN, Store, StoreWriter
 
 ray = pytest.importorskip("ray")
@@ -66,7 +67,8 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
     path, unique = corpus
     model = tiny_model_dir("bert")
     laser = build_tiny_laser(tmp_path / "laser")
-    local = featurize_corpus(path, tmp_path / "local", _options(model, laser), progress=False)
+    local = featurize_corpus(path, tmp_path / "local", _options(model, laser),
+                             progress=False).to_dict()
     assert local["new"] == local["laser_new"] == unique
     assert local["windows"] > unique  # the long text has windows
 
@@ -96,7 +98,7 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
     capsys.readouterr()
     # More workers than the cluster holds: start with what fits, never wait forever.
     summary = featurize_corpus(path, root, _options(model, laser, engine="ray", workers=3),
-                               progress=False)
+                               progress=False).to_dict()
     assert "room for 2 of 3 workers" in capsys.readouterr().err
     assert summary["engine"] == "ray" and summary["workers"] == 3
     assert summary["new"] == unique - commits[0].rows  # only what was not committed

@@ -19,15 +19,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featstore.store import FeatstoreError
+from featstore.featurize.errors import CorpusError
+from featstore.store import clean_text
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMN_GUESSES = ("text", "sentence")
-
-
-class CorpusError(FeatstoreError):
-    """The corpus file cannot be read as asked."""
 
 
 @dataclass(frozen=True)
@@ -212,3 +209,25 @@ class ChunkChecker:
                             "a column must hold one type")
             return f"{path}, column {col!r}: values cannot be stored ({_last_line(exc)})"
         return f"{path}: a column cannot be stored ({_last_line(exc)})"
+
+
+def scan_corpus(corpus: Corpus, strict: bool) -> tuple[int, int]:
+    """(rows, rows without text) over the whole file: fails before anything is written."""
+    rows = skipped = 0
+    checker = ChunkChecker(corpus)
+    for chunk in corpus.chunks():
+        keep = []
+        for i, value in enumerate(chunk[corpus.text_column].tolist()):
+            if clean_text(value) is None:
+                if strict:
+                    raise CorpusError(f"{corpus.path} row {rows + i + 1}: empty or missing text "
+                                      f"in column {corpus.text_column!r} (--strict)")
+                skipped += 1
+            else:
+                keep.append(i)
+        checker.check(chunk, rows, keep)
+        rows += len(chunk)
+    if rows - skipped == 0:
+        what = "has no rows" if rows == 0 else f"has no texts in column {corpus.text_column!r}"
+        raise CorpusError(f"{corpus.path}: corpus {what}")
+    return rows, skipped

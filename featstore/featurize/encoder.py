@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import os
 import pickle  # for its error class only: nothing is unpickled here
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from featstore.featurize.reductions import reduce_layers
-from featstore.store import FeatstoreError
+from featstore.featurize.errors import EncoderError
+from featstore.featurize.reductions import reduce_hidden_states
+from featstore.store import fingerprint_id
+from featstore.store.hashing import sha256_tree
 
+# Bumped whenever the code changes the values stored for the same model and settings (how windows
+# are combined, how reductions are computed): features from another version are never reused.
+FEATURIZER_VERSION = 1
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 LAYERED_FEATURES = ("cls", "mean", "max")
 ALL_FEATURES = (*LAYERED_FEATURES, "pooler")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 _LAST_TOKEN_TYPES = {"xlnet", "gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt"}
-
-
-class EncoderError(FeatstoreError):
-    """The encoder cannot be loaded or used as asked."""
 
 
 def resolve_model(model: str | None) -> tuple[str, str]:
@@ -41,19 +40,10 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     return model, model
 
 
-def _hash_files(root: Path, suffixes: tuple[str, ...] | None, exclude: tuple[str, ...] = ()
-                ) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or p.suffix in exclude:
-            continue
-        if suffixes is not None and p.suffix not in suffixes:
-            continue
-        h.update(p.relative_to(root).as_posix().encode() + b"\0")
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+def _model_files(root: Path, weights: bool) -> list[Path]:
+    """The weight files of a model directory, or every other (tokenizer, config) file."""
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+            and (p.suffix in _WEIGHT_SUFFIXES) == weights]
 
 
 def parse_layers(spec: str | Sequence[int], n_hidden_states: int) -> list[int]:
@@ -116,9 +106,10 @@ class Encoder:
             config = AutoConfig.from_pretrained(self.source, trust_remote_code=trust_remote_code)
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.source, trust_remote_code=trust_remote_code)
-            net, info = AutoModel.from_pretrained(self.source, config=config,
-                                                  trust_remote_code=trust_remote_code,
-                                                  output_loading_info=True)
+            with _no_loading_bars():
+                net, info = AutoModel.from_pretrained(self.source, config=config,
+                                                      trust_remote_code=trust_remote_code,
+                                                      output_loading_info=True)
         except pickle.UnpicklingError:
             # torch.load(weights_only=True) met pickled objects that are not plain tensors.
             raise EncoderError(f"cannot load model {self.name!r}: its weights file holds "
@@ -199,13 +190,14 @@ class Encoder:
         if self._fingerprint is None:
             src = Path(self.source)
             if src.is_dir():
-                weights = _hash_files(src, _WEIGHT_SUFFIXES)
-                tokenizer = _hash_files(src, None, exclude=_WEIGHT_SUFFIXES)
+                weights = sha256_tree(src, _model_files(src, weights=True))
+                tokenizer = sha256_tree(src, _model_files(src, weights=False))
             else:
                 rev = getattr(self.config, "_commit_hash", None) or "unknown"
                 weights = tokenizer = f"revision:{rev}"
             self._fingerprint = {
                 "kind": "encoder",
+                "featurizer_version": FEATURIZER_VERSION,
                 "model": self.name,
                 "model_type": self.config.model_type,
                 "weights_sha256": weights,
@@ -222,9 +214,8 @@ class Encoder:
 
     @property
     def encoder_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()
-        base = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name.rstrip("/").split("/")[-1]).strip("-.")
-        return f"{base[:60] or 'model'}-{digest[:12]}"
+        """The id a store gives these features when it does not hold them yet."""
+        return fingerprint_id(self.name, self.fingerprint)
 
     def feature_shapes(self, tokens: bool = False) -> dict[str, list[int]]:
         shapes = {f: [len(self.layers), self.hidden] for f in self.features if f != "pooler"}
@@ -267,7 +258,7 @@ class Encoder:
             else:
                 cls_index = torch.zeros_like(mask[:, 0])
             layered = [f for f in self.features if f != "pooler"]
-            red = reduce_layers(states, mask, layered, cls_index,
+            red = reduce_hidden_states(states, mask, layered, cls_index,
                                 self._separate_cls, self._truncate_seq)
             if "pooler" in self.features:
                 red["pooler"] = out.pooler_output.float()
@@ -282,6 +273,20 @@ class Encoder:
                 keep = mask.bool().cpu().numpy()
                 token_rows = [full[i][keep[i]] for i in range(len(lens))]
         return result, token_rows
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """transformers draws a bar while loading weights; a cache run by the user draws its own."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -7,10 +7,10 @@ output for any batch size (including none) and a content fingerprint of the mode
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pathlib
+import pickle  # for its error class only: nothing is unpickled here
 from collections.abc import Sequence
 
 import laserembeddings
@@ -18,12 +18,14 @@ import numpy as np
 import torch
 from laserembeddings import Laser
 
+from featstore.featurize.errors import LaserError
+from featstore.store.hashing import sha256_file
+
 LASER_FILES = ("93langs.fcodes", "93langs.fvocab", "bilstm.93langs.2018-12-26.pt")
 MISSING_LASER_HINT = (
     "LASER models not found: run `python -m laserembeddings download-models [DIR]` "
     "or pass --laser-dir DIR"
 )
-_HASH_CHUNK = 1 << 20
 
 
 def _is_complete(directory: pathlib.Path) -> bool:
@@ -43,15 +45,6 @@ def find_laser_dir(laser_dir: str | os.PathLike | None) -> pathlib.Path | None:
     return default if _is_complete(default) else None
 
 
-def _sha256(path: pathlib.Path) -> str:
-    """Streamed, so the ~200 MB encoder is never held in memory just to be hashed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class LaserVectors:
     """Frozen LASER encoder: ``encode(texts)`` -> float32 ``[n, dim]`` max-pooled BiLSTM states."""
 
@@ -60,16 +53,15 @@ class LaserVectors:
 
     def __init__(self, model_dir: str | os.PathLike, lang: str = "en", device: str = "cpu") -> None:
         if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+            raise LaserError(f"LASER runs on device cpu or cuda, not {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
             # laserembeddings would quietly run on the CPU instead.
-            raise RuntimeError("device='cuda' requested but CUDA is not available")
+            raise LaserError("LASER on cuda asked for, but no CUDA GPU is available")
         self.model_dir = pathlib.Path(model_dir).expanduser()
         missing = [n for n in LASER_FILES if not (self.model_dir / n).is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"{MISSING_LASER_HINT} (missing in {self.model_dir}: {missing})"
-            )
+            raise LaserError(f"{MISSING_LASER_HINT} (missing in {self.model_dir}: "
+                             f"{', '.join(missing)})")
         self.lang = lang
         self.device = device
         codes, vocab, encoder = (self.model_dir / n for n in LASER_FILES)
@@ -77,26 +69,34 @@ class LaserVectors:
         # laserembeddings runs a bare torch.load(path): weights-only merely by default, and only
         # on torch>=2.6 without TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD. So the file is unpickled once,
         # here, weights-only; laserembeddings gets a re-serialised copy of those plain tensors.
-        state = torch.load(encoder, map_location="cpu", weights_only=True)
-        params = state["params"]
-        self.dim = int(params["hidden_size"]) * (2 if params.get("bidirectional") else 1)
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        del state
-        buffer.seek(0)
-        self._laser = Laser(
-            bpe_codes=str(codes),
-            bpe_vocab=str(vocab),
-            encoder=buffer,
-            embedding_options={"cpu": device == "cpu"},
-        )
+        try:
+            state = torch.load(encoder, map_location="cpu", weights_only=True)
+            params = state["params"]
+            self.dim = int(params["hidden_size"]) * (2 if params.get("bidirectional") else 1)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            del state
+            buffer.seek(0)
+            self._laser = Laser(
+                bpe_codes=str(codes),
+                bpe_vocab=str(vocab),
+                encoder=buffer,
+                embedding_options={"cpu": device == "cpu"},
+            )
+        except pickle.UnpicklingError:
+            raise LaserError(f"LASER model {encoder} holds pickled objects other than tensors, "
+                             "which featstore never unpickles") from None
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LaserError(f"cannot load LASER models from {self.model_dir}: {first}"
+                             ) from None
         self._hashes: dict[str, str] | None = None
 
     @property
     def fingerprint(self) -> dict:
         """What the vectors depend on; file hashes are computed on first use, then reused."""
         if self._hashes is None:
-            self._hashes = {n: _sha256(self.model_dir / n) for n in LASER_FILES}
+            self._hashes = {n: sha256_file(self.model_dir / n) for n in LASER_FILES}
         return {
             "kind": "laser",
             "package": "laserembeddings",
@@ -109,7 +109,7 @@ class LaserVectors:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in order; rows do not depend on batch neighbours (up to float noise)."""
         if isinstance(texts, str):
-            raise TypeError("encode expects a sequence of strings, not a single str")
+            raise LaserError("LASER encodes a sequence of texts, not a single str")
         if len(texts) == 0:  # laserembeddings would fail in np.vstack([])
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch.inference_mode():  # laserembeddings' forward would otherwise record autograd

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from featstore.featurize.errors import EncoderError
+
 
 def pool_mask(mask: torch.Tensor, separate_cls: bool, truncate_seq: bool) -> torch.Tensor:
     """Downsample a [batch, seq] mask the way Funnel Transformer pools its attention mask."""
@@ -32,10 +34,10 @@ def masks_for_lengths(mask: torch.Tensor, lengths: Sequence[int], separate_cls: 
         cur = pool_mask(cur, separate_cls, truncate_seq)
         out.setdefault(cur.shape[1], cur)
     missing = sorted(set(lengths) - set(out))
-    raise ValueError(f"cannot derive an attention mask for hidden states of length {missing}")
+    raise EncoderError(f"cannot derive an attention mask for hidden states of length {missing}")
 
 
-def reduce_layers(
+def reduce_hidden_states(
     hidden_states: Sequence[torch.Tensor],
     attention_mask: torch.Tensor,
     features: Sequence[str],

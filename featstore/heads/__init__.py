@@ -1,17 +1,40 @@
 """Heads trained on stored features: poolings, fusion, logreg / linear / MLP heads, artifacts.
 
 Reads features only through `featstore.store`; knows nothing about tokenizers or encoders.
+Names are loaded on first use, so importing a light module of this package (`choices`) never
+loads torch or scikit-learn.
 """
 
-from featstore.heads.artifacts import list_heads, load_head, read_head_json, save_head
-from featstore.heads.errors import HeadError
-from featstore.heads.estimators import HeadClassifier, HeadRegressor, make_head
-from featstore.heads.fusion import FUSE_MODES, NORMALIZATIONS
-from featstore.heads.networks import HEADS
-from featstore.heads.poolings import OF_CHOICES, POOLINGS
+from __future__ import annotations
 
-__all__ = [
-    "FUSE_MODES", "HEADS", "NORMALIZATIONS", "OF_CHOICES", "POOLINGS", "HeadClassifier",
-    "HeadError", "HeadRegressor", "list_heads", "load_head", "make_head", "read_head_json",
-    "save_head",
-]
+import importlib
+from typing import Any
+
+from featstore.heads.choices import (
+    FUSE_MODES,
+    HEADS,
+    NORMALIZATIONS,
+    OF_CHOICES,
+    POOLINGS,
+    TASKS,
+)
+from featstore.heads.errors import HeadError
+
+_LAZY = {
+    "HeadClassifier": "featstore.heads.estimator",
+    "HeadEstimator": "featstore.heads.estimator",
+    "HeadRegressor": "featstore.heads.estimator",
+    "load_head": "featstore.heads.estimator",
+    "make_head": "featstore.heads.estimator",
+    "list_heads": "featstore.heads.artifacts",
+    "read_head_json": "featstore.heads.artifacts",
+}
+
+__all__ = ["FUSE_MODES", "HEADS", "NORMALIZATIONS", "OF_CHOICES", "POOLINGS", "TASKS",
+           "HeadError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

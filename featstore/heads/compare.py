@@ -6,17 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from featstore.heads.choices import COMPARE_HEADS, COMPARE_POOLS
 from featstore.heads.errors import HeadError
 from featstore.heads.metrics import primary_metric
 from featstore.heads.poolings import is_trainable
-from featstore.heads.runs import Plan, RunResult, run
+from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_protocol
 from featstore.store import Store
 
-# max and cls-mean are left out by default (mean-max covers them) and so is the linear head (the
-# MLP dominates it), which keeps a Banking77-sized grid within ten minutes on two cores;
-# --pools and --heads bring them back.
-DEFAULT_POOLS = ("cls", "pooler", "mean", "mean-max", "concat", "weighted", "lstm", "attention")
-DEFAULT_HEADS = ("logreg", "mlp")
 # the recipe that tops Banking77 for the default encoder: top-layer mean and max into an MLP,
 # trained on every training row (no hold-out) for a fixed 20 epochs, five seeds averaged
 STRONG = {"pool": "mean-max", "head": "mlp", "hidden": 512, "valid_fraction": 0.0,
@@ -24,10 +20,10 @@ STRONG = {"pool": "mean-max", "head": "mlp", "hidden": 512, "valid_fraction": 0.
 
 
 @dataclass
-class Entry:
+class GridEntry:
     name: str
     params: dict[str, Any]
-    result: RunResult | None = None
+    result: ProtocolResult | None = None
     skipped: str | None = None
 
 
@@ -45,13 +41,13 @@ def _label(params: dict[str, Any]) -> str:
     return name
 
 
-def grid(store: Store, pools: tuple[str, ...] = DEFAULT_POOLS,
-         heads: tuple[str, ...] = DEFAULT_HEADS, fuse: tuple[str, ...] = (),
-         task: str = "classification", base: dict[str, Any] | None = None) -> list[Entry]:
+def compare_grid(store: Store, pools: tuple[str, ...] = COMPARE_POOLS,
+         heads: tuple[str, ...] = COMPARE_HEADS, fuse: tuple[str, ...] = (),
+         task: str = "classification", base: dict[str, Any] | None = None) -> list[GridEntry]:
     """Every valid combination; trainable poolings pair with torch heads only, and with
     fusion sources each head also runs on mean + sources (concat and project)."""
     base = dict(base or {})
-    entries: list[Entry] = []
+    entries: list[GridEntry] = []
     for pool in pools:
         for head in heads:
             if head == "logreg" and (task == "regression" or pool in ("lstm", "attention")):
@@ -59,27 +55,27 @@ def grid(store: Store, pools: tuple[str, ...] = DEFAULT_POOLS,
             if head == "logreg" and is_trainable(pool) and pool != "weighted":
                 continue
             params = {**base, "pool": pool, "head": head}
-            entries.append(Entry(_label(params), params))
+            entries.append(GridEntry(_label(params), params))
     if task == "classification" and "mlp" in heads and "mean-max" in pools:
         params = {**base, **STRONG}
-        entries.append(Entry(_label(params) + ", no hold-out", params))
+        entries.append(GridEntry(_label(params) + ", no hold-out", params))
     for head in heads:
         if not fuse or (head == "logreg" and task == "regression"):
             continue
         modes = ("concat",) if head == "logreg" else ("concat", "project")
         for mode in modes:
             params = {**base, "pool": "mean", "head": head, "fuse": list(fuse), "fuse_mode": mode}
-            entries.append(Entry(_label(params), params))
+            entries.append(GridEntry(_label(params), params))
     return entries
 
 
-def run_grid(store: Store, plan: Plan, entries: list[Entry], task: str = "classification",
-             seed: int = 0, progress: Any = None) -> list[Entry]:
+def run_grid(store: Store, plan: EvaluationPlan, entries: list[GridEntry],
+             task: str = "classification", seed: int = 0, progress: Any = None) -> list[GridEntry]:
     """Run every entry; an entry the store cannot serve (no tokens, no pooler) is skipped with
     its reason. Returns entries best first, skipped ones last."""
     for e in entries:
         try:
-            e.result = run(store, plan, e.params, task=task, seed=seed, refit=False)
+            e.result = run_protocol(store, plan, e.params, task=task, seed=seed, refit=False)
         except HeadError as exc:
             e.skipped = str(exc)
         if progress is not None:

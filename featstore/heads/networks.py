@@ -8,11 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from featstore.heads.choices import HEADS
 from featstore.heads.errors import HeadError
 from featstore.heads.fusion import ConcatFusion, ProjectFusion
-
-TORCH_HEADS = ("linear", "mlp")
-HEADS = ("logreg",) + TORCH_HEADS
+from featstore.heads.poolings import pooling_module
 
 
 def check_head(head: str) -> None:
@@ -56,3 +55,17 @@ class HeadNetwork(nn.Module):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         pooled = self.pooling(enc, mask) if self.pooling is not None else enc
         return self.head(self.fusion([pooled, *(sources or [])]))
+
+
+def build_network(pool: str, flat: bool, input_dims: dict, fuse_mode: str, proj_dim: int,
+                  head: str, out_dim: int, hidden: int, dropout: float) -> HeadNetwork:
+    """The torch network of a head, from its configuration and the widths of its inputs; the same
+    call builds it for training and for loading saved weights. `flat` inputs arrive pooled; with
+    concat fusion they also arrive joined into one block."""
+    joined = flat and fuse_mode == "concat"
+    pooling = None if flat else pooling_module(pool, input_dims["layers"], input_dims["enc"],
+                                               hidden)
+    sources = list(input_dims["sources"])
+    enc_dim = input_dims["enc"] + (sum(sources) if joined else 0)
+    return HeadNetwork(pooling, enc_dim, [] if joined else sources, fuse_mode, proj_dim, head,
+                       out_dim, hidden, dropout)

@@ -15,14 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from featstore.heads.choices import OF_CHOICES, POOLINGS, TRAINABLE_POOLINGS
 from featstore.heads.errors import HeadError
 
-FIXED_POOLINGS = ("cls", "pooler", "mean", "max", "mean-max", "cls-mean", "concat")
-TRAINABLE_POOLINGS = ("weighted", "lstm", "attention")
-POOLINGS = FIXED_POOLINGS + TRAINABLE_POOLINGS
-
-# --of: which stored per-layer vectors `concat`, `weighted` and `lstm` work on
-OF_CHOICES = ("cls", "mean", "max", "mean-max", "cls-mean")
 _FEATURES = {
     "cls": ["cls"], "mean": ["mean"], "max": ["max"], "mean-max": ["mean", "max"],
     "cls-mean": ["cls", "mean"], "pooler": ["pooler"],

@@ -1,7 +1,14 @@
 """On-disk store: manifest, tensor shards (HDF5), dataset tables (Parquet), lock, commits.
 
-Knows nothing about models: it stores named arrays per text key for opaque encoder fingerprints.
+Knows nothing about models: it stores named arrays per text key for opaque source fingerprints.
+The reader and writer (numpy, pandas, h5py, pyarrow) are loaded on first use, so a command that
+only reads the manifest starts fast.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from featstore.store.errors import (
     DamagedShardError,
@@ -10,14 +17,25 @@ from featstore.store.errors import (
     LockedError,
     StoreError,
 )
-from featstore.store.keys import keys_for, normalize_text, text_key
-from featstore.store.manifest import FORMAT_VERSION, check_name
-from featstore.store.store import Store, default_store_path, open_store
-from featstore.store.tables import KEY_COLUMN
-from featstore.store.writer import StoreWriter
+from featstore.store.hashing import fingerprint_id
+from featstore.store.keys import KEY_COLUMN, clean_text, keys_for, normalize_text, text_key
+from featstore.store.manifest import FORMAT_VERSION, check_name, fingerprints_match
+
+_LAZY = {
+    "Store": "featstore.store.store",
+    "default_store_path": "featstore.store.store",
+    "open_store": "featstore.store.store",
+    "StoreWriter": "featstore.store.writer",
+}
 
 __all__ = [
     "FORMAT_VERSION", "KEY_COLUMN", "DamagedShardError", "FeatstoreError", "FormatVersionError",
-    "LockedError", "Store", "StoreError", "StoreWriter", "check_name", "default_store_path",
-    "keys_for", "normalize_text", "open_store", "text_key",
+    "LockedError", "StoreError", "check_name", "clean_text", "fingerprint_id",
+    "fingerprints_match", "keys_for", "normalize_text", "text_key", *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Text keys: the identity of a text in the store.
+"""Text keys: the identity of a text in the store, and the one rule for cleaning a text value.
 
 A key is the 32-hex-digit BLAKE2b-128 digest of the normalised text's UTF-8 bytes. Normalisation
 is Unicode NFC followed by stripping leading and trailing whitespace; nothing else (case and inner
@@ -9,14 +9,25 @@ key always names exactly one encoder input.
 from __future__ import annotations
 
 import hashlib
+import math
 import unicodedata
 from collections.abc import Iterable
 
 KEY_WIDTH = 32
+KEY_COLUMN = "_key"  # the key's column in every dataset table
 
 
 def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
+
+
+def clean_text(value: object) -> str | None:
+    """A cell of a text column as the encoder sees it, or None when it holds no text (missing,
+    NaN, or only whitespace). Non-string scalars are read as their string form."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = normalize_text(value if isinstance(value, str) else str(value))
+    return text or None
 
 
 def text_key(text: str) -> str:

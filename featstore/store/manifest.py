@@ -10,17 +10,30 @@ one are still read. Its fields are also checked for type and consistency.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from featstore.store.errors import FormatVersionError, StoreError
+from featstore.store.hashing import sha256_json
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Fields added to fingerprints after stores already held some, by fingerprint kind, with the
+# value every fingerprint written before them implied: an older fingerprint still matches.
+FINGERPRINT_DEFAULTS = {"encoder": {"featurizer_version": 1}}
+
+
+def fingerprint_with_defaults(fingerprint: dict) -> dict:
+    defaults = FINGERPRINT_DEFAULTS.get(fingerprint.get("kind"), {})
+    return {**defaults, **fingerprint}
+
+
+def fingerprints_match(a: dict, b: dict) -> bool:
+    """Same producer and settings, allowing for fields added since one of them was written."""
+    return fingerprint_with_defaults(a) == fingerprint_with_defaults(b)
 
 
 def check_name(name: str, what: str) -> str:
@@ -90,6 +103,13 @@ class Manifest:
     encoders: dict[str, EncoderEntry] = field(default_factory=dict)
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
 
+    def find_encoder(self, fingerprint: dict) -> str | None:
+        """The id of the encoder (or other source) with this fingerprint, if any."""
+        for enc_id, entry in self.encoders.items():
+            if fingerprints_match(entry.fingerprint, fingerprint):
+                return enc_id
+        return None
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["checksum"] = manifest_checksum(data)
@@ -140,9 +160,7 @@ class Manifest:
 
 def manifest_checksum(data: dict) -> str:
     """SHA-256 of the manifest's canonical JSON, without its own checksum field."""
-    body = {k: v for k, v in data.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
-                          .encode("utf-8")).hexdigest()
+    return sha256_json({k: v for k, v in data.items() if k != "checksum"})
 
 
 def _check_encoder(enc_id: str, e: EncoderEntry) -> None:

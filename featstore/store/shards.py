@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_mod
-import hashlib
 import os
 import re
 import sys
@@ -33,7 +32,7 @@ from featstore.store.keys import KEY_WIDTH
 _CHUNK_ROWS = 256
 
 
-def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+def _chunk_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     # One layer per chunk keeps single-layer reads from touching the other layers.
     rows = max(1, min(shape[0], _CHUNK_ROWS))
     if len(shape) == 3:
@@ -113,7 +112,7 @@ def _write_shard(
         for name, arr in features.items():
             if arr.shape[0] != n:
                 raise ValueError(f"feature {name} has {arr.shape[0]} rows, expected {n}")
-            grp.create_dataset(name, data=arr, chunks=_chunks(arr.shape), fletcher32=True)
+            grp.create_dataset(name, data=arr, chunks=_chunk_shape(arr.shape), fletcher32=True)
         mgrp = f.create_group("meta")
         for name, arr in (meta or {}).items():
             mgrp.create_dataset(name, data=arr, fletcher32=True, chunks=(max(1, min(n, 4096)),))
@@ -125,17 +124,10 @@ def _write_shard(
             g.create_dataset("offsets", data=offsets.astype(np.int64), fletcher32=True,
                              chunks=(min(n + 1, 4096),))
             if data.shape[0]:
-                g.create_dataset("data", data=data, chunks=_chunks(data.shape), fletcher32=True)
+                g.create_dataset("data", data=data, chunks=_chunk_shape(data.shape),
+                                 fletcher32=True)
             else:
                 g.create_dataset("data", data=data)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ShardReader:

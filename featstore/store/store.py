@@ -11,15 +11,16 @@ import numpy as np
 import pandas as pd
 
 from featstore.store.errors import DamagedShardError, StoreError
-from featstore.store.keys import keys_for
+from featstore.store.hashing import sha256_file
+from featstore.store.keys import KEY_COLUMN, keys_for
 from featstore.store.manifest import (
     EncoderEntry,
     Manifest,
     check_relpath,
     read_manifest,
 )
-from featstore.store.shards import ShardReader, file_sha256
-from featstore.store.tables import KEY_COLUMN, read_table
+from featstore.store.shards import ShardReader
+from featstore.store.tables import read_table
 
 ENV_STORE = "FEATSTORE_DIR"
 
@@ -83,6 +84,10 @@ class Store:
         except KeyError:
             raise StoreError(f"store {self.root} has no encoder {encoder_id!r}") from None
 
+    def find_encoder(self, fingerprint: dict) -> str | None:
+        """The id under which this store holds features of exactly this fingerprint, if any."""
+        return self.manifest.find_encoder(fingerprint)
+
     def resolve_encoder(self, encoder: str | None = None, kind: str | None = None) -> str:
         """Encoder id from an id, a model name, or nothing (the only encoder of that kind)."""
         entries = self.manifest.encoders
@@ -125,9 +130,6 @@ class Store:
         return max(self.manifest.datasets.items(), key=lambda kv: kv[1].updated)[0]
 
     # -- features -----------------------------------------------------------------------------
-    def _shard_path(self, encoder_id: str, i: int) -> Path:
-        return check_relpath(self.encoder_entry(encoder_id).shards[i].file, self.root)
-
     def _reader(self, encoder_id: str, i: int) -> ShardReader:
         s = self.encoder_entry(encoder_id).shards[i]
         path = check_relpath(s.file, self.root)
@@ -292,7 +294,7 @@ class Store:
                 return f"shard {s.file} is missing"
             if path.stat().st_size != s.bytes:
                 return f"shard {s.file} has {path.stat().st_size} bytes, expected {s.bytes}"
-            if file_sha256(path) != s.sha256:
+            if sha256_file(path) != s.sha256:
                 try:
                     with self._reader(encoder_id, i) as r:
                         r.check_all()
@@ -317,7 +319,7 @@ class Store:
             return str(exc)
         if not path.exists():
             return f"table {d.file} is missing"
-        if file_sha256(path) != d.sha256:
+        if sha256_file(path) != d.sha256:
             return f"table {d.file} fails its checksum"
         return None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.store.errors import DamagedShardError
-
-KEY_COLUMN = "_key"
+from featstore.store.hashing import sha256_bytes
 
 
 def write_table(path: Path, table: pa.Table) -> None:
@@ -31,7 +29,7 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
                                 ) from None
     except OSError as exc:
         raise DamagedShardError(f"dataset table {path} cannot be read ({exc.strerror})") from None
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+    if sha256 is not None and sha256_bytes(raw) != sha256:
         raise DamagedShardError(f"dataset table {path} fails its checksum (damaged); "
                                 "run `featstore repair`")
     try:

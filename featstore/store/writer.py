@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from featstore.store.atomic import fsync_path, publish, write_json_atomic
 from featstore.store.errors import StoreError
+from featstore.store.hashing import sha256_file
 from featstore.store.lock import WriterLock
 from featstore.store.manifest import (
     MANIFEST_NAME,
@@ -31,9 +32,10 @@ from featstore.store.manifest import (
     ShardEntry,
     check_name,
     check_relpath,
+    fingerprints_match,
     read_manifest,
 )
-from featstore.store.shards import file_sha256, io_error_text, shard_nbytes, write_shard
+from featstore.store.shards import io_error_text, shard_nbytes, write_shard
 from featstore.store.store import Store
 from featstore.store.tables import write_table
 
@@ -85,7 +87,7 @@ def write_shard_file(
                          "everything committed so far is kept") from None
     return ShardEntry(
         file=f"encoders/{encoder_id}/{name}", rows=len(keys), bytes=final.stat().st_size,
-        sha256=file_sha256(final), features=sorted([*features, *(ragged or {})]))
+        sha256=sha256_file(final), features=sorted([*features, *(ragged or {})]))
 
 
 class StoreWriter:
@@ -174,7 +176,8 @@ class StoreWriter:
         assert self.manifest is not None
         check_name(encoder_id, "encoder")
         entry = self.manifest.encoders.get(encoder_id)
-        if entry is not None and entry.fingerprint == fingerprint and entry.dtype == dtype and \
+        if entry is not None and fingerprints_match(entry.fingerprint, fingerprint) and \
+                entry.dtype == dtype and \
                 all(entry.feature_shapes.get(k) == list(v) for k, v in feature_shapes.items()):
             return
         if entry is None:
@@ -182,7 +185,7 @@ class StoreWriter:
                 fingerprint=fingerprint, dtype=dtype,
                 feature_shapes={k: list(v) for k, v in feature_shapes.items()}, created=_now())
         else:
-            if entry.fingerprint != fingerprint:
+            if not fingerprints_match(entry.fingerprint, fingerprint):
                 raise StoreError(f"encoder id {encoder_id} already names another fingerprint")
             for k, v in feature_shapes.items():
                 if k in entry.feature_shapes and entry.feature_shapes[k] != list(v):
@@ -227,7 +230,7 @@ class StoreWriter:
             if not isinstance(table, Path):
                 write_table(tmp, table)
             rows = pq.ParquetFile(tmp).metadata.num_rows
-            sha = file_sha256(tmp)
+            sha = sha256_file(tmp)
             old = self.manifest.datasets.get(name)
             same = old is not None and old.sha256 == sha
             if same:

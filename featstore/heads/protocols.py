@@ -14,17 +14,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featstore.heads import data as data_mod
 from featstore.heads.errors import HeadError
-from featstore.heads.estimators import _HeadBase, make_head
+from featstore.heads.estimator import HeadEstimator, make_head
+from featstore.heads.labels import (
+    LabelMap,
+    check_classes,
+    check_label_values,
+    label_column,
+    regression_targets,
+)
 from featstore.heads.metrics import summarize
+from featstore.heads.splits import few_shot, kfold, overlap, split_rows, stratified_folds
 from featstore.store import KEY_COLUMN, Store
 
 DEFAULT_CV = 5
 
 
 @dataclass
-class Plan:
+class EvaluationPlan:
     """Rows to train on, rows to evaluate on (or folds), and rows for early stopping."""
 
     train: pd.DataFrame
@@ -39,11 +46,11 @@ class Plan:
 
 
 @dataclass
-class RunResult:
+class ProtocolResult:
     metrics: dict[str, float]
     runs: list[dict[str, float]]
-    head: _HeadBase
-    plan: Plan
+    head: HeadEstimator
+    plan: EvaluationPlan
     train_seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -55,71 +62,73 @@ class RunResult:
                 "overlap": self.plan.overlap, "train_seconds": round(self.train_seconds, 3)}
 
 
-def _clean(df: pd.DataFrame) -> pd.DataFrame:
+def _reindexed(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def plan(store: Store, train: str | None = None, eval: str | None = None,  # noqa: A002
-         cv: int | None = None, label_col: str | None = None, task: str = "classification",
-         seed: int = 0) -> Plan:
+def plan_evaluation(store: Store, train: str | None = None,
+                    eval: str | None = None,  # noqa: A002
+                    cv: int | None = None, label_col: str | None = None,
+                    task: str = "classification", seed: int = 0) -> EvaluationPlan:
     """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV."""
     train_name = train or store.latest_dataset()
     df = store.dataset(train_name)
     where = f"dataset {train_name!r}"
-    col = data_mod.label_column(df, label_col, where)
-    parts = data_mod.split_rows(df) if eval is None and cv is None else None
+    col = label_column(df, label_col, where)
+    parts = split_rows(df) if eval is None and cv is None else None
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
     if eval is not None:
         ev = store.dataset(eval)
-        data_mod.label_column(ev, col, f"dataset {eval!r}")
-        split = data_mod.split_rows(df)
+        label_column(ev, col, f"dataset {eval!r}")
+        split = split_rows(df)
         tr = split["train"] if split is not None else df
-        p = Plan(_clean(tr), train_name, col, _clean(ev), eval, protocol=f"eval on {eval}")
+        p = EvaluationPlan(_reindexed(tr), train_name, col, _reindexed(ev), eval,
+                           protocol=f"eval on {eval}")
     elif parts is not None and (len(parts["test"]) or len(parts["dev"])):
         has_test = len(parts["test"]) > 0
         ev = parts["test"] if has_test else parts["dev"]
         valid = parts["dev"] if has_test and len(parts["dev"]) else None
         name = "test" if has_test else "dev"
-        p = Plan(_clean(parts["train"]), train_name, col, _clean(ev), f"{train_name}:{name}",
-                 None if valid is None else _clean(valid),
-                 protocol=f"train split -> {name} split" + (" (dev for torch early stopping)"
-                                                            if valid is not None else ""))
+        p = EvaluationPlan(_reindexed(parts["train"]), train_name, col, _reindexed(ev),
+                           f"{train_name}:{name}", None if valid is None else _reindexed(valid),
+                           protocol=f"train split -> {name} split"
+                           + (" (dev for torch early stopping)" if valid is not None else ""))
     else:
         k = cv or DEFAULT_CV
         tr = parts["train"] if parts is not None else df
-        p = Plan(_clean(tr), train_name, col, cv=k, protocol=f"{k}-fold stratified CV"
-                 if task == "classification" else f"{k}-fold CV")
+        protocol = f"{k}-fold stratified CV" if task == "classification" else f"{k}-fold CV"
+        p = EvaluationPlan(_reindexed(tr), train_name, col, cv=k, protocol=protocol)
     _check_labels(p, task)
     if p.eval is not None:
-        p.overlap = data_mod.overlap(p.train[KEY_COLUMN].tolist(), p.eval[KEY_COLUMN].tolist())
+        p.overlap = overlap(p.train[KEY_COLUMN].tolist(), p.eval[KEY_COLUMN].tolist())
     return p
 
 
-def _check_labels(p: Plan, task: str) -> None:
+def _check_labels(p: EvaluationPlan, task: str) -> None:
     col = p.label_col
-    data_mod.check_label_values(p.train[col], col, f"dataset {p.train_name!r}")
+    check_label_values(p.train[col], col, f"dataset {p.train_name!r}")
     if p.eval is not None:
-        data_mod.check_label_values(p.eval[col], col, f"{p.eval_name}")
+        check_label_values(p.eval[col], col, f"{p.eval_name}")
     if task == "regression":
-        data_mod.regression_targets(p.train[col], col, f"dataset {p.train_name!r}")
+        regression_targets(p.train[col], col, f"dataset {p.train_name!r}")
         return
-    labels = data_mod.LabelMap.fit(p.train[col])
-    data_mod.check_classes(np.arange(len(labels.classes)), labels, f"dataset {p.train_name!r}")
+    labels = LabelMap.fit(p.train[col])
+    check_classes(np.arange(len(labels.classes)), labels, f"dataset {p.train_name!r}")
     if p.eval is not None:
         labels.encode(p.eval[col], f"{p.eval_name}")
 
 
-def _trials(p: Plan, task: str, shots: int | None, repeats: int, seed: int
+def _trials(p: EvaluationPlan, task: str, shots: int | None, repeats: int, seed: int
             ) -> list[tuple[np.ndarray, pd.DataFrame]]:
     """(train row indices, eval rows) pairs."""
     n = len(p.train)
     y = None
     if task == "classification":
-        y = data_mod.LabelMap.fit(p.train[p.label_col]).encode(p.train[p.label_col], "train")
+        y = LabelMap.fit(p.train[p.label_col]).encode(p.train[p.label_col], "train")
     if p.cv:
-        folds = (data_mod.stratified_folds(y, p.cv, seed) if y is not None
-                 else data_mod.kfold(n, p.cv, seed))
+        folds = (stratified_folds(y, p.cv, seed) if y is not None
+                 else kfold(n, p.cv, seed))
         base = [(tr, p.train.iloc[te].reset_index(drop=True)) for tr, te in folds]
     else:
         assert p.eval is not None
@@ -131,22 +140,22 @@ def _trials(p: Plan, task: str, shots: int | None, repeats: int, seed: int
     out = []
     for tr, ev in base:
         for r in range(repeats):
-            out.append((tr[data_mod.few_shot(y[tr], shots, seed + r)], ev))
+            out.append((tr[few_shot(y[tr], shots, seed + r)], ev))
     return out
 
 
-def run(store: Store, p: Plan, params: dict[str, Any], task: str = "classification",
-        shots: int | None = None, repeats: int = 1, seed: int = 0,
-        progress: Any = None, refit: bool = True) -> RunResult:
+def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
+                 task: str = "classification", shots: int | None = None, repeats: int = 1,
+                 seed: int = 0, progress: Any = None, refit: bool = True) -> ProtocolResult:
     """Fit and score one configuration under a plan; returns the head to keep (fitted on all
     training rows for CV, on the first sample for few-shot) and mean/std metrics."""
     if repeats < 1:
         raise HeadError(f"--repeats must be at least 1, got {repeats}")
     params = {**params, "label_col": p.label_col, "seed": seed}
     probe = make_head(task, **params)
-    probe.check_data(store, p.train[KEY_COLUMN].tolist(), f"dataset {p.train_name!r}")
+    probe.check_inputs(store, p.train[KEY_COLUMN].tolist(), f"dataset {p.train_name!r}")
     if p.eval is not None:
-        probe.check_data(store, p.eval[KEY_COLUMN].tolist(), f"{p.eval_name}")
+        probe.check_inputs(store, p.eval[KEY_COLUMN].tolist(), f"{p.eval_name}")
     runs, seconds, keep = [], 0.0, None
     for i, (tr_idx, ev) in enumerate(_trials(p, task, shots, repeats, seed)):
         head = make_head(task, **params)
@@ -169,4 +178,4 @@ def run(store: Store, p: Plan, params: dict[str, Any], task: str = "classificati
     if p.overlap:
         notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
     assert keep is not None
-    return RunResult(summarize(runs), runs, keep, p, seconds, notes)
+    return ProtocolResult(summarize(runs), runs, keep, p, seconds, notes)

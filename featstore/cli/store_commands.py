@@ -6,16 +6,17 @@ import argparse
 import json
 import sys
 
-from featstore.featurize.pipeline import FeaturizeOptions, featurize_corpus
-from featstore.store import StoreWriter, default_store_path, open_store
+from featstore.cli.arguments import add_store_arg
+from featstore.cli.text_output import size
+from featstore.store import FeatstoreError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register_store_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("featurize", help="run a frozen encoder over a corpus into the store",
                        description="Run a frozen encoder once over a corpus; store per-layer CLS, "
                        "mean and max vectors (and LASER vectors) per unique text.")
     p.add_argument("corpus", metavar="CORPUS", help=".csv, .tsv, .parquet or .jsonl")
-    _store_arg(p)
+    add_store_arg(p)
     p.add_argument("--model", default=None,
                    help="Hugging Face id or local dir (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--name", default=None, help="dataset name (default: the file's stem)")
@@ -63,40 +64,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_featurize)
 
     p = sub.add_parser("info", help="list encoders, datasets and sizes")
-    _store_arg(p)
+    add_store_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("verify", help="check checksums and index/shard consistency")
-    _store_arg(p)
+    add_store_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("repair", help="drop damaged shards and tables so featurize recomputes")
-    _store_arg(p)
+    add_store_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_repair)
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=None,
-                   help="store directory (default: $FEATSTORE_DIR, else ./featstore)")
-
-
 def _positive(value: int | None, flag: str) -> None:
-    from featstore.store import FeatstoreError
-
     if value is not None and value <= 0:
         raise FeatstoreError(f"{flag} must be a positive integer, not {value}")
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
+    from featstore.featurize.options import FeaturizeOptions
+    from featstore.services.featurizing import featurize_file
+
     for value, flag in ((args.max_length, "--max-length"), (args.batch_tokens, "--batch-tokens"),
                         (args.shard_rows, "--shard-rows"), (args.workers, "--workers")):
         _positive(value, flag)
     if args.engine != "ray" and (args.address or args.workers or args.gpus_per_worker):
-        from featstore.store import FeatstoreError
-
         raise FeatstoreError("--address, --workers and --gpus-per-worker need --engine ray")
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) \
         if args.features else None
@@ -108,8 +103,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         strict=args.strict, trust_remote_code=args.trust_remote_code, wait=args.wait,
         shard_rows=args.shard_rows, engine=args.engine, address=args.address,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker)
-    summary = featurize_corpus(args.corpus, args.store, options, name=args.name,
-                               text_col=args.text_col, progress=not args.no_progress)
+    summary = featurize_file(args.corpus, args.store, options, name=args.name,
+                             text_col=args.text_col, progress=not args.no_progress).to_dict()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -127,22 +122,16 @@ def _summary_text(s: dict) -> str:
         f"windows: {s['windows']}",
         "laser      " + (f"{s['laser_encoder_id']} new: {s['laser_new']}"
                           if s["laser_encoder_id"] else "off"),
-        f"written    {_size(s['bytes_written'])} in {s['seconds']:.1f} s, encoder pass "
+        f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s, encoder pass "
         f"{s['pass_seconds']:.1f} s "
         f"({s['texts_per_s']:.1f} texts/s, {s['mb_per_s']:.1f} MB/s)"
-        + (f" on Ray, {s['workers']} workers" if s.get("engine") == "ray" else ""),
+        + (f" on Ray, {s['workers']} workers" if s["engine"] == "ray" else ""),
     ])
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def cmd_info(args: argparse.Namespace) -> int:
+    from featstore.store import open_store
+
     store = open_store(args.store)
     encoders, datasets = store.encoders(), store.datasets()
     if args.json:
@@ -159,18 +148,20 @@ def cmd_info(args: argparse.Namespace) -> int:
         what = (f"{fp.get('model')} layers={len(fp.get('layers', []))} hidden={fp.get('hidden')}"
                 if fp.get("kind") == "encoder" else f"{fp.get('kind')} dim={fp.get('dim')}")
         print(f"  {e['id']:<40} {what}  features={','.join(e['features'])}  "
-              f"rows={e['rows']}  shards={e['shards']}  {_size(e['bytes'])}")
+              f"rows={e['rows']}  shards={e['shards']}  {size(e['bytes'])}")
     print("datasets:")
     for d in datasets or [{}]:
         if not d:
             print("  (none)")
             continue
         print(f"  {d['name']:<24} rows={d['rows']}  skipped={d['skipped']}  "
-              f"encoders={','.join(d['encoders'])}  {_size(d['bytes'])}")
+              f"encoders={','.join(d['encoders'])}  {size(d['bytes'])}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from featstore.store import open_store
+
     store = open_store(args.store)
     problems = store.verify()
     if args.json:
@@ -185,6 +176,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
+    from featstore.store import StoreWriter, default_store_path, open_store
+
     root = default_store_path(args.store)
     open_store(root)
     with StoreWriter(root) as writer:

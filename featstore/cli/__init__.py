@@ -1,7 +1,9 @@
 """Command-line entry points: `featstore <command>`, plus the `featurize` and `fit-head` shortcuts.
 
 This is the error boundary: anything a user did wrong arrives as a FeatstoreError and leaves as
-one line on stderr with exit status 2, never a traceback.
+one line on stderr with exit status 2, never a traceback. Commands parse, call
+`featstore.services` (or the store), and print; heavy libraries load only inside the command
+that needs them, so `--help` is instant.
 """
 
 from __future__ import annotations
@@ -11,21 +13,20 @@ import os
 import sys
 from collections.abc import Sequence
 
-from featstore.store import FeatstoreError
+from featstore.cli import head_commands, store_commands
+from featstore.store.errors import FeatstoreError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from featstore import cli_featurize, cli_heads
-
     parser = argparse.ArgumentParser(
         prog="featstore",
         description="Run a frozen encoder once; train pooling and fusion heads on the cache.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cli_featurize.register(sub)
-    cli_heads.register(sub)
+    store_commands.register_store_commands(sub)
+    head_commands.register_head_commands(sub)
     return parser
 
 
@@ -33,9 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

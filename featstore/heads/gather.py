@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from featstore.heads.errors import HeadError
-from featstore.store import Store
+from featstore.store import Store, StoreError
 
 FUSE_FEATURE = "vector"  # what vector-only sources (LASER) store per text
 
 
 @dataclass(frozen=True)
-class Source:
+class FusionSource:
     """A fusion source resolved in a store: its name as given, encoder id, and feature."""
 
     name: str
@@ -31,7 +31,7 @@ def encoder_layers(store: Store, encoder_id: str) -> list[int]:
     return [int(i) for i in store.encoder_entry(encoder_id).fingerprint.get("layers", [])]
 
 
-def resolve_source(store: Store, name: str) -> Source:
+def resolve_source(store: Store, name: str) -> FusionSource:
     """`laser` (or any vector kind) -> that kind's encoder; else another encoder by model or id,
     whose top-layer mean vector is used."""
     kinds = {e.fingerprint.get("kind") for e in store.manifest.encoders.values()}
@@ -39,18 +39,16 @@ def resolve_source(store: Store, name: str) -> Source:
         raise HeadError("the store holds no LASER vectors; run `featurize --laser` on the corpus "
                         "(LASER models come from `python -m laserembeddings download-models`)")
     if name in kinds and name != "encoder":
-        return Source(name, store.resolve_encoder(None, kind=name), FUSE_FEATURE, None)
+        return FusionSource(name, store.resolve_encoder(None, kind=name), FUSE_FEATURE, None)
     try:
         enc = store.resolve_encoder(name)
-    except HeadError:
-        raise
-    except Exception as exc:  # StoreError: say it is about --fuse
+    except StoreError as exc:  # say it is about --fuse
         raise HeadError(f"--fuse {name}: {exc}") from None
     entry = store.encoder_entry(enc)
     if FUSE_FEATURE in entry.feature_shapes:
-        return Source(name, enc, FUSE_FEATURE, None)
+        return FusionSource(name, enc, FUSE_FEATURE, None)
     layers = encoder_layers(store, enc)
-    return Source(name, enc, "mean", layers[-1] if layers else None)
+    return FusionSource(name, enc, "mean", layers[-1] if layers else None)
 
 
 def check_present(store: Store, encoder_id: str, keys: list[str], features: list[str],
@@ -83,7 +81,7 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
 CHUNK_VALUES = 1 << 24
 
 
-def _chunks(store: Store, encoder_id: str, keys: list[str], feature: str,
+def _read_groups(store: Store, encoder_id: str, keys: list[str], feature: str,
             width: int) -> list[np.ndarray]:
     """Row positions of `keys` in groups of whole shards (each shard is read once), each group
     about CHUNK_VALUES values."""
@@ -117,11 +115,11 @@ def gather_features(store: Store, encoder_id: str, keys: list[str], features: li
               for f in features]
     per_row = sum(widths) * (len(layers) if layers else 1)
     out: np.ndarray | None = None
-    for sel in _chunks(store, encoder_id, keys, features[0], per_row):
+    for sel in _read_groups(store, encoder_id, keys, features[0], per_row):
         part = [keys[i] for i in sel.tolist()]
         blocks = [store.gather(encoder_id, part, f, layers) for f in features]
         block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=-1)
-        block = reduce_layers(pool, block) if layers is not None else block
+        block = pool_layers(pool, block) if layers is not None else block
         if out is None:
             out = np.empty((len(keys), *block.shape[1:]), dtype=block.dtype)
         out[sel] = block
@@ -130,7 +128,7 @@ def gather_features(store: Store, encoder_id: str, keys: list[str], features: li
     return out
 
 
-def reduce_layers(pool: str, block: np.ndarray) -> np.ndarray:
+def pool_layers(pool: str, block: np.ndarray) -> np.ndarray:
     """[k, layers, width] -> what `pool` feeds the head (see `gather_features`)."""
     if pool == "none":
         return block

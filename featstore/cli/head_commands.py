@@ -1,44 +1,35 @@
 """`fit-head`, `predict`, `compare` and `probe-layers`: heads trained on stored features.
 
-The CLI layer is the only place heads meet featurize: a --train/--eval file or predict input that
-the store lacks is featurized first, with the very encoder (fingerprint) the head uses.
+A --train/--eval file or predict input that the store lacks is featurized first, with the very
+encoder (fingerprint) the head uses; that happens in `featstore.services`, not here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from tqdm import tqdm
-
-from featstore.heads import (
+from featstore.cli.arguments import add_store_arg
+from featstore.cli.text_output import score, table
+from featstore.heads.choices import (
+    COMPARE_HEADS,
+    COMPARE_POOLS,
     FUSE_MODES,
     HEADS,
     NORMALIZATIONS,
     OF_CHOICES,
     POOLINGS,
-    HeadError,
-    load_head,
-    runs,
-    save_head,
+    PROBE_C,
 )
-from featstore.heads import compare as compare_mod
-from featstore.heads.artifacts import match_encoder
-from featstore.heads.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, primary_metric
-from featstore.heads.networks import check_head
-from featstore.heads.poolings import check_pooling
-from featstore.heads.probe import PROBE_C, probe_layers
-from featstore.store import KEY_COLUMN, Store, check_name, default_store_path, keys_for, open_store
+from featstore.heads.errors import HeadError
 
 
 # -- parsers -------------------------------------------------------------------------------------
-def register(sub: argparse._SubParsersAction) -> None:
+def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-head", help="train a pooling/fusion head on stored features",
                        description="Train a head from the store (no encoder pass), report "
                                    "metrics, save it under STORE/heads/NAME.")
@@ -53,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict with a saved head",
                        description="Predictions and class probabilities as CSV or JSONL; texts "
                                    "not in the store are encoded and stored first.")
-    _store_arg(p)
+    add_store_arg(p)
     p.add_argument("input", metavar="INPUT", help="a corpus file or a dataset in the store")
     p.add_argument("--head", required=True, help="head name under STORE/heads")
     p.add_argument("--out", default=None, help=".csv or .jsonl file (default: CSV on stdout)")
@@ -68,9 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "leaderboard (score, train seconds) and draw a bar chart.")
     _data_args(p)
     p.add_argument("--pools", nargs="+", default=None, metavar="POOL",
-                   help=f"poolings to try (default: {' '.join(compare_mod.DEFAULT_POOLS)})")
+                   help=f"poolings to try (default: {' '.join(COMPARE_POOLS)})")
     p.add_argument("--heads", nargs="+", default=None, metavar="HEAD",
-                   help="heads to try (default: logreg mlp)")
+                   help=f"heads to try (default: {' '.join(COMPARE_HEADS)})")
     p.add_argument("--fuse", nargs="+", default=[], metavar="SOURCE",
                    help="also try mean + these sources (default: laser when stored)")
     p.add_argument("--epochs", type=int, default=None, help="torch head epochs")
@@ -89,13 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_probe)
 
 
-def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=None,
-                   help="store directory (default: $FEATSTORE_DIR, else ./featstore)")
-
-
 def _data_args(p: argparse.ArgumentParser) -> None:
-    _store_arg(p)
+    add_store_arg(p)
     p.add_argument("--train", default=None, metavar="DATASET_OR_FILE",
                    help="training data (default: the most recently featurized dataset)")
     p.add_argument("--eval", default=None, metavar="DATASET_OR_FILE",
@@ -169,82 +155,35 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-# -- datasets and files --------------------------------------------------------------------------
-def _check_task(task: str) -> None:
-    if task not in ("classification", "regression"):
-        raise HeadError(f"unknown --task {task!r}; choose classification or regression")
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
-def _featurize_options(store: Store | None, model: str | None, tokens: bool) -> Any:
-    from featstore.featurize.pipeline import FeaturizeOptions
+def _plan(args: argparse.Namespace, tokens: bool = False) -> tuple[Any, Any]:
+    from featstore.services.head_runs import plan_data
 
-    if store is not None and any(e.fingerprint.get("kind") == "encoder"
-                                 for e in store.manifest.encoders.values()):
-        enc = store.resolve_encoder(model, kind="encoder")
-        return FeaturizeOptions.from_fingerprint(store.encoder_entry(enc).fingerprint,
-                                                 tokens=tokens)
-    return FeaturizeOptions(model=model, tokens=tokens, laser=False)
+    return plan_data(args.store, args.train, args.eval, args.cv, args.label_col, args.task,
+                     args.seed, args.model, tokens, progress=not args.no_progress, say=_say)
 
 
-def _dataset(args: argparse.Namespace, value: str | None, tokens: bool = False) -> str | None:
-    """A dataset name in the store, featurizing a corpus file first when that is what it is."""
-    if value is None:
-        return None
-    root = default_store_path(args.store)
-    store = open_store(root) if (root / "manifest.json").exists() else None
-    if store is not None and value in store.manifest.datasets:
-        return value
-    path = Path(value)
-    if not path.is_file():
-        known = ", ".join(store.manifest.datasets) if store is not None else ""
-        raise HeadError(f"{value!r} is neither a dataset in store {root} "
-                        f"(datasets: {known or 'none'}) nor a corpus file")
-    from featstore.featurize.pipeline import featurize_corpus
+def _progress(total: int, desc: str, disable: bool) -> Any:
+    from tqdm import tqdm
 
-    name = check_name(path.stem, "dataset")
-    print(f"featurizing {path} into {root} as dataset {name!r}", file=sys.stderr)
-    featurize_corpus(path, root, _featurize_options(store, args.model, tokens), name=name,
-                     progress=not args.no_progress)
-    return name
-
-
-def _plan(args: argparse.Namespace, tokens: bool = False) -> tuple[Store, runs.Plan]:
-    _check_task(args.task)
-    train = _dataset(args, args.train, tokens)
-    ev = _dataset(args, args.eval, tokens)
-    store = open_store(args.store)
-    plan = runs.plan(store, train, ev, args.cv, args.label_col, args.task, args.seed)
-    return store, plan
-
-
-# -- formatting ----------------------------------------------------------------------------------
-def _fmt(task: str, name: str, value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    if task == "classification":
-        return f"{100 * value:.2f}"
-    return f"{value:.4f}"
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=disable, leave=False)
 
 
 def _metric_names(task: str) -> tuple[str, ...]:
+    from featstore.heads.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
     return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
-    return "\n".join(lines)
-
-
-def _progress(total: int, desc: str, disable: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, file=sys.stderr, disable=disable, leave=False)
 
 
 # -- fit-head ------------------------------------------------------------------------------------
 def cmd_fit_head(args: argparse.Namespace) -> int:
+    from featstore.heads.poolings import check_pooling
+    from featstore.services.head_runs import fit_and_save
+    from featstore.store import check_name
+
     params = _params(args)
     if args.out is not None:
         check_name(args.out, "head")
@@ -252,16 +191,13 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     store, plan = _plan(args, tokens=args.pool == "attention")
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
-        result = runs.run(store, plan, params, task=args.task, shots=args.shots,
-                          repeats=args.repeats, seed=args.seed, progress=bar)
-    head = result.head
-    name = args.out or f"{plan.train_name}-{args.pool}-{head.head_kind}"
-    check_name(name, "head")
-    summary = result.summary()
-    summary.update({"shots": args.shots, "repeats": args.repeats if args.shots else None})
-    path = save_head(head, store, name, metrics=result.metrics, extra={"evaluation": summary})
-    out = {"head": name, "path": str(path), "encoder": head.encoder_id_, "pool": args.pool,
-           "head_kind": head.head_kind, "layers": head.layers_, **summary,
+        saved = fit_and_save(store, plan, params, task=args.task, shots=args.shots,
+                             repeats=args.repeats, seed=args.seed, name=args.out, progress=bar)
+    result, head = saved.result, saved.result.head
+    summary = {**result.summary(), "shots": args.shots,
+               "repeats": args.repeats if args.shots else None}
+    out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
+           "pool": args.pool, "head_kind": head.head_kind_, "layers": head.layers_, **summary,
            "fit": head.fit_info_, "notes": result.notes}
     if args.json:
         print(json.dumps(out, indent=1, default=str))
@@ -269,66 +205,34 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     print(f"dataset   {plan.train_name} ({plan.protocol}; {summary['train_rows']} train rows"
           + (f", {summary['eval_rows']} eval rows" if summary["eval_rows"] else "") + ")")
     print(f"encoder   {head.encoder_id_}  layers {head.layers_ or '-'}")
-    print(f"head      pool {args.pool} · {head.head_kind}"
+    print(f"head      pool {args.pool} · {head.head_kind_}"
           + (f" · fuse {'+'.join(args.fuse)} ({args.fuse_mode})" if args.fuse else "")
           + (f" · C {head.fit_info_['C']:g}" if "C" in head.fit_info_ else "")
           + (f" · {args.shots} shots x {args.repeats}" if args.shots else ""))
     rows = []
     for m in _metric_names(args.task):
         std = result.metrics.get(f"{m}_std", 0.0)
-        spread = f"± {_fmt(args.task, m, std)}" if len(result.runs) > 1 else ""
-        rows.append([m, _fmt(args.task, m, result.metrics[m]), spread])
-    print(_table(["metric", "value", ""], rows))
+        spread = f"± {score(args.task, std)}" if len(result.runs) > 1 else ""
+        rows.append([m, score(args.task, result.metrics[m]), spread])
+    print(table(["metric", "value", ""], rows))
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
-    print(f"saved     {path}")
+    print(f"saved     {saved.path}")
     return 0
 
 
 # -- predict -------------------------------------------------------------------------------------
-def _input_texts(store: Store, value: str, text_col: str | None) -> tuple[list[str], list[str]]:
-    if value in store.manifest.datasets:
-        df = store.dataset(value)
-        col = store.manifest.datasets[value].text_column
-        return df[col].astype(str).tolist(), df[KEY_COLUMN].tolist()
-    path = Path(value)
-    if not path.is_file():
-        raise HeadError(f"{value!r} is neither a dataset in store {store.root} nor a file")
-    from featstore.featurize.corpus import open_corpus
-
-    corpus = open_corpus(path, text_col)
-    texts = [str(t) for chunk in corpus.chunks() for t in chunk[corpus.text_column].tolist()
-             if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise HeadError(f"{path} has no texts in column {corpus.text_column!r}")
-    return texts, keys_for(texts)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from featstore.featurize.pipeline import FeaturizeOptions, featurize_texts
+    from featstore.heads.estimator import load_head
+    from featstore.services.predictions import input_texts, predict_frame
+    from featstore.store import open_store
 
     store = open_store(args.store)
     head = load_head(store, args.head)
-    enc = match_encoder(store, head.encoder_fingerprint_, f"head {args.head}")
-    texts, keys = _input_texts(store, args.input, args.text_col)
-    missing = ~store.has(enc, keys, head.features_)
-    if missing.any():
-        new = [t for t, m in zip(texts, missing, strict=True) if m]
-        print(f"encoding {len(set(new))} text(s) not yet in the store", file=sys.stderr)
-        opts = FeaturizeOptions.from_fingerprint(head.encoder_fingerprint_,
-                                                 tokens="tokens" in head.features_)
-        featurize_texts(new, store.root, opts, progress=not args.no_progress)
-        store.refresh()
-    rows = pd.DataFrame({KEY_COLUMN: keys})
-    out = pd.DataFrame({"text": texts})
-    if head._task == "regression":
-        out["prediction"] = head.predict(store, rows)
-    else:
-        proba = head.predict_proba(store, rows)
-        out["prediction"] = head.labels_.decode(proba.argmax(axis=1))
-        for i, c in enumerate(head.classes_):
-            out[f"p_{c}"] = proba[:, i].round(6)
+    texts = input_texts(store, args.input, args.text_col)
+    out = predict_frame(store, head, texts, progress=not args.no_progress, say=_say,
+                        name=f"head {args.head}")
     fmt = args.format or ("jsonl" if args.out and Path(args.out).suffix in (".jsonl", ".json")
                           else "csv")
     target = args.out or sys.stdout
@@ -343,42 +247,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
+    from featstore.heads.charts import leaderboard_chart
+    from featstore.heads.metrics import primary_metric
+    from featstore.heads.networks import check_head
+    from featstore.heads.poolings import check_pooling
+    from featstore.services.head_runs import compare_heads, comparison_grid, save_best
+
     store, plan = _plan(args)
-    pools = tuple(args.pools or compare_mod.DEFAULT_POOLS)
-    heads = tuple(args.heads or compare_mod.DEFAULT_HEADS)
+    pools = tuple(args.pools or COMPARE_POOLS)
+    heads = tuple(args.heads or COMPARE_HEADS)
     for p in pools:
         check_pooling(p, None)
     for h in heads:
         check_head(h)
-    fuse = tuple(args.fuse)
-    if not fuse and any(e.fingerprint.get("kind") == "laser"
-                        for e in store.manifest.encoders.values()):
-        fuse = ("laser",)
+    if args.save_best:
+        from featstore.store import check_name
+
+        check_name(args.save_best, "head")
     base: dict[str, Any] = {"encoder": args.model}
     if args.epochs:
         base["epochs"] = args.epochs
-    entries = compare_mod.grid(store, pools, heads, fuse, args.task, base)
+    entries = comparison_grid(store, pools, heads, tuple(args.fuse), args.task, base)
     start = time.perf_counter()
     with _progress(len(entries), "compare", args.no_progress) as bar:
-        ranked = compare_mod.run_grid(store, plan, entries, args.task, args.seed, bar)
+        ranked = compare_heads(store, plan, entries, args.task, args.seed, bar)
     total = time.perf_counter() - start
     metric = primary_metric(args.task)
     done = [e for e in ranked if e.result]
-    if not done:
-        raise HeadError("no configuration could run on this store: "
-                        + "; ".join(e.skipped or "" for e in ranked[:3]))
     plot = Path(args.plot or f"compare-{plan.train_name}.png")
-    from featstore.heads.plots import leaderboard_chart
-
     leaderboard_chart([e.name for e in done], [e.result.metrics[metric] for e in done], metric,
                       f"{plan.train_name}: {plan.protocol}", plot)
     saved = None
     if args.save_best:
-        check_name(args.save_best, "head")
-        best = done[0]
-        r = runs.run(store, plan, best.params, task=args.task, seed=args.seed)
-        saved = str(save_head(r.head, store, args.save_best, metrics=r.metrics,
-                              extra={"evaluation": r.summary()}))
+        saved = str(save_best(store, plan, ranked, args.save_best, args.task, args.seed).path)
     if args.json:
         print(json.dumps({
             "dataset": plan.train_name, "protocol": plan.protocol, "overlap": plan.overlap,
@@ -390,9 +291,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     names = _metric_names(args.task)
     print(f"dataset  {plan.train_name} ({plan.protocol}; {len(plan.train)} train rows)")
-    rows = [[str(i + 1), e.name, *(_fmt(args.task, m, e.result.metrics[m]) for m in names),
+    rows = [[str(i + 1), e.name, *(score(args.task, e.result.metrics[m]) for m in names),
              f"{e.result.train_seconds:.1f}"] for i, e in enumerate(done)]
-    print(_table(["#", "configuration", *names, "train s"], rows))
+    print(table(["#", "configuration", *names, "train s"], rows))
     for e in ranked:
         if e.skipped:
             print(f"skipped  {e.name}: {e.skipped}")
@@ -404,16 +305,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- probe-layers --------------------------------------------------------------------------------
 def cmd_probe(args: argparse.Namespace) -> int:
+    from featstore.heads.charts import layer_chart
+    from featstore.services.head_runs import probe_all_layers
+
     if args.task != "classification":
         raise HeadError("probe-layers fits logistic regressions; it needs classification labels")
     store, plan = _plan(args)
     enc = store.resolve_encoder(args.model, kind="encoder")
     n = len(store.encoder_entry(enc).fingerprint.get("layers", [])) * 2
     with _progress(n, "probe-layers", args.no_progress) as bar:
-        rows = probe_layers(store, plan, enc, c=args.C, seed=args.seed, progress=bar)
+        enc, rows = probe_all_layers(store, plan, enc, c=args.C, seed=args.seed, progress=bar)
     plot = Path(args.plot or f"probe-{plan.train_name}.png")
-    from featstore.heads.plots import layer_chart
-
     layer_chart(rows, "accuracy", f"{plan.train_name}: logistic regression per layer\n"
                 f"{plan.protocol}", plot)
     if args.json:
@@ -423,12 +325,11 @@ def cmd_probe(args: argparse.Namespace) -> int:
     by_layer: dict[int, dict[str, dict]] = {}
     for r in rows:
         by_layer.setdefault(r["layer"], {})[r["feature"]] = r
-    table = [[str(layer), _fmt("classification", "accuracy", f["cls"]["accuracy"]),
-              _fmt("classification", "accuracy", f["mean"]["accuracy"]),
-              _fmt("classification", "macro_f1", f["mean"]["macro_f1"])]
-             for layer, f in sorted(by_layer.items())]
+    body = [[str(layer), score("classification", f["cls"]["accuracy"]),
+             score("classification", f["mean"]["accuracy"]),
+             score("classification", f["mean"]["macro_f1"])]
+            for layer, f in sorted(by_layer.items())]
     print(f"dataset  {plan.train_name} ({plan.protocol}) · encoder {enc} · C {args.C:g}")
-    print(_table(["layer", "cls acc", "mean acc", "mean F1"], table))
+    print(table(["layer", "cls acc", "mean acc", "mean F1"], body))
     print(f"chart    {plot}")
     return 0
-

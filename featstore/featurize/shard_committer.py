@@ -22,6 +22,7 @@ class ShardCommitter:
         self._writer = writer
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._closed = False
         self.bytes_written = 0
         self.rows_written = 0
         self._thread = threading.Thread(target=self._run, name="featstore-writer", daemon=True)
@@ -35,9 +36,11 @@ class ShardCommitter:
             self._queue.put((encoder_id, keys, features, ragged, meta))
 
     def close(self) -> None:
-        """Wait for every submitted shard to be committed."""
-        self._queue.put(None)
-        self._thread.join()
+        """Wait for every submitted shard to be committed; closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:

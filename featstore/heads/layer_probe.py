@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from featstore.heads.features import encoder_layers
-from featstore.heads.runs import Plan, run
+from featstore.heads.choices import PROBE_C
+from featstore.heads.gather import encoder_layers
+from featstore.heads.protocols import EvaluationPlan, run_protocol
 from featstore.store import Store
 
 PROBE_FEATURES = ("cls", "mean")
-PROBE_C = 1.0
 
 
-def probe_layers(store: Store, plan: Plan, encoder: str | None = None,
+def probe_layers(store: Store, plan: EvaluationPlan, encoder: str | None = None,
                  features: tuple[str, ...] = PROBE_FEATURES, c: float = PROBE_C,
                  seed: int = 0, normalize: str = "standard",
                  progress: Any = None) -> list[dict[str, Any]]:
@@ -24,7 +24,7 @@ def probe_layers(store: Store, plan: Plan, encoder: str | None = None,
         for feat in features:
             params = {"pool": feat, "layers": [layer], "head": "logreg", "C": c,
                       "encoder": enc, "normalize": normalize}
-            r = run(store, plan, params, seed=seed, refit=False)
+            r = run_protocol(store, plan, params, seed=seed, refit=False)
             rows.append({"layer": layer, "feature": feat, **r.metrics,
                          "train_seconds": round(r.train_seconds, 3)})
             if progress is not None:

@@ -1,0 +1,258 @@
+"""The featurize pass, once for every engine: corpus -> keys -> new texts -> engine -> dataset.
+
+The encoder runs once per text, ever: texts whose features are already committed are skipped, and
+duplicates within a corpus are encoded once. The driver reads and checks the whole corpus before
+writing anything, keys every text, finds what the store lacks, writes the dataset table and the
+summary; an engine (local or Ray) only turns the new texts into committed shards, shard by shard,
+so a killed pass loses at most the shards in flight and a re-run finishes the job.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from featstore.featurize.corpus import open_corpus, scan_corpus
+from featstore.featurize.engine import Engine, EngineReport
+from featstore.featurize.errors import CorpusError
+from featstore.featurize.local_engine import LocalEngine
+from featstore.featurize.options import FeaturizeOptions
+from featstore.featurize.ray_engine import RayEngine
+from featstore.featurize.sources import ENCODER, LASER, PassSources, identify_sources
+from featstore.store import (
+    KEY_COLUMN,
+    FeatstoreError,
+    Store,
+    StoreWriter,
+    check_name,
+    clean_text,
+    default_store_path,
+    fingerprint_id,
+    text_key,
+)
+
+Warn = Callable[[str], None]
+
+
+@dataclass
+class FeaturizeSummary:
+    """What a pass did; `to_dict()` is the `featurize --json` output."""
+
+    store: str
+    dataset: str | None
+    engine: str
+    workers: int | None
+    encoder_id: str
+    laser_encoder_id: str | None
+    model: str
+    rows_read: int
+    skipped: int
+    texts: int
+    unique: int
+    new: int
+    cached: int
+    windows: int
+    laser_new: int
+    layers: int
+    features: list[str]
+    dataset_rows: int
+    seconds: float
+    pass_seconds: float
+    encode_seconds: float
+    texts_per_s: float
+    bytes_written: int
+    mb_per_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def keyed_rows(chunk: pd.DataFrame, text_column: str) -> tuple[pd.DataFrame, list[str],
+                                                                list[str]]:
+    """The rows of a chunk that hold text, `_key` first; their keys and cleaned texts."""
+    cleaned = [clean_text(v) for v in chunk[text_column].tolist()]
+    keep = [i for i, t in enumerate(cleaned) if t is not None]
+    texts = [cleaned[i] for i in keep]
+    keys = [text_key(t) for t in texts]
+    rows = chunk.iloc[keep].reset_index(drop=True)
+    rows.insert(0, KEY_COLUMN, keys)
+    return rows, keys, texts
+
+
+class DatasetTableWriter:
+    """The dataset table, written chunk by chunk to a temporary Parquet file under tmp/."""
+
+    def __init__(self, tmp_dir: Path, name: str, source: Path) -> None:
+        self.path = tmp_dir / f"{name}.{uuid.uuid4().hex[:8]}.parquet.part"
+        self.source = source
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, rows: pd.DataFrame) -> None:
+        if not len(rows):
+            return
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        try:
+            table = table.cast(self._writer.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            raise CorpusError(f"{self.source}: a column changes type part-way through the file "
+                              f"({exc})") from None
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class NewTextFinder:
+    """Which texts of one source the store lacks; each key is reported once per pass."""
+
+    def __init__(self, store: Store, source_id: str, wanted: list[str]) -> None:
+        self.store = store
+        self.source_id = source_id
+        self.wanted = wanted
+        self.seen: set[str] = set()
+        self.cached = 0
+
+    def new(self, keys: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
+        first = []
+        for i, k in enumerate(keys):
+            if k not in self.seen:
+                self.seen.add(k)
+                first.append(i)
+        present = self.store.has(self.source_id, [keys[i] for i in first], self.wanted)
+        self.cached += int(present.sum())
+        todo = [i for i, p in zip(first, present.tolist(), strict=True) if not p]
+        return [keys[i] for i in todo], [texts[i] for i in todo]
+
+
+def make_engine(options: FeaturizeOptions, warn: Warn) -> Engine:
+    """The engine `options.engine` names; built first, so its checks (Ray installed, sensible
+    worker settings) fail before any model loads."""
+    if options.engine == "local":
+        return LocalEngine(options)
+    if options.engine == "ray":
+        return RayEngine(options, warn)
+    raise FeatstoreError(f"--engine must be local or ray, not {options.engine!r}")
+
+
+def register_sources(writer: StoreWriter, sources: PassSources) -> dict[str, str]:
+    """Each source's id in the store: the one holding its fingerprint, else a new one."""
+    store = writer.store()
+    ids = {}
+    for spec in sources.specs:
+        source_id = store.find_encoder(spec.fingerprint) or fingerprint_id(spec.label,
+                                                                          spec.fingerprint)
+        writer.ensure_encoder(source_id, spec.fingerprint, spec.dtype, spec.shapes)
+        ids[spec.role] = source_id
+    return ids
+
+
+@dataclass
+class _PassResult:
+    ids: dict[str, str]
+    report: EngineReport
+    unique: int
+    cached: int
+
+
+def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
+              chunks: Iterable[tuple[pd.DataFrame, str]], table: DatasetTableWriter | None,
+              total: int, progress: bool) -> _PassResult:
+    """Key every chunk, record its rows, and hand each source's new texts to the engine."""
+    ids = register_sources(writer, sources)
+    store = writer.store()
+    finders = {spec.role: NewTextFinder(store, ids[spec.role], spec.wanted)
+               for spec in sources.specs}
+    bar = tqdm(total=total, unit="text", desc="featurize", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+    try:
+        engine.open(writer, sources, ids, bar.update)
+        for chunk, text_column in chunks:
+            rows, keys, texts = keyed_rows(chunk, text_column)
+            if table is not None:
+                table.write(rows)
+            for role, finder in finders.items():
+                new_keys, new_texts = finder.new(keys, texts)
+                if role == ENCODER:
+                    bar.update(len(keys) - len(new_keys))
+                engine.submit(role, new_keys, new_texts)
+        report = engine.finish()
+    finally:
+        engine.close()
+        if table is not None:
+            table.close()
+        bar.close()
+    enc = finders[ENCODER]
+    return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached)
+
+
+def featurize_corpus(
+    corpus_path: str | Path,
+    store_path: str | Path | None,
+    options: FeaturizeOptions,
+    name: str | None = None,
+    text_col: str | None = None,
+    progress: bool = True,
+    warn: Warn | None = None,
+) -> FeaturizeSummary:
+    """Featurize a corpus file into a store and record it as a dataset."""
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    start = time.perf_counter()
+    corpus = open_corpus(corpus_path, text_col)
+    name = check_name(name or corpus.path.stem, "dataset")
+    rows, skipped = scan_corpus(corpus, options.strict)
+    engine = make_engine(options, warn)
+    sources = identify_sources(options, warn)
+    root = default_store_path(store_path)
+    pass_start = time.perf_counter()
+    with StoreWriter(root, wait=options.wait) as writer:
+        table = DatasetTableWriter(writer.tmp, name, corpus.path)
+        chunks = ((chunk, corpus.text_column) for chunk in corpus.chunks(options.chunk_rows))
+        result = _run_pass(writer, engine, sources, chunks, table, rows - skipped, progress)
+        entry = writer.commit_dataset(
+            name, table.path, text_column=corpus.text_column, source=str(corpus.path),
+            encoders=list(result.ids.values()), skipped=skipped)
+        if result.report.workers:
+            writer.remove_orphans()
+    end = time.perf_counter()
+    seconds, pass_seconds = end - start, end - pass_start
+    r = result.report
+    return FeaturizeSummary(
+        store=str(root), dataset=name, engine=options.engine, workers=r.workers,
+        encoder_id=result.ids[ENCODER], laser_encoder_id=result.ids.get(LASER),
+        model=sources.model_name, rows_read=rows, skipped=skipped, texts=rows - skipped,
+        unique=result.unique, new=r.new, cached=result.cached, windows=r.windows,
+        laser_new=r.laser_new, layers=sources.layers, features=sources.encoder.wanted,
+        dataset_rows=entry.rows, seconds=round(seconds, 3), pass_seconds=round(pass_seconds, 3),
+        encode_seconds=round(r.encode_seconds, 3),
+        texts_per_s=round(r.new / pass_seconds, 1), bytes_written=r.bytes_written,
+        mb_per_s=round(r.bytes_written / 1e6 / pass_seconds, 2))
+
+
+def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
+                    options: FeaturizeOptions, progress: bool = False,
+                    warn: Warn | None = None) -> str:
+    """Store features for any of `texts` not stored yet (no dataset is recorded); the encoder id.
+    """
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    engine = make_engine(options, warn)
+    sources = identify_sources(options, warn)
+    with StoreWriter(default_store_path(store_path), wait=options.wait) as writer:
+        chunk = pd.DataFrame({"text": list(texts)})
+        result = _run_pass(writer, engine, sources, [(chunk, "text")], None, len(texts),
+                           progress)
+        if result.report.workers:
+            writer.remove_orphans()
+    return result.ids[ENCODER]

@@ -1,0 +1,46 @@
+"""What an engine is: the part of a featurize pass that turns new texts into committed shards.
+
+The driver does everything engines share (reading and checking the corpus, keys, which texts are
+new, the dataset table, the summary) and hands each source's new texts to one engine. The local
+engine encodes in this process; the Ray engine spreads the same work over an actor pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from featstore.featurize.sources import PassSources
+from featstore.store import StoreWriter
+
+
+@dataclass
+class EngineReport:
+    """What an engine committed."""
+
+    new: int = 0  # texts encoded by the encoder
+    laser_new: int = 0
+    windows: int = 0
+    bytes_written: int = 0
+    encode_seconds: float = 0.0
+    # Actors used (None: this process). Workers may publish files that are never committed
+    # (attempts Ray retried), so the driver sweeps orphans once the pass is committed.
+    workers: int | None = None
+
+
+class Engine(Protocol):
+    def open(self, writer: StoreWriter, sources: PassSources, ids: dict[str, str],
+             progress: Callable[[int], None]) -> None:
+        """Start under the writer's lock. An engine is built before the sources are identified,
+        so that its own checks fail before any model loads; `ids` maps each source role to its
+        id in the store; `progress(n)` is called as the encoder's texts are committed."""
+
+    def submit(self, role: str, keys: list[str], texts: list[str]) -> None:
+        """Texts of one source (by role) that the store lacks, each key once."""
+
+    def finish(self) -> EngineReport:
+        """Commit everything submitted; raise what went wrong."""
+
+    def close(self) -> None:
+        """Release workers and threads on any exit (after `finish`, or on an error)."""

@@ -1,0 +1,86 @@
+"""The local engine: this process encodes, a writer thread commits shards as they come."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from featstore.featurize import shard_encoding, sources
+from featstore.featurize.encoder import Encoder
+from featstore.featurize.engine import EngineReport
+from featstore.featurize.laser import LaserVectors
+from featstore.featurize.options import FeaturizeOptions
+from featstore.featurize.shard_committer import ShardCommitter
+from featstore.store import StoreWriter
+
+
+class LocalEngine:
+    """Encodes each submission at once, so a long corpus streams through in bounded memory."""
+
+    def __init__(self, options: FeaturizeOptions) -> None:
+        self.options = options
+        self.report = EngineReport()
+        self._sources: sources.PassSources | None = None
+        self._encoder: Encoder | None = None
+        self._laser: LaserVectors | None = None
+        self._committer: ShardCommitter | None = None
+        self._ids: dict[str, str] = {}
+        self._progress: Callable[[int], None] = lambda n: None
+
+    def open(self, writer: StoreWriter, pass_sources: sources.PassSources, ids: dict[str, str],
+             progress: Callable[[int], None]) -> None:
+        self._sources = pass_sources
+        self.options = pass_sources.options or self.options
+        self._encoder, self._laser = pass_sources.loaded_encoder, pass_sources.loaded_laser
+        self._ids = ids
+        self._progress = progress
+        self._committer = ShardCommitter(writer)
+
+    def _encoder_model(self) -> Encoder:
+        if self._encoder is None:
+            assert self._sources is not None
+            self._encoder = sources.load_encoder(self.options)
+            sources.check_same_encoder(self._encoder, self._sources.encoder)
+        return self._encoder
+
+    def submit(self, role: str, keys: list[str], texts: list[str]) -> None:
+        assert self._committer is not None, "open() first"
+        if not keys:
+            return
+        if role == sources.ENCODER:
+            encoder = self._encoder_model()
+            t0 = time.perf_counter()
+            budget = shard_encoding.default_batch_tokens(encoder, self.options.batch_tokens)
+            for shard in shard_encoding.encode_shards(encoder, keys, texts,
+                                                      shard_rows=self.options.shard_rows,
+                                                      batch_tokens=budget,
+                                                      tokens=self.options.tokens):
+                self.report.encode_seconds += time.perf_counter() - t0
+                self.report.windows += shard.windows
+                self._committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,
+                                       shard.ragged, shard.meta)
+                self.report.new += len(shard.keys)
+                self._progress(len(shard.keys))
+                t0 = time.perf_counter()
+        elif role == sources.LASER:
+            if self._laser is None:
+                self._laser = sources.load_laser(self.options, warn=lambda msg: None)
+            assert self._laser is not None
+            for shard in shard_encoding.laser_shards(self._laser, keys, texts,
+                                                     shard_rows=self.options.shard_rows,
+                                                     dtype=self.options.dtype):
+                self._committer.submit(self._ids[sources.LASER], shard.keys, shard.features)
+                self.report.laser_new += len(shard.keys)
+
+    def finish(self) -> EngineReport:
+        """Wait until every shard is committed (raises what the writer thread hit)."""
+        if self._committer is not None:
+            self._committer.close()
+            self.report.bytes_written = self._committer.bytes_written
+        return self.report
+
+    def close(self) -> None:
+        if self._committer is not None:
+            with contextlib.suppress(Exception):  # the original error is already propagating
+                self._committer.close()

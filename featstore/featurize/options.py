@@ -1,0 +1,41 @@
+"""What shapes a featurize pass, as one plain dataclass (no torch: the CLI builds it cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass
+class FeaturizeOptions:
+    """Everything that shapes a featurize pass; the encoder-defining part is its fingerprint."""
+
+    model: str | None = None
+    max_length: int | None = None
+    stride: int | None = None
+    truncate: bool = False
+    layers: str | list[int] = "all"
+    features: tuple[str, ...] | None = None  # None: cls, mean, max, and pooler if the model has one
+    tokens: bool = False
+    laser: bool = True
+    laser_dir: str | None = None
+    device: str = "auto"
+    batch_tokens: int | None = None
+    dtype: str = "float16"
+    compute_dtype: str = "auto"
+    strict: bool = False
+    trust_remote_code: bool = False
+    wait: bool = False
+    shard_rows: int = 2048
+    chunk_rows: int = 16384
+    engine: str = "local"  # or "ray": featstore.featurize.ray_engine
+    address: str | None = None  # Ray cluster address (None: $RAY_ADDRESS or a local cluster)
+    workers: int | None = None  # Ray actors (None: one per GPU, or per CPU, of the cluster)
+    gpus_per_worker: float = 0.0
+
+    @classmethod
+    def from_fingerprint(cls, fp: dict, **overrides: object) -> FeaturizeOptions:
+        """Options that reproduce the encoder of an existing fingerprint."""
+        opts = cls(model=fp["model"], max_length=fp["max_length"], stride=fp["stride"],
+                   truncate=fp["truncate"], layers=list(fp["layers"]), dtype=fp["dtype"],
+                   laser=False)
+        return replace(opts, **overrides)

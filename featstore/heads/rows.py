@@ -1,0 +1,50 @@
+"""What a head is given as data: a dataset name in the store, a DataFrame with a `_key` (or
+`text`) column, or a list of texts; turned into text keys and, when needed, label values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from featstore.heads.errors import HeadError
+from featstore.heads.labels import check_label_values, label_column
+from featstore.store import KEY_COLUMN, Store, keys_for
+
+Data = str | pd.DataFrame | Sequence[str]
+
+
+def keys_and_labels(store: Store, data: Data, y: Any, label_col: str | None,
+                    need_labels: bool) -> tuple[list[str], pd.Series | None, str]:
+    """Keys, label values (None when not needed and not given) and a name for messages."""
+    if isinstance(data, str):
+        df = store.dataset(data)
+        where = f"dataset {data!r}"
+    elif isinstance(data, pd.DataFrame):
+        df, where = data, "the given rows"
+        if KEY_COLUMN not in df.columns:
+            if "text" not in df.columns:
+                raise HeadError(f"rows need a {KEY_COLUMN!r} or 'text' column "
+                                f"(columns: {', '.join(map(str, df.columns))})")
+            df = df.assign(**{KEY_COLUMN: keys_for(df["text"].astype(str))})
+    else:
+        texts = list(data)
+        if not all(isinstance(t, str) for t in texts):
+            raise HeadError("data must be a dataset name, a DataFrame, or a list of texts")
+        df = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
+        where = "the given texts"
+    if not len(df):
+        raise HeadError(f"{where} has no rows")
+    keys = df[KEY_COLUMN].astype(str).tolist()
+    if y is not None:
+        labels = pd.Series(list(y) if not isinstance(y, pd.Series) else y.tolist())
+        if len(labels) != len(keys):
+            raise HeadError(f"{where} has {len(keys)} rows but {len(labels)} labels")
+        return keys, labels, where
+    if not need_labels:
+        return keys, None, where
+    col = label_column(df, label_col, where)
+    labels = df[col].reset_index(drop=True)
+    check_label_values(labels, col, where)
+    return keys, labels, where

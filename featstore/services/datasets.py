@@ -1,0 +1,33 @@
+"""Datasets named by what a user has at hand: a dataset already in the store, or a corpus file
+that is featurized first with the store's encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featstore.heads.errors import HeadError
+from featstore.services.featurizing import Say, featurize_file, options_for_store
+from featstore.store import check_name, default_store_path, open_store
+
+
+def dataset_for(store_path: str | Path | None, value: str | None, model: str | None = None,
+                tokens: bool = False, progress: bool = True, say: Say | None = None
+                ) -> str | None:
+    """A dataset name in the store, featurizing a corpus file first when that is what it is."""
+    if value is None:
+        return None
+    root = default_store_path(store_path)
+    store = open_store(root) if (root / "manifest.json").exists() else None
+    if store is not None and value in store.manifest.datasets:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        known = ", ".join(store.manifest.datasets) if store is not None else ""
+        raise HeadError(f"{value!r} is neither a dataset in store {root} "
+                        f"(datasets: {known or 'none'}) nor a corpus file")
+    name = check_name(path.stem, "dataset")
+    if say is not None:
+        say(f"featurizing {path} into {root} as dataset {name!r}")
+    featurize_file(path, root, options_for_store(store, model, tokens), name=name,
+                   progress=progress)
+    return name
