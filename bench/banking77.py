@@ -102,9 +102,8 @@ def main() -> int:
 
     if "mteb" in parts:
         t = time.perf_counter()
-        r = protocols.run_protocol(store, plan, {"pool": "mean", "head": "logreg", "normalize": "l2",
-                                   "C": 1.0, "max_iter": 100}, shots=8, repeats=10,
-                     seed=args.seed)
+        mteb = {"pool": "mean", "head": "logreg", "normalize": "l2", "C": 1.0, "max_iter": 100}
+        r = protocols.run_protocol(store, plan, mteb, shots=8, repeats=10, seed=args.seed)
         acc = 100 * r.metrics["accuracy"]
         results["mteb"] = acc
         log(f"[1 mteb] 8 per label x 10 runs, logreg on L2-normalised mean: {acc:.2f} "

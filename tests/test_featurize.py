@@ -297,3 +297,44 @@ def test_default_encoder_is_the_bundled_minilm(tmp_path, capsys):
     np.testing.assert_allclose(got, expected, atol=5e-3)
     cos = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
     assert cos.min() > 0.9999
+
+
+def _rewrite_fingerprint(store: Path, change) -> None:
+    """Edit the encoder fingerprint in the manifest (as an older or newer featstore wrote it),
+    keeping the manifest's own checksum valid."""
+    from featstore.store.manifest import manifest_checksum
+
+    path = store / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for entry in manifest["encoders"].values():
+        if entry["fingerprint"]["kind"] == "encoder":
+            change(entry["fingerprint"])
+    manifest["checksum"] = manifest_checksum(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_featurizer_version_is_in_the_fingerprint_and_older_stores_stay_usable(
+        tiny_model_dir, tmp_path, capsys):
+    """Stores written before the fingerprint carried a featurizer version were made by version 1:
+    they are reused as they are. Features of another featurizer version are never reused."""
+    from featstore.featurize.encoder import FEATURIZER_VERSION
+
+    model_dir = str(tiny_model_dir("bert"))
+    corpus = write_csv(tmp_path / "c.csv", TEXTS, label=[i % 2 for i in range(len(TEXTS))])
+    first = featurize_json(capsys, corpus, tmp_path / "s", "--model", model_dir)
+    store = featstore.open(tmp_path / "s")
+    assert store.encoder_entry(first["encoder_id"]).fingerprint["featurizer_version"] == \
+        FEATURIZER_VERSION == 1
+
+    # a store from before the field existed: same features, reused, same id
+    _rewrite_fingerprint(tmp_path / "s", lambda fp: fp.pop("featurizer_version"))
+    again = featurize_json(capsys, corpus, tmp_path / "s", "--model", model_dir)
+    assert (again["new"], again["cached"], again["encoder_id"]) == (0, 6, first["encoder_id"])
+
+    # features made by another featurizer version: recomputed under a new id, never mixed
+    _rewrite_fingerprint(tmp_path / "s", lambda fp: fp.update(featurizer_version=99))
+    other = featurize_json(capsys, corpus, tmp_path / "s", "--model", model_dir)
+    assert other["new"] == 6 and other["encoder_id"] != first["encoder_id"]
+    ids = {e["id"]: e["fingerprint"]["featurizer_version"]
+           for e in featstore.open(tmp_path / "s").encoders()}
+    assert ids == {first["encoder_id"]: 99, other["encoder_id"]: 1}

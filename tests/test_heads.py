@@ -194,7 +194,8 @@ def test_few_shot_samples_exactly_n_per_label(tmp_path):
     assert np.bincount(y[idx]).tolist() == [5, 5, 3]
     assert not np.array_equal(idx, splits_mod.few_shot(y, 5, seed=1))
     store, _, _ = toy_store(tmp_path / "s")
-    r = protocols.run_protocol(store, protocols.plan_evaluation(store), {"pool": "mean", "head": "logreg"}, shots=4, repeats=3)
+    r = protocols.run_protocol(store, protocols.plan_evaluation(store),
+                               {"pool": "mean", "head": "logreg"}, shots=4, repeats=3)
     assert len(r.runs) == 3 and "accuracy_std" in r.metrics
     assert r.head.fit_info_["rows"] == 12
 
@@ -386,3 +387,34 @@ def test_chunked_reads_and_statistics_match_whole_array_ones(tmp_path, monkeypat
     flat = LazyInputs([got[:, 0], got[:, 1]], [np.asarray, np.asarray], join=True)
     np.testing.assert_array_equal(flat.matrix(slice(5, 20), chunk=4),
                                   got[5:20].reshape(15, -1).astype(np.float32))
+
+
+def test_parameters_come_from_init_and_save_load_are_methods(tmp_path):
+    """One parameter list: `__init__`'s signature gives get_params, clone and the saved config;
+    `save` and `load` are methods, and `load` refuses a head of the other task."""
+    import inspect
+
+    from sklearn.base import clone
+
+    signature = [p for p in inspect.signature(HeadClassifier.__init__).parameters if p != "self"]
+    clf = HeadClassifier(pool="mean-max", head="mlp", **{**FAST, "hidden": 48})
+    assert sorted(clf.get_params()) == sorted(signature)
+    twin = clone(clf)
+    assert twin.get_params() == clf.get_params() and twin is not clf
+    assert not hasattr(twin, "inputs_")
+    with pytest.raises(HeadError, match="not fitted"):
+        twin.predict_proba(None, ["x"])
+
+    store, _, _ = toy_store(tmp_path / "s")
+    train, test = _split(store)
+    clf.fit(store, train)
+    clf.save(store, "mm")
+    back = HeadClassifier.load(store, "mm")
+    assert isinstance(back, HeadClassifier)
+    assert back.get_params() == clf.get_params()
+    np.testing.assert_array_equal(back.predict_proba(store, test), clf.predict_proba(store, test))
+    doc = load_head(store, "mm").saved_config()
+    assert {k: v for k, v in doc.items() if k != "task"} == {
+        **clf.get_params(), "fuse": [], "layers": None}
+    with pytest.raises(HeadError, match="is a HeadClassifier, not a HeadRegressor"):
+        HeadRegressor.load(store, "mm")

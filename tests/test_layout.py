@@ -127,9 +127,9 @@ def test_every_top_level_name_is_defined_once():
     where = defaultdict(list)
     for name, tree in TREES.items():
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
-                if node.name != "__getattr__":  # lazy exports of package files
-                    where[node.name].append(name)
+            if (isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+                    and node.name != "__getattr__"):  # lazy exports of package files
+                where[node.name].append(name)
     twice = {n: mods for n, mods in where.items() if len(mods) > 1}
     assert not twice, f"names defined in several modules: {twice}"
 

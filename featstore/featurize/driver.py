@@ -152,8 +152,13 @@ def register_sources(writer: StoreWriter, sources: PassSources) -> dict[str, str
     store = writer.store()
     ids = {}
     for spec in sources.specs:
-        source_id = store.find_encoder(spec.fingerprint) or fingerprint_id(spec.label,
-                                                                          spec.fingerprint)
+        source_id = store.find_encoder(spec.fingerprint)
+        if source_id is None:
+            base = source_id = fingerprint_id(spec.label, spec.fingerprint)
+            n = 1
+            while source_id in store.manifest.encoders:  # only ever after a hand edit
+                n += 1
+                source_id = f"{base}-{n}"
         writer.ensure_encoder(source_id, spec.fingerprint, spec.dtype, spec.shapes)
         ids[spec.role] = source_id
     return ids

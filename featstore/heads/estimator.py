@@ -345,6 +345,7 @@ class HeadEstimator(BaseEstimator):
         if not issubclass(klass, cls):
             raise HeadError(f"head {name} is a {klass.__name__}, not a {cls.__name__}")
         names = set(klass().get_params())
+        cfg["fuse"] = tuple(cfg.get("fuse", ()))  # JSON has no tuples
         head = klass(**{k: v for k, v in cfg.items() if k in names})
         head.inputs_ = HeadInputs(InputLayout.from_json(doc), head.pool, head.flat,
                                   head.flat and head.fuse_mode == "concat",
