@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from featstore.store.errors import FeatstoreError, StoreError
+from featstore.version import VERSION as __version__
 
-__all__ = ["FeatstoreError", "Store", "StoreError", "open", "open_store"]
-__version__ = "0.1.0"
+__all__ = ["FeatstoreError", "Store", "StoreError", "__version__", "open", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "featstore"
 # higher imports lower; equal ranks may not import each other across packages
-RANKS = {"store": 0, "featurize": 1, "heads": 1, "services": 2, "cli": 3}
+RANKS = {"version": 0, "store": 0, "featurize": 1, "heads": 1, "services": 2, "cli": 3}
 TOP = 4  # featstore/__init__.py and __main__.py: the public facade and the entry point
 
 

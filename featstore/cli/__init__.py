@@ -14,42 +14,67 @@ import sys
 from collections.abc import Sequence
 
 from featstore.cli import head_commands, store_commands
+from featstore.cli.flags import EXIT_USAGE, OneLineParser
 from featstore.store.errors import FeatstoreError
 
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+DEBUG_ENV = "FEATSTORE_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="featstore",
         description="Run a frozen encoder once; train pooling and fusion heads on the cache.")
+    parser.add_argument("--version", action="version", version=f"featstore {_package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     store_commands.register_store_commands(sub)
     head_commands.register_head_commands(sub)
     return parser
 
 
+def _package_version() -> str:
+    from featstore.version import VERSION
+
+    return VERSION
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help, --version, or a bad command line (one line)
+            return int(done.code or 0)
         return int(args.func(args) or 0)
     except FeatstoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; everything committed so far is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MemoryError:
         print("error: out of memory; try a smaller --batch-tokens", file=sys.stderr)
         return 1
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"error: {exc.strerror or _error_line(exc)}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a library failure no layer below mapped: still one line
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {_error_line(exc)} "
+              f"(set {DEBUG_ENV}=1 for details)", file=sys.stderr)
         return 1
 
 

@@ -13,137 +13,81 @@ import time
 from pathlib import Path
 from typing import Any
 
-from featstore.cli.arguments import add_store_arg
+from featstore.cli.flags import add_flags, joined, text_value
 from featstore.cli.text_output import score, table
-from featstore.heads.choices import (
-    COMPARE_HEADS,
-    COMPARE_POOLS,
-    FUSE_MODES,
-    HEADS,
-    NORMALIZATIONS,
-    OF_CHOICES,
-    POOLINGS,
-    PROBE_C,
-)
+from featstore.heads.choices import COMPARE_HEADS, COMPARE_POOLS
 from featstore.heads.errors import HeadError
 
-
 # -- parsers -------------------------------------------------------------------------------------
+DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--task", "--model",
+              "--seed", "--json", "--no-progress")
+HEAD_FLAGS = ("--pool", "--layers", "--layer-start", "--of", "--fuse", "--fuse-mode",
+              "--normalize", "--head", "--hidden", "--dropout", "--epochs", "--lr",
+              "--batch-size", "--label-smoothing", "--valid-fraction", "--C", "--ensemble")
+
+
 def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-head", help="train a pooling/fusion head on stored features",
                        description="Train a head from the store (no encoder pass), report "
                                    "metrics, save it under STORE/heads/NAME.")
-    _data_args(p)
-    _head_args(p)
-    p.add_argument("--shots", type=int, default=None,
-                   help="sample N examples per label from train (few-shot)")
-    p.add_argument("--repeats", type=int, default=1, help="few-shot samples to average")
-    p.add_argument("--out", default=None, help="head name (default: DATASET-POOL-HEAD)")
+    add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out")
     p.set_defaults(func=cmd_fit_head)
 
     p = sub.add_parser("predict", help="predict with a saved head",
                        description="Predictions and class probabilities as CSV or JSONL; texts "
                                    "not in the store are encoded and stored first.")
-    add_store_arg(p)
-    p.add_argument("input", metavar="INPUT", help="a corpus file or a dataset in the store")
-    p.add_argument("--head", required=True, help="head name under STORE/heads")
-    p.add_argument("--out", default=None, help=".csv or .jsonl file (default: CSV on stdout)")
-    p.add_argument("--format", default=None, choices=["csv", "jsonl"],
-                   help="output format (default: from --out's suffix, else csv)")
-    p.add_argument("--text-col", default=None, help="text column of INPUT")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("input", metavar="INPUT", type=text_value,
+                   help="a corpus file or a dataset in the store")
+    add_flags(p, "--store", "--head-name", "--predictions", "--format", "--text-col",
+              "--no-progress")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("compare", help="leaderboard of poolings x heads on one dataset",
                        description="Fit every pooling x head (x fusion) on one dataset; print a "
                                    "leaderboard (score, train seconds) and draw a bar chart.")
-    _data_args(p)
-    p.add_argument("--pools", nargs="+", default=None, metavar="POOL",
-                   help=f"poolings to try (default: {' '.join(COMPARE_POOLS)})")
-    p.add_argument("--heads", nargs="+", default=None, metavar="HEAD",
-                   help=f"heads to try (default: {' '.join(COMPARE_HEADS)})")
-    p.add_argument("--fuse", nargs="+", default=[], metavar="SOURCE",
-                   help="also try mean + these sources (default: laser when stored)")
-    p.add_argument("--epochs", type=int, default=None, help="torch head epochs")
-    p.add_argument("--plot", default=None, help="bar chart PNG (default: compare-DATASET.png)")
-    p.add_argument("--save-best", default=None, metavar="NAME",
-                   help="refit the winner on all training rows and save it as NAME")
+    add_flags(p, *DATA_FLAGS, "--pools", "--heads", "--fuse", "--compare-epochs", "--plot",
+              "--save-best",
+              pools={"help": f"poolings to try (default: {' '.join(COMPARE_POOLS)})"},
+              heads={"help": f"heads to try (default: {' '.join(COMPARE_HEADS)})"},
+              fuse={"help": "also try mean + these sources (default: laser when stored)"},
+              plot={"help": "bar chart PNG (default: compare-DATASET.png)"})
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("probe-layers", help="logistic regression per layer on cls and mean",
                        description="What each layer knows: a logistic regression per stored "
                                    "layer on its CLS and mean vectors; a table and a line plot.")
-    _data_args(p)
-    p.add_argument("--C", type=float, default=PROBE_C, help=f"L2 inverse strength "
-                   f"(default {PROBE_C})")
-    p.add_argument("--plot", default=None, help="line plot PNG (default: probe-DATASET.png)")
+    add_flags(p, *DATA_FLAGS, "--probe-C", "--plot",
+              plot={"help": "line plot PNG (default: probe-DATASET.png)"})
     p.set_defaults(func=cmd_probe)
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    add_store_arg(p)
-    p.add_argument("--train", default=None, metavar="DATASET_OR_FILE",
-                   help="training data (default: the most recently featurized dataset)")
-    p.add_argument("--eval", default=None, metavar="DATASET_OR_FILE",
-                   help="evaluation data (default: the split column, else --cv)")
-    p.add_argument("--cv", type=int, default=None, metavar="K", help="stratified K-fold CV")
-    p.add_argument("--label-col", default=None, help="label column (default: label, category)")
-    p.add_argument("--task", default="classification",
-                   help="classification or regression")
-    p.add_argument("--model", default=None, help="encoder (model name or id) when the store "
-                   "holds several")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+def check_data_flags(args: argparse.Namespace) -> None:
+    if args.eval is not None and args.cv is not None:
+        raise HeadError("use either --eval or --cv, not both")
 
 
-def _int_list(values: list[str] | None) -> list[int] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in v.split(","):
-            if part.strip():
-                try:
-                    out.append(int(part))
-                except ValueError:
-                    raise HeadError(f"--layers takes layer numbers like 4 5 6 or -1, "
-                                    f"not {part!r}") from None
-    return out
-
-
-def _head_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pool", default="mean", help=f"one of: {', '.join(POOLINGS)}")
-    p.add_argument("--layers", nargs="+", default=None, metavar="L",
-                   help="layer numbers (0 = embeddings, negative from the top)")
-    p.add_argument("--layer-start", type=int, default=None,
-                   help="weighted/lstm: first layer used")
-    p.add_argument("--of", default=None, help=f"concat/weighted/lstm input: "
-                   f"{', '.join(OF_CHOICES)}")
-    p.add_argument("--fuse", nargs="+", default=[], metavar="SOURCE",
-                   help="extra vector sources: laser, or another encoder in the store")
-    p.add_argument("--fuse-mode", default="concat", help=f"{' or '.join(FUSE_MODES)}")
-    p.add_argument("--normalize", default="standard", help=f"{', '.join(NORMALIZATIONS)}")
-    p.add_argument("--head", default=None, help=f"{', '.join(HEADS)} (default: logreg for "
-                   "fixed poolings, else mlp)")
-    p.add_argument("--hidden", type=int, default=512, help="MLP width (the LSTM uses at most 128)")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--label-smoothing", type=float, default=None,
-                   help="classification only (default 0.1)")
-    p.add_argument("--valid-fraction", type=float, default=0.1,
-                   help="share of train held out for early stopping (0: train all epochs)")
-    p.add_argument("--C", type=float, default=None,
-                   help="logreg inverse L2 strength (default: inner CV)")
-    p.add_argument("--ensemble", type=int, default=1,
-                   help="torch heads: average the probabilities of N seeds (N x train time)")
+def check_fit_head(args: argparse.Namespace) -> None:
+    """Combinations of fit-head flags that cannot mean anything."""
+    check_data_flags(args)
+    if args.repeats != 1 and args.shots is None:
+        raise HeadError("--repeats repeats few-shot samples; it needs --shots")
+    if args.shots is not None and args.task != "classification":
+        raise HeadError("--shots samples examples per label; it needs --task classification")
+    if args.task == "regression" and args.label_smoothing is not None:
+        raise HeadError("--label-smoothing applies to classification only")
+    if args.C is not None and args.head in ("linear", "mlp"):
+        raise HeadError(f"--C sets logreg's regularisation; --head {args.head} does not use it")
+    if args.layer_start is not None and args.pool not in ("weighted", "lstm"):
+        raise HeadError("--layer-start applies to --pool weighted or lstm")
+    if args.of is not None and args.pool not in ("concat", "weighted", "lstm"):
+        raise HeadError("--of applies to --pool concat, weighted or lstm")
+    if args.fuse_mode == "project" and not args.fuse:
+        raise HeadError("--fuse-mode project maps fusion sources; name them with --fuse")
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params = {
-        "pool": args.pool, "head": args.head, "layers": _int_list(args.layers),
+        "pool": args.pool, "head": args.head, "layers": joined(args.layers),
         "layer_start": args.layer_start, "of": args.of, "fuse": list(args.fuse),
         "fuse_mode": args.fuse_mode, "normalize": args.normalize, "hidden": args.hidden,
         "dropout": args.dropout, "epochs": args.epochs, "lr": args.lr,
@@ -180,14 +124,10 @@ def _metric_names(task: str) -> tuple[str, ...]:
 
 # -- fit-head ------------------------------------------------------------------------------------
 def cmd_fit_head(args: argparse.Namespace) -> int:
-    from featstore.heads.poolings import check_pooling
     from featstore.services.head_runs import fit_and_save
-    from featstore.store import check_name
 
+    check_fit_head(args)
     params = _params(args)
-    if args.out is not None:
-        check_name(args.out, "head")
-    check_pooling(args.pool, None)
     store, plan = _plan(args, tokens=args.pool == "attention")
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
@@ -249,21 +189,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from featstore.heads.charts import leaderboard_chart
     from featstore.heads.metrics import primary_metric
-    from featstore.heads.networks import check_head
-    from featstore.heads.poolings import check_pooling
     from featstore.services.head_runs import compare_heads, comparison_grid, save_best
 
+    check_data_flags(args)
     store, plan = _plan(args)
     pools = tuple(args.pools or COMPARE_POOLS)
     heads = tuple(args.heads or COMPARE_HEADS)
-    for p in pools:
-        check_pooling(p, None)
-    for h in heads:
-        check_head(h)
-    if args.save_best:
-        from featstore.store import check_name
-
-        check_name(args.save_best, "head")
     base: dict[str, Any] = {"encoder": args.model}
     if args.epochs:
         base["epochs"] = args.epochs
@@ -308,6 +239,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from featstore.heads.charts import layer_chart
     from featstore.services.head_runs import probe_all_layers
 
+    check_data_flags(args)
     if args.task != "classification":
         raise HeadError("probe-layers fits logistic regressions; it needs classification labels")
     store, plan = _plan(args)

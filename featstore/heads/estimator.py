@@ -340,6 +340,15 @@ class HeadEstimator(BaseEstimator):
     def load(cls, store: Store | str | Path, name: str) -> HeadEstimator:
         """A fitted head read back from STORE/heads/NAME; it predicts what the saved one did."""
         doc, tensors = read_head(store, name)
+        try:
+            return cls._restore(doc, tensors, name)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise HeadError(f"head {name}: head.json is malformed ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+    @classmethod
+    def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray],
+                 name: str) -> HeadEstimator:
         cfg = dict(doc["config"])
         klass = HeadRegressor if cfg.pop("task", None) == "regression" else HeadClassifier
         if not issubclass(klass, cls):

@@ -9,6 +9,8 @@ import json
 import os
 from pathlib import Path
 
+from featstore.store.safe_paths import open_no_follow
+
 
 def fsync_path(path: Path) -> None:
     """fsync a file's data, or a directory's entries (so a rename in it survives a crash)."""
@@ -28,7 +30,8 @@ def publish(tmp: Path, final: Path) -> None:
 
 def write_json_atomic(path: Path, data: dict, tmp_dir: Path) -> None:
     tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    fd = open_no_follow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with open(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.write("\n")
     publish(tmp, path)

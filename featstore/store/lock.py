@@ -8,17 +8,24 @@ import time
 from pathlib import Path
 
 from featstore.store.errors import LockedError
+from featstore.store.safe_paths import open_no_follow
 
 
 class WriterLock:
-    def __init__(self, path: Path, wait: bool = False, timeout: float | None = None) -> None:
+    """The store's `.lock`, never followed if it is a symbolic link. `read_only` locks a store
+    this process may not write (a no-op run on a read-only store still excludes writers)."""
+
+    def __init__(self, path: Path, wait: bool = False, timeout: float | None = None,
+                 read_only: bool = False) -> None:
         self.path = path
         self.wait = wait
         self.timeout = timeout
+        self.read_only = read_only
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        flags = os.O_RDONLY if self.read_only else os.O_RDWR | os.O_CREAT
+        fd = open_no_follow(self.path, flags)
         start = time.monotonic()
         while True:
             try:
@@ -34,8 +41,9 @@ class WriterLock:
                         "wait for it to finish or pass --wait"
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        if not self.read_only:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
         self._fd = fd
 
     def release(self) -> None:
@@ -54,7 +62,7 @@ class WriterLock:
 
 def _read_holder(fd: int) -> str:
     try:
-        pid = os.pread(fd, 32, 0).decode().strip()
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""

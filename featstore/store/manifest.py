@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from featstore.store.errors import FormatVersionError, StoreError
 from featstore.store.hashing import sha256_json
+from featstore.store.safe_paths import check_no_links
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -38,7 +39,7 @@ def fingerprints_match(a: dict, b: dict) -> bool:
 
 def check_name(name: str, what: str) -> str:
     """Names become path components: refuse separators, traversal, and oddities."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in {".", ".."}:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in {".", ".."}:
         raise StoreError(
             f"invalid {what} name {name!r}: use letters, digits, '.', '_' or '-' "
             "(no path separators), starting with a letter or digit, at most 128 characters"
@@ -47,13 +48,17 @@ def check_name(name: str, what: str) -> str:
 
 
 def check_relpath(rel: str, root: Path) -> Path:
-    """Resolve a manifest path, refusing anything that would leave the store."""
+    """The path a manifest names, refused if it would leave the store or pass a symbolic
+    link (a store holds none)."""
     p = PurePosixPath(rel)
     if p.is_absolute() or ".." in p.parts or not p.parts:
         raise StoreError(f"manifest names a path outside the store: {rel!r}")
-    full = (root / Path(*p.parts)).resolve()
-    if not full.is_relative_to(root.resolve()):
-        raise StoreError(f"manifest names a path outside the store: {rel!r}")
+    full = root / Path(*p.parts)
+    try:
+        check_no_links(root, full)
+    except StoreError:
+        raise StoreError(f"manifest names a path outside the store: {rel!r} (through a "
+                         "symbolic link)") from None
     return full
 
 
@@ -148,6 +153,7 @@ class Manifest:
             for name, d in data["datasets"].items():
                 check_name(name, "dataset")
                 datasets[name] = DatasetEntry(**d)
+                _check_dataset(name, datasets[name])
             return cls(
                 format_version=version,
                 generation=int(data["generation"]),
@@ -186,14 +192,35 @@ def _check_encoder(enc_id: str, e: EncoderEntry) -> None:
             raise ValueError(f"encoder {enc_id} shard entry {sh.file!r} is inconsistent")
 
 
+def _check_dataset(name: str, d: DatasetEntry) -> None:
+    """Types a reader relies on; raises ValueError (reported as malformed)."""
+    ints = (d.rows, d.bytes, d.skipped)
+    texts = (d.file, d.sha256, d.text_column, d.source, d.updated)
+    if not (all(isinstance(x, int) and x >= 0 for x in ints)
+            and all(isinstance(x, str) for x in texts)
+            and isinstance(d.encoders, list) and all(isinstance(x, str) for x in d.encoders)):
+        raise ValueError(f"dataset {name} entry is inconsistent")
+
+
 def read_manifest(root: Path) -> Manifest:
-    path = root / MANIFEST_NAME
+    path = check_no_links(root, root / MANIFEST_NAME)
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise StoreError(f"no featstore store at {root} (missing {MANIFEST_NAME})") from None
+    except IsADirectoryError:
+        raise StoreError(f"manifest of store {root} is a directory, not a file (damaged); "
+                         "restore it from a backup") from None
+    except OSError as exc:
+        raise StoreError(f"manifest of store {root} cannot be read ({exc.strerror})") from None
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise StoreError(f"manifest of store {root} is not valid UTF-8 (damaged); restore it "
+                         "from a backup") from None
     except json.JSONDecodeError as exc:
-        raise StoreError(f"manifest of store {root} is not valid JSON ({exc})") from None
+        raise StoreError(f"manifest of store {root} is not valid JSON ({exc}); restore it from "
+                         "a backup") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"manifest of store {root} is malformed (not a JSON object)")
     return Manifest.from_json(data, root)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -35,12 +37,19 @@ from featstore.store.manifest import (
     fingerprints_match,
     read_manifest,
 )
+from featstore.store.safe_paths import check_no_links, real_dir
 from featstore.store.shards import io_error_text, shard_nbytes, write_shard
 from featstore.store.store import Store
 from featstore.store.tables import write_table
 
 LOCK_NAME = ".lock"
 TMP_DIR = "tmp"
+ENCODERS_DIR = "encoders"
+DATASETS_DIR = "datasets"
+# What a writer leaves behind and the sweep may delete: nothing else, and no link, is touched.
+_OWN_TMP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(part|tmp)")
+_OWN_SHARD = re.compile(r"shard-[0-9a-f]{16}\.h5")
+_OWN_TABLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.[0-9a-f]{8}\.parquet")
 
 
 def _now() -> str:
@@ -64,7 +73,7 @@ def write_shard_file(
     root = Path(root)
     check_name(encoder_id, "encoder")
     name = f"shard-{uuid.uuid4().hex[:16]}.h5"
-    tmp = root / TMP_DIR / f"{name}.part"
+    tmp = real_dir(root, TMP_DIR) / f"{name}.part"
     need = shard_nbytes(keys, features, ragged, meta)
     try:
         free = shutil.disk_usage(tmp.parent).free
@@ -76,9 +85,7 @@ def write_shard_file(
                          "committed so far is kept")
     try:
         write_shard(tmp, keys, features, ragged, meta)
-        final_dir = root / "encoders" / encoder_id
-        final_dir.mkdir(parents=True, exist_ok=True)
-        final = final_dir / name
+        final = real_dir(root, ENCODERS_DIR, encoder_id, create=True) / name
         publish(tmp, final)
     except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
         with contextlib.suppress(OSError):
@@ -91,31 +98,53 @@ def write_shard_file(
 
 
 class StoreWriter:
-    """Holds the store's lock for its lifetime; use as a context manager."""
+    """Holds the store's lock for its lifetime; use as a context manager.
+
+    `read_only_ok`: on a store this process may not write, run anyway as long as nothing needs
+    committing (a re-run that finds nothing new); the first commit is then refused in one line.
+    """
 
     def __init__(self, root: str | os.PathLike, wait: bool = False,
-                 wait_timeout: float | None = None) -> None:
+                 wait_timeout: float | None = None, read_only_ok: bool = False) -> None:
         self.root = Path(root)
-        self._lock = WriterLock(self.root / LOCK_NAME, wait=wait, timeout=wait_timeout)
+        self.wait, self.wait_timeout = wait, wait_timeout
+        self.read_only_ok = read_only_ok
+        self.read_only = False
+        self._lock: WriterLock | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
         self.manifest: Manifest | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
         self._prepare_root()
+        self._lock = WriterLock(self.root / LOCK_NAME, wait=self.wait,
+                                timeout=self.wait_timeout, read_only=self.read_only)
         self._lock.acquire()
         try:
             if not (self.root / MANIFEST_NAME).exists():
-                (self.root / TMP_DIR).mkdir(exist_ok=True)
                 write_json_atomic(self.root / MANIFEST_NAME, Manifest().to_json(), self.tmp)
             self.manifest = read_manifest(self.root)
-            self.remove_orphans()
+            if not self.read_only:
+                self.remove_orphans()
         except BaseException:
-            self._lock.release()
+            self._release()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def _refuse_read_only(self, what: str) -> None:
+        if self.read_only:
+            raise StoreError(f"store {self.root} is read-only; featurize needs write access to "
+                             f"{what}")
 
     def _prepare_root(self) -> None:
         if self.root.exists() and not self.root.is_dir():
@@ -125,44 +154,56 @@ class StoreWriter:
             if stray:
                 raise StoreError(f"{self.root} is not a featstore store (no {MANIFEST_NAME}) "
                                  "and is not empty; choose another --store")
+        for name in (LOCK_NAME, MANIFEST_NAME, TMP_DIR, ENCODERS_DIR, DATASETS_DIR):
+            check_no_links(self.root, self.root / name)
+        writable = not self.root.exists() or os.access(self.root, os.W_OK)
+        if not writable:
+            if self.read_only_ok and (self.root / MANIFEST_NAME).is_file() and \
+                    (self.root / LOCK_NAME).is_file():
+                self.read_only = True
+                self._scratch = tempfile.TemporaryDirectory(prefix="featstore-")
+                return
+            raise StoreError(f"store {self.root} is read-only; featurize needs write access")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            (self.root / TMP_DIR).mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store at {self.root}: {exc.strerror}") from None
-        if not os.access(self.root, os.W_OK):
-            raise StoreError(f"store {self.root} is read-only; featurize needs write access")
+        real_dir(self.root, TMP_DIR, create=True)
 
     @property
     def tmp(self) -> Path:
-        return self.root / TMP_DIR
+        """Where files are written before they are published: the store's tmp/ (or, for a
+        read-only store, a scratch directory that nothing is ever published from)."""
+        if self._scratch is not None:
+            return Path(self._scratch.name)
+        return real_dir(self.root, TMP_DIR)
 
     def store(self) -> Store:
         """A reader over what is committed now."""
         return Store(self.root)
 
     def remove_orphans(self) -> list[Path]:
-        """Delete files a crashed writer left behind: nothing the manifest names is touched."""
+        """Delete files a crashed writer left behind. Only files named as featstore names its
+        own temporary, shard and table files are deleted, never one the manifest names, never a
+        link, never anything outside the store."""
         assert self.manifest is not None
-        named = {check_relpath(s.file, self.root) for e in self.manifest.encoders.values()
-                 for s in e.shards}
-        named |= {check_relpath(d.file, self.root) for d in self.manifest.datasets.values()}
-        removed = []
-        for p in self.tmp.iterdir():
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-            removed.append(p)
-        for sub in ("encoders", "datasets"):
-            base = self.root / sub
-            if not base.is_dir():
-                continue
-            for p in base.rglob("*"):
-                if p.is_file() and p.resolve() not in named:
-                    p.unlink()
+        named = {s.file for e in self.manifest.encoders.values() for s in e.shards}
+        named |= {d.file for d in self.manifest.datasets.values()}
+        for rel in named:  # a manifest naming a path outside the store stops the writer here
+            check_relpath(rel, self.root)
+        removed = [p for p in _own_files(self.tmp, _OWN_TMP) if _unlink(p)]
+        for enc_dir in _real_subdirs(real_dir(self.root, ENCODERS_DIR)):
+            for p in _own_files(enc_dir, _OWN_SHARD):
+                if f"{ENCODERS_DIR}/{enc_dir.name}/{p.name}" not in named and _unlink(p):
                     removed.append(p)
+        for p in _own_files(real_dir(self.root, DATASETS_DIR), _OWN_TABLE):
+            if f"{DATASETS_DIR}/{p.name}" not in named and _unlink(p):
+                removed.append(p)
         return removed
 
     def _commit(self) -> None:
         assert self.manifest is not None
+        self._refuse_read_only("commit new features")
         self.manifest.generation += 1
         write_json_atomic(self.root / MANIFEST_NAME, self.manifest.to_json(), self.tmp)
 
@@ -203,6 +244,7 @@ class StoreWriter:
         meta: Mapping[str, np.ndarray] | None = None,
     ) -> ShardEntry:
         """Write and publish a shard file (not yet committed). Safe to call from a thread."""
+        self._refuse_read_only(f"store {len(keys)} new texts")
         return write_shard_file(self.root, encoder_id, keys, features, ragged, meta)
 
     def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
@@ -222,9 +264,8 @@ class StoreWriter:
         """
         assert self.manifest is not None
         check_name(name, "dataset")
-        (self.root / "datasets").mkdir(exist_ok=True)
         fname = f"{name}.{uuid.uuid4().hex[:8]}.parquet"
-        final = self.root / "datasets" / fname
+        final = real_dir(self.root, DATASETS_DIR, create=not self.read_only) / fname
         tmp = table if isinstance(table, Path) else self.tmp / f"{fname}.part"
         try:
             if not isinstance(table, Path):
@@ -236,6 +277,7 @@ class StoreWriter:
             if same:
                 tmp.unlink()
             else:
+                self._refuse_read_only(f"record dataset {name}")
                 publish(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -293,3 +335,27 @@ class StoreWriter:
             fsync_path(self.root)
         except (OSError, StoreError):
             pass
+
+
+def _real_subdirs(base: Path) -> list[Path]:
+    if not base.is_dir():
+        return []
+    with os.scandir(base) as it:
+        return [Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
+
+
+def _own_files(base: Path, pattern: re.Pattern) -> list[Path]:
+    """Regular files (not links) in `base` whose names match `pattern` exactly."""
+    if not base.is_dir():
+        return []
+    with os.scandir(base) as it:
+        return [Path(e.path) for e in it
+                if pattern.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+
+
+def _unlink(p: Path) -> bool:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        return False
+    return True

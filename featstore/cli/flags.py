@@ -1,0 +1,310 @@
+"""Every command-line flag, declared once: its type, range or choices, default and help.
+
+Commands pick flags from this table by name, so a flag means the same everywhere, its value is
+checked the moment it is parsed (type, range, allowed values), and help shows its default. Bad
+values stop with one line and exit status 2 before any work starts; combinations of flags are
+checked right after parsing by each command's `check_*` function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from featstore.heads.choices import (
+    FUSE_MODES,
+    HEADS,
+    NORMALIZATIONS,
+    OF_CHOICES,
+    POOLINGS,
+    TASKS,
+)
+from featstore.store.manifest import check_name
+
+EXIT_USAGE = 2
+FEATURES = ("cls", "mean", "max", "pooler")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (no usage dump) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+# -- value types: each returns the parsed value or raises ArgumentTypeError with the reason ------
+def _number(text: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """In [0, 1): a share that must leave something over."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
+
+
+def one_of(what: str, values: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r}; choose one of: "
+                                             f"{', '.join(values)}")
+        return text
+    parse.__name__ = what
+    return parse
+
+
+def any_int(text: str) -> int:
+    return _number(text, int)
+
+
+def _checked_name(what: str) -> Callable[[str], str]:
+    from featstore.store.errors import StoreError
+
+    def parse(text: str) -> str:
+        try:
+            return check_name(text, what)
+        except StoreError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = f"{what} name"
+    return parse
+
+
+def layer_numbers(text: str) -> list[int]:
+    """`4`, `4,5,6` or `-1`: layer numbers (several flags' worth are joined by the command)."""
+    out = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"takes layer numbers like 4 5 6, 4,5,6 or -1, not {part!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("names no layer")
+    return out
+
+
+def featurize_layers(text: str) -> str | list[int]:
+    return "all" if text.strip().lower() == "all" else layer_numbers(text)
+
+
+def feature_list(text: str) -> tuple[str, ...]:
+    names = tuple(f.strip() for f in text.split(",") if f.strip())
+    unknown = [f for f in names if f not in FEATURES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"takes a comma list of {', '.join(FEATURES)}, "
+                                         f"not {text!r}")
+    return names
+
+
+def device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, not {text!r}")
+
+
+def text_value(text: str) -> str:
+    """A free-text value (a path, a column, a model id): no control characters."""
+    if not text or any(ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"must be non-empty without control characters, "
+                                         f"got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Flag:
+    help: str
+    type: Callable[[str], Any] | None = text_value
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    what: str = "value"  # how a wrong choice is named: "unknown pooling 'avg'"
+    nargs: str | None = None
+    metavar: str | None = None
+    action: str | type[argparse.Action] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SWITCH = None  # a flag with no value: type None, action store_true
+
+FLAGS: dict[str, Flag] = {
+    # shared
+    "--store": Flag("store directory (default: $FEATSTORE_DIR, else ./featstore)"),
+    "--json": Flag("machine-readable output on stdout", SWITCH, action="store_true"),
+    "--no-progress": Flag("no progress bar", SWITCH, action="store_true"),
+    "--model": Flag("Hugging Face id or local directory (featurize; default: the bundled "
+                    "all-MiniLM-L6-v2), or the store's encoder by model name or id"),
+    "--text-col": Flag("text column (default: text, sentence, or the only string column)"),
+    # featurize
+    "--name": Flag("dataset name (default: the file's stem)", _checked_name("dataset")),
+    "--max-length": Flag("tokens per window (default: the model's limit, at most 512)",
+                         int_at_least(2)),
+    "--stride": Flag("tokens shared by consecutive windows of a long text "
+                     "(default: min(64, max-length / 4))", int_at_least(0)),
+    "--truncate": Flag("cut texts at --max-length instead of windowing them", SWITCH,
+                       action="store_true"),
+    "--featurize-layers": Flag("'all' or layer numbers like 0 3 -1 (or 0,3,-1) "
+                               "(default: all)", str, default=["all"], nargs="+", metavar="L"),
+    "--features": Flag(f"comma list of {','.join(FEATURES)} (default: all the model has)",
+                       feature_list),
+    "--tokens": Flag("also store token-level states (for attention pooling)", SWITCH,
+                     action="store_true"),
+    "--laser": Flag("also store LASER sentence vectors when LASER models are found "
+                    "(default: on)", SWITCH, default=True,
+                    action=argparse.BooleanOptionalAction),
+    "--laser-dir": Flag("directory holding LASER's model files"),
+    "--device": Flag("auto, cpu, cuda or cuda:N (default: auto)", device, default="auto"),
+    "--batch-tokens": Flag("padded tokens per batch (default 4096 on CPU, 16384 on GPU)",
+                           int_at_least(1)),
+    "--dtype": Flag("storage precision (default: %(default)s)", default="float16",
+                    choices=("float16", "float32"), what="--dtype"),
+    "--compute-dtype": Flag("encoder precision (default: %(default)s: float16 autocast on "
+                            "GPU, float32 on CPU)", default="auto",
+                            choices=("auto", "float32", "float16", "bfloat16"),
+                            what="--compute-dtype"),
+    "--shard-rows": Flag("texts per committed shard: what a killed run can lose at most "
+                         "(default: %(default)s)", int_at_least(1), default=2048),
+    "--strict": Flag("empty or missing texts are an error", SWITCH, action="store_true"),
+    "--trust-remote-code": Flag("allow the model repository's own code to run", SWITCH,
+                                action="store_true"),
+    "--wait": Flag("wait for another writer to finish instead of failing", SWITCH,
+                   action="store_true"),
+    "--engine": Flag("local: this process; ray: an actor pool on a Ray cluster (the store must "
+                     "be on a filesystem every node sees) (default: %(default)s)",
+                     default="local", choices=("local", "ray"), what="--engine"),
+    "--address": Flag("Ray cluster address (default: $RAY_ADDRESS, else a local cluster)"),
+    "--workers": Flag("Ray actors, one encoder each (default: one per GPU, else per CPU)",
+                      int_at_least(1)),
+    "--gpus-per-worker": Flag("GPUs per Ray actor; fractions share a GPU (default 0: CPU)",
+                              non_negative_float, default=0.0),
+    # data for heads
+    "--train": Flag("training data: a dataset in the store or a corpus file (default: the "
+                    "most recently featurized dataset)", metavar="DATASET_OR_FILE"),
+    "--eval": Flag("evaluation data (default: the split column, else --cv)",
+                   metavar="DATASET_OR_FILE"),
+    "--cv": Flag("stratified K-fold cross-validation", int_at_least(2), metavar="K"),
+    "--label-col": Flag("label column (default: label, category)"),
+    "--task": Flag("classification or regression (default: %(default)s)",
+                   default="classification", choices=TASKS, what="--task"),
+    "--seed": Flag("random seed (default: %(default)s)", int_at_least(0), default=0),
+    # heads
+    "--pool": Flag("pooling (default: %(default)s)", default="mean", choices=POOLINGS,
+                   what="pooling"),
+    "--layers": Flag("layer numbers (0 = embeddings, negative from the top): 4 5 6 or 4,5,6",
+                     layer_numbers, nargs="+", metavar="L"),
+    "--layer-start": Flag("weighted/lstm: first layer used", any_int),
+    "--of": Flag("concat/weighted/lstm input", choices=OF_CHOICES, what="--of"),
+    "--fuse": Flag("extra vector sources: laser, or another encoder in the store", text_value,
+                   default=[], nargs="+", metavar="SOURCE"),
+    "--fuse-mode": Flag("how sources are joined (default: %(default)s)", default="concat",
+                        choices=FUSE_MODES, what="--fuse-mode"),
+    "--normalize": Flag("per-source normalisation (default: %(default)s)", default="standard",
+                        choices=NORMALIZATIONS, what="--normalize"),
+    "--head": Flag("head (default: logreg for fixed poolings, else mlp)", choices=HEADS,
+                   what="head"),
+    "--hidden": Flag("MLP width; the LSTM uses at most 128 (default: %(default)s)",
+                     int_at_least(1), default=512),
+    "--dropout": Flag("dropout in [0, 1) (default: %(default)s)", fraction, default=0.5),
+    "--epochs": Flag("torch head epochs (default: %(default)s)", int_at_least(1), default=40),
+    "--lr": Flag("learning rate (default: %(default)s)", positive_float, default=1e-3),
+    "--batch-size": Flag("torch head minibatch (default: %(default)s)", int_at_least(1),
+                         default=256),
+    "--label-smoothing": Flag("classification only, in [0, 1) (default 0.1)", fraction),
+    "--valid-fraction": Flag("share of train held out for early stopping, in [0, 1) "
+                             "(0: train all epochs) (default: %(default)s)", fraction,
+                             default=0.1),
+    "--C": Flag("logreg inverse L2 strength (default: chosen by inner CV)", positive_float),
+    "--ensemble": Flag("torch heads: average the probabilities of N seeds (N x train time) "
+                       "(default: %(default)s)", int_at_least(1), default=1),
+    "--shots": Flag("sample N examples per label from train (few-shot)", int_at_least(1)),
+    "--repeats": Flag("few-shot samples to average (default: %(default)s)", int_at_least(1),
+                      default=1),
+    "--out": Flag("head name (default: DATASET-POOL-HEAD)", _checked_name("head")),
+    # predict
+    "--head-name": Flag("head name under STORE/heads", _checked_name("head")),
+    "--predictions": Flag(".csv or .jsonl file (default: CSV on stdout)"),
+    "--format": Flag("output format (default: from --out's suffix, else csv)",
+                     choices=("csv", "jsonl"), what="--format"),
+    # compare, probe-layers
+    "--pools": Flag("poolings to try", nargs="+", metavar="POOL", choices=POOLINGS, what="pooling"),
+    "--heads": Flag("heads to try", nargs="+", metavar="HEAD", choices=HEADS, what="head"),
+    "--compare-epochs": Flag("torch head epochs", int_at_least(1)),
+    "--plot": Flag("chart PNG"),
+    "--save-best": Flag("refit the winner on all training rows and save it as NAME",
+                        _checked_name("head"), metavar="NAME"),
+    "--probe-C": Flag("L2 inverse strength (default: %(default)s)", positive_float,
+                      default=1.0),
+}
+
+# flags whose spec key differs from the flag a user types
+_SPELLING = {"--featurize-layers": "--layers", "--head-name": "--head",
+             "--predictions": "--out", "--compare-epochs": "--epochs", "--probe-C": "--C"}
+
+
+def add_flags(p: argparse.ArgumentParser, *keys: str, **overrides: Any) -> None:
+    """Add flags by their key in FLAGS; `overrides` (by dest) change help or default."""
+    for key in keys:
+        spec = FLAGS[key]
+        flag = _SPELLING.get(key, key)
+        dest = flag.lstrip("-").replace("-", "_")
+        kwargs: dict[str, Any] = {"help": spec.help, "default": spec.default, "dest": dest}
+        if spec.action is not None:
+            kwargs["action"] = spec.action
+            if spec.action == "store_true":
+                kwargs["default"] = False
+        else:
+            kwargs["type"] = spec.type
+            if spec.choices is not None:
+                kwargs["type"] = one_of(spec.what, spec.choices)
+                kwargs["help"] = f"{spec.help}; one of: {', '.join(spec.choices)}"
+                kwargs.setdefault("metavar", spec.metavar or flag.lstrip("-").upper())
+            if spec.nargs is not None:
+                kwargs["nargs"] = spec.nargs
+            if spec.metavar is not None:
+                kwargs["metavar"] = spec.metavar
+        if key == "--head-name":
+            kwargs["required"] = True
+        kwargs.update(overrides.get(dest, {}))
+        p.add_argument(flag, **kwargs)
+
+
+def joined(values: list[list[int]] | None) -> list[int] | None:
+    """Several `--layers` values (each a list) as one list."""
+    return [x for v in values for x in v] if values else None
