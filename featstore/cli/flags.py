@@ -201,6 +201,8 @@ FLAGS: dict[str, Flag] = {
                             what="--compute-dtype"),
     "--shard-rows": Flag("texts per committed shard: what a killed run can lose at most "
                          "(default: %(default)s)", int_at_least(1), default=2048),
+    "--replace": Flag("let this file replace a dataset of the same name made from another "
+                      "file", SWITCH, action="store_true"),
     "--strict": Flag("empty or missing texts are an error", SWITCH, action="store_true"),
     "--trust-remote-code": Flag("allow the model repository's own code to run", SWITCH,
                                 action="store_true"),

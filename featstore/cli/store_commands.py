@@ -22,7 +22,8 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
               "--truncate", "--featurize-layers", "--features", "--tokens", "--laser",
               "--laser-dir", "--device", "--batch-tokens", "--dtype", "--compute-dtype",
               "--shard-rows", "--strict", "--trust-remote-code", "--wait", "--engine",
-              "--address", "--workers", "--gpus-per-worker", "--json", "--no-progress")
+              "--address", "--workers", "--gpus-per-worker", "--replace", "--json",
+              "--no-progress")
     p.set_defaults(func=cmd_featurize)
 
     for name, func, text in (
@@ -90,7 +91,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         shard_rows=args.shard_rows, engine=args.engine, address=args.address,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker)
     summary = featurize_file(corpus, args.store, options, name=args.name,
-                             text_col=args.text_col, progress=not args.no_progress).to_dict()
+                             text_col=args.text_col, progress=not args.no_progress,
+                             replace=args.replace).to_dict()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -1,17 +1,25 @@
 """Corpus readers: stream .csv/.tsv/.parquet/.jsonl in chunks, find the text column, fail clearly.
 
-Every column is kept as read; texts are normalised for keys by the store's rule. CSV and TSV are
-read as strings throughout (so a label column never changes type between chunks); Parquet and
-JSONL keep their own types. `ChunkChecker` checks every chunk before anything is written, so bad
-input fails with its file, row and column while the store is still untouched.
+Every column is kept; texts are normalised for keys by the store's rule. `scan_corpus` reads the
+whole file once before anything is written and settles one Arrow type per column under one rule,
+wherever in the file a value falls:
+
+- CSV and TSV cells are text (a label column never changes type); Parquet keeps its own schema.
+- JSONL: a key may appear or vanish on any line (missing values are null); a column's values are
+  all text, all booleans, all numbers (integers, or floats once any value is a float), or all
+  lists/objects (stored as their JSON text). Any other mix stops at the first row that breaks it.
+- The text column holds scalars; text with a lone surrogate escape (`"\\ud800"`) is refused.
+
+Bad input fails with its file, row and column while the store is still untouched.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.featurize.errors import CorpusError
-from featstore.store import clean_text
+from featstore.store import KEY_COLUMN, clean_text
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMN_GUESSES = ("text", "sentence")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True)
@@ -90,38 +99,64 @@ def _read_chunks(path: Path, fmt: str, rows: int) -> Iterator[pd.DataFrame]:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
                 yield batch.to_pandas()
         else:
-            with pd.read_json(path, lines=True, chunksize=rows, dtype=False,
-                              encoding="utf-8") as reader:
-                yield from reader
+            yield from _jsonl_chunks(path, rows)
     except UnicodeDecodeError:
         raise CorpusError(f"{path}: {_first_bad_line(path)} is not valid UTF-8") from None
     except pd.errors.EmptyDataError:
         return
-    except (ValueError, TypeError) as exc:  # pandas raises TypeError for a JSONL non-object
-        if fmt != "jsonl":
-            raise CorpusError(f"{path}: cannot parse as {fmt}: {_last_line(exc)}") from None
-        raise CorpusError(f"{path}: {_first_bad_json_line(path) or _last_line(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        raise CorpusError(f"{path}: cannot parse as {fmt}: {_last_line(exc)}") from None
     except (pa.ArrowException, OSError) as exc:
         raise CorpusError(f"{path}: cannot parse as {fmt}: {_last_line(exc)}") from None
 
 
-def _last_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-
-
-def _first_bad_json_line(path: Path) -> str | None:
-    """Which line of a JSONL file is not a JSON object, for a message that points at it."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
+def _jsonl_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """One JSON object per line, read with Python's own JSON parser (which keeps a lone
+    surrogate escape visible, so it can be refused), values kept as Python objects."""
+    records: list[dict] = []
+    row = 0
+    with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                return f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})"
+                raise CorpusError(f"{path}: line {lineno} is not valid JSON ({exc.msg} at "
+                                  f"column {exc.colno})") from None
             if not isinstance(obj, dict):
-                return f"line {lineno} is not a JSON object (found {type(obj).__name__})"
-    return None
+                raise CorpusError(f"{path}: line {lineno} is not a JSON object (found "
+                                  f"{type(obj).__name__})")
+            row += 1
+            if _SURROGATE_ESCAPE.search(line):
+                _refuse_surrogates(path, row, obj)
+            records.append(obj)
+            if len(records) == rows:
+                yield _frame(records)
+                records = []
+    if records:
+        yield _frame(records)
+
+
+def _refuse_surrogates(path: Path, row: int, obj: dict) -> None:
+    for key, value in obj.items():
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise CorpusError(f"{path} row {row}, column {key!r}: text is not valid Unicode (a "
+                              "lone surrogate escape such as \\ud800)") from None
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
+    columns: dict[str, None] = {}
+    for r in records:
+        columns.update(dict.fromkeys(r))
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object)
+                         for c in columns})
+
+
+def _last_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
 
 
 def _first_bad_line(path: Path) -> str:
@@ -135,99 +170,142 @@ def _first_bad_line(path: Path) -> str:
 
 
 _SCALARS = (str, int, float, bool, np.generic)
+_KIND_NAMES = {"text": "text", "int": "a number", "float": "a number", "bool": "a boolean",
+               "json": "a list or object"}
+_ARROW = {"text": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+          "json": pa.string(), "null": pa.string()}
+
+
+def _kind(value: object) -> str | None:
+    """The typing rule's name for a JSONL value; None for a missing one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | np.integer):
+        return "int"
+    if isinstance(value, float | np.floating):
+        return "float"
+    if isinstance(value, str):
+        return "text"
+    return "json"
 
 
 def _type_name(value: object) -> str:
-    return {str: "text", int: "a number", float: "a number", bool: "a boolean",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return _KIND_NAMES.get(_kind(value) or "", type(value).__name__)
 
 
-class ChunkChecker:
-    """Checks each chunk as the featurize pass will use it, before anything is written: texts
-    are scalars and valid Unicode, and every column converts to one Arrow type across the file.
-    """
+@dataclass
+class CorpusScan:
+    """What a scan of the whole file settled: row counts and one Arrow type per column."""
 
-    def __init__(self, corpus: Corpus) -> None:
-        self.corpus = corpus
-        self.schema: pa.Schema | None = None
+    rows: int
+    skipped: int
+    schema: pa.Schema
+    json_columns: list[str] = field(default_factory=list)
 
-    def check(self, chunk: pd.DataFrame, first_row: int, keep: Sequence[int]) -> None:
-        """`first_row`: rows before this chunk; `keep`: positions of rows that have text."""
-        path, col = self.corpus.path, self.corpus.text_column
-        values = chunk[col].tolist()
-        for i in keep:
-            v = values[i]
-            where = f"{path} row {first_row + i + 1}, column {col!r}"
-            if not isinstance(v, _SCALARS):
-                raise CorpusError(f"{where}: expected text, found {_type_name(v)}")
-            if isinstance(v, str):
-                try:
-                    v.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise CorpusError(f"{where}: text is not valid Unicode (a lone surrogate "
-                                      "escape such as \\ud800)") from None
-        rows = chunk.iloc[list(keep)].reset_index(drop=True)
+    def table(self, rows: pd.DataFrame) -> pa.Table:
+        """A chunk's rows (`_key` first) as the dataset table stores them."""
+        rows = rows.copy()
+        for name in self.schema.names:
+            if name not in rows.columns:
+                rows[name] = None
+        for name in self.json_columns:
+            rows[name] = [None if _kind(v) is None else json.dumps(v, ensure_ascii=False)
+                          for v in rows[name].tolist()]
+        schema = pa.schema([pa.field(KEY_COLUMN, pa.string()), *self.schema])
         try:
-            table = pa.Table.from_pandas(rows, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise CorpusError(self._mixed(rows, first_row, keep, exc)) from None
-        if self.schema is None:
-            if table.num_rows:
-                self.schema = table.schema
-            return
-        for field in self.schema:
-            got = table.schema.field(field.name).type if field.name in table.schema.names \
-                else None
-            if got is None:
-                raise CorpusError(f"{path} row {first_row + 1}: column {field.name!r} is "
-                                  "missing from here on")
-            if got != field.type and not pa.types.is_null(got):
-                try:
-                    table.column(field.name).cast(field.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise CorpusError(
-                        f"{path} rows {first_row + 1}-{first_row + len(chunk)}, column "
-                        f"{field.name!r}: holds {got} where earlier rows hold {field.type}; "
-                        "a column must keep one type") from None
+            return pa.Table.from_pandas(rows[[KEY_COLUMN, *self.schema.names]], schema=schema,
+                                        preserve_index=False)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise CorpusError(f"a column cannot be stored ({_last_line(exc)})") from None
 
-    def _mixed(self, rows: pd.DataFrame, first_row: int, keep: Sequence[int],
-               exc: BaseException) -> str:
-        path = self.corpus.path
-        m = re.search(r"column (.+?) with type", str(exc))
-        col = m.group(1) if m else None
-        if col in rows.columns:
-            first_kind = None
-            for j, v in enumerate(rows[col].tolist()):
-                if v is None or (isinstance(v, float) and np.isnan(v)):
+
+class _ColumnKinds:
+    """The typing rule for JSONL, applied value by value across the whole file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.kinds: dict[str, str] = {}  # column -> kind so far ("null" until a value shows)
+
+    def observe(self, chunk: pd.DataFrame, first_row: int, keep: Sequence[int]) -> None:
+        for col in chunk.columns:
+            kind = self.kinds.setdefault(str(col), "null")
+            values = chunk[col].tolist()
+            for i in keep:
+                k = _kind(values[i])
+                if k is None or k == kind:
                     continue
-                kind = _type_name(v)
-                if first_kind is None:
-                    first_kind = kind
-                elif kind != first_kind:
-                    return (f"{path} row {first_row + keep[j] + 1}, column {col!r}: "
-                            f"{str(v)[:40]!r} is {kind} where earlier rows hold {first_kind}; "
-                            "a column must hold one type")
-            return f"{path}, column {col!r}: values cannot be stored ({_last_line(exc)})"
-        return f"{path}: a column cannot be stored ({_last_line(exc)})"
+                if kind == "null" or {kind, k} == {"int", "float"}:
+                    kind = "float" if kind in ("int", "float") and k != kind else k
+                    continue
+                raise CorpusError(
+                    f"{self.path} row {first_row + i + 1}, column {col!r}: "
+                    f"{str(values[i])[:40]!r} is {_KIND_NAMES[k]} where earlier rows hold "
+                    f"{_KIND_NAMES[kind]}; a column must hold one type")
+            self.kinds[str(col)] = kind
+
+    def schema(self) -> tuple[pa.Schema, list[str]]:
+        return (pa.schema([pa.field(c, _ARROW[k]) for c, k in self.kinds.items()]),
+                [c for c, k in self.kinds.items() if k == "json"])
 
 
-def scan_corpus(corpus: Corpus, strict: bool) -> tuple[int, int]:
-    """(rows, rows without text) over the whole file: fails before anything is written."""
+def _check_texts(corpus: Corpus, chunk: pd.DataFrame, first_row: int,
+                 keep: Sequence[int]) -> None:
+    values = chunk[corpus.text_column].tolist()
+    for i in keep:
+        v = values[i]
+        where = f"{corpus.path} row {first_row + i + 1}, column {corpus.text_column!r}"
+        if not isinstance(v, _SCALARS):
+            raise CorpusError(f"{where}: expected text, found {_type_name(v)}")
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CorpusError(f"{where}: text is not valid Unicode (a lone surrogate escape "
+                                  "such as \\ud800)") from None
+
+
+def scan_corpus(corpus: Corpus, strict: bool) -> CorpusScan:
+    """Read the whole file once: rows, rows without text, and the table's schema. Fails, naming
+    file, row and column, before anything is written."""
     rows = skipped = 0
-    checker = ChunkChecker(corpus)
+    kinds = _ColumnKinds(corpus.path) if corpus.fmt == "jsonl" else None
+    columns: dict[str, None] = {}
     for chunk in corpus.chunks():
         keep = []
-        for i, value in enumerate(chunk[corpus.text_column].tolist()):
-            if clean_text(value) is None:
+        for i, value in enumerate(chunk[corpus.text_column].tolist()
+                                  if corpus.text_column in chunk.columns else [None] * len(chunk)):
+            if _kind(value) == "json":
+                keep.append(i)  # refused below, with its row
+            elif clean_text(value) is None:
                 if strict:
                     raise CorpusError(f"{corpus.path} row {rows + i + 1}: empty or missing text "
                                       f"in column {corpus.text_column!r} (--strict)")
                 skipped += 1
             else:
                 keep.append(i)
-        checker.check(chunk, rows, keep)
+        if corpus.text_column in chunk.columns:
+            _check_texts(corpus, chunk, rows, keep)
+        if kinds is not None:
+            kinds.observe(chunk, rows, keep)
+        columns.update(dict.fromkeys(str(c) for c in chunk.columns))
         rows += len(chunk)
     if rows - skipped == 0:
         what = "has no rows" if rows == 0 else f"has no texts in column {corpus.text_column!r}"
         raise CorpusError(f"{corpus.path}: corpus {what}")
-    return rows, skipped
+    if kinds is not None:
+        schema, json_columns = kinds.schema()
+    elif corpus.fmt == "parquet":
+        schema, json_columns = _parquet_schema(corpus.path), []
+    else:
+        schema, json_columns = pa.schema([pa.field(c, pa.string()) for c in columns]), []
+    return CorpusScan(rows, skipped, schema, json_columns)
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
+    try:
+        schema = pq.ParquetFile(path).schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise CorpusError(f"{path}: cannot parse as parquet: {_last_line(exc)}") from None
+    return pa.schema([f for f in schema if f.name != KEY_COLUMN])

@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from featstore.featurize.corpus import open_corpus, scan_corpus
+from featstore.featurize.corpus import CorpusScan, open_corpus, scan_corpus
 from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
@@ -89,24 +88,24 @@ def keyed_rows(chunk: pd.DataFrame, text_column: str) -> tuple[pd.DataFrame, lis
 
 
 class DatasetTableWriter:
-    """The dataset table, written chunk by chunk to a temporary Parquet file under tmp/."""
+    """The dataset table, written chunk by chunk to a temporary Parquet file under tmp/, in the
+    schema the corpus scan settled for the whole file."""
 
-    def __init__(self, tmp_dir: Path, name: str, source: Path) -> None:
+    def __init__(self, tmp_dir: Path, name: str, scan: CorpusScan, source: Path) -> None:
         self.path = tmp_dir / f"{name}.{uuid.uuid4().hex[:8]}.parquet.part"
+        self.scan = scan
         self.source = source
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, rows: pd.DataFrame) -> None:
         if not len(rows):
             return
-        table = pa.Table.from_pandas(rows, preserve_index=False)
+        try:
+            table = self.scan.table(rows)
+        except CorpusError as exc:
+            raise CorpusError(f"{self.source}: {exc}") from None
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-        try:
-            table = table.cast(self._writer.schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            raise CorpusError(f"{self.source}: a column changes type part-way through the file "
-                              f"({exc})") from None
         self._writer.write_table(table)
 
     def close(self) -> None:
@@ -190,6 +189,9 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
                 table.write(rows)
             for role, finder in finders.items():
                 new_keys, new_texts = finder.new(keys, texts)
+                if new_keys and writer.read_only:
+                    raise FeatstoreError(f"store {writer.root} is read-only; featurize needs "
+                                         f"write access to add {len(new_keys)} new text(s)")
                 if role == ENCODER:
                     bar.update(len(keys) - len(new_keys))
                 engine.submit(role, new_keys, new_texts)
@@ -203,6 +205,23 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
     return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached)
 
 
+def same_source(recorded: str, path: Path) -> bool:
+    """Whether a dataset's recorded source is this file (sources recorded before they were made
+    absolute are resolved from the current directory)."""
+    try:
+        return Path(recorded).resolve() == path.resolve()
+    except OSError:
+        return False
+
+
+def check_dataset_name(store: Store | StoreWriter, name: str, path: Path, replace: bool) -> None:
+    """A dataset holding another file is never replaced silently."""
+    entry = store.manifest.datasets.get(name) if store.manifest is not None else None
+    if entry is not None and not replace and not same_source(entry.source, path):
+        raise FeatstoreError(f"dataset {name!r} already holds {entry.source}; featurizing {path} "
+                             "under that name would replace it: pass --name NEW, or --replace")
+
+
 def featurize_corpus(
     corpus_path: str | Path,
     store_path: str | Path | None,
@@ -211,23 +230,27 @@ def featurize_corpus(
     text_col: str | None = None,
     progress: bool = True,
     warn: Warn | None = None,
+    replace: bool = False,
 ) -> FeaturizeSummary:
-    """Featurize a corpus file into a store and record it as a dataset."""
+    """Featurize a corpus file into a store and record it as a dataset. A dataset of that name
+    made from another file is replaced only with `replace`."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
     corpus = open_corpus(corpus_path, text_col)
     name = check_name(name or corpus.path.stem, "dataset")
-    rows, skipped = scan_corpus(corpus, options.strict)
+    scan = scan_corpus(corpus, options.strict)
+    rows, skipped = scan.rows, scan.skipped
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
     root = default_store_path(store_path)
     pass_start = time.perf_counter()
-    with StoreWriter(root, wait=options.wait) as writer:
-        table = DatasetTableWriter(writer.tmp, name, corpus.path)
+    with StoreWriter(root, wait=options.wait, read_only_ok=True) as writer:
+        check_dataset_name(writer, name, corpus.path, replace)
+        table = DatasetTableWriter(writer.tmp, name, scan, corpus.path)
         chunks = ((chunk, corpus.text_column) for chunk in corpus.chunks(options.chunk_rows))
         result = _run_pass(writer, engine, sources, chunks, table, rows - skipped, progress)
         entry = writer.commit_dataset(
-            name, table.path, text_column=corpus.text_column, source=str(corpus.path),
+            name, table.path, text_column=corpus.text_column, source=str(corpus.path.resolve()),
             encoders=list(result.ids.values()), skipped=skipped)
         if result.report.workers:
             writer.remove_orphans()

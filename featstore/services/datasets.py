@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from featstore.featurize.driver import same_source
 from featstore.heads.errors import HeadError
 from featstore.services.featurizing import Say, featurize_file, options_for_store
-from featstore.store import check_name, default_store_path, open_store
+from featstore.store import Store, check_name, default_store_path, open_store
 
 
 def dataset_for(store_path: str | Path | None, value: str | None, model: str | None = None,
@@ -25,9 +26,24 @@ def dataset_for(store_path: str | Path | None, value: str | None, model: str | N
         known = ", ".join(store.manifest.datasets) if store is not None else ""
         raise HeadError(f"{value!r} is neither a dataset in store {root} "
                         f"(datasets: {known or 'none'}) nor a corpus file")
-    name = check_name(path.stem, "dataset")
+    name = free_dataset_name(store, path)
     if say is not None:
         say(f"featurizing {path} into {root} as dataset {name!r}")
     featurize_file(path, root, options_for_store(store, model, tokens), name=name,
                    progress=progress)
+    return name
+
+
+def free_dataset_name(store: Store | None, path: Path) -> str:
+    """The dataset a file goes to: the one already made from it, else its stem, else the stem
+    with the first free suffix (-2, -3, ...): a file never replaces another file's dataset."""
+    stem = check_name(path.stem, "dataset")
+    held = store.manifest.datasets if store is not None else {}
+    for name, entry in held.items():
+        if same_source(entry.source, path) and (name == stem or name.startswith(f"{stem}-")):
+            return name
+    name, n = stem, 1
+    while name in held:
+        n += 1
+        name = check_name(f"{stem}-{n}", "dataset")
     return name

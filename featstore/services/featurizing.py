@@ -26,10 +26,12 @@ def options_for_store(store: Store | None, model: str | None = None,
 
 def featurize_file(corpus: str | Path, store_path: str | Path | None, options: FeaturizeOptions,
                    name: str | None = None, text_col: str | None = None,
-                   progress: bool = True, warn: Say | None = None) -> FeaturizeSummary:
-    """Featurize a corpus file into a store as dataset `name` (default: the file's stem)."""
+                   progress: bool = True, warn: Say | None = None,
+                   replace: bool = False) -> FeaturizeSummary:
+    """Featurize a corpus file into a store as dataset `name` (default: the file's stem); a
+    dataset of that name made from another file is replaced only with `replace`."""
     return featurize_corpus(corpus, store_path, options, name=name, text_col=text_col,
-                            progress=progress, warn=warn)
+                            progress=progress, warn=warn, replace=replace)
 
 
 def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict,

@@ -130,6 +130,12 @@ def _write_shard(
                 g.create_dataset("data", data=data)
 
 
+# What h5py raises on a damaged file: its own errors are OSError, but damaged metadata can also
+# surface as KeyError (a name gone), ValueError/TypeError (a type or shape gone wrong) or
+# RuntimeError; every one of them becomes a DamagedShardError naming the shard.
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeError, IndexError)
+
+
 class ShardReader:
     """Read access to one committed shard; every failure names the shard."""
 
@@ -137,6 +143,8 @@ class ShardReader:
         self.path = path
         if not path.exists():
             raise DamagedShardError(f"shard {path} is missing; run `featstore repair`")
+        if not path.is_file():
+            raise DamagedShardError(f"shard {path} is not a file; run `featstore repair`")
         if expected_bytes is not None and os.path.getsize(path) != expected_bytes:
             raise DamagedShardError(
                 f"shard {path} has {os.path.getsize(path)} bytes, manifest says "
@@ -144,8 +152,8 @@ class ShardReader:
             )
         try:
             self._f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DamagedShardError(f"shard {path} cannot be opened ({exc}); "
+        except _H5_ERRORS as exc:
+            raise DamagedShardError(f"shard {path} cannot be opened ({_one_line(exc)}); "
                                     "run `featstore repair`") from None
 
     def close(self) -> None:
@@ -157,23 +165,48 @@ class ShardReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, name: str, sel: object = ()) -> np.ndarray:
+    def _damaged(self, name: str, exc: BaseException) -> DamagedShardError:
+        return DamagedShardError(f"shard {self.path} is damaged: {name} unreadable "
+                                 f"({_one_line(exc)}); run `featstore repair`")
+
+    def _dataset(self, name: str) -> h5py.Dataset:
         try:
-            return self._f[name][sel]
-        except (OSError, KeyError, ValueError) as exc:
-            raise DamagedShardError(
-                f"shard {self.path} is damaged: {name} unreadable ({exc}); run `featstore repair`"
-            ) from None
+            ds = self._f[name]
+        except _H5_ERRORS as exc:
+            raise self._damaged(name, exc) from None
+        if not isinstance(ds, h5py.Dataset):
+            raise self._damaged(name, TypeError("not a dataset"))
+        return ds
+
+    def _read(self, name: str, sel: object = ()) -> np.ndarray:
+        ds = self._dataset(name)
+        try:
+            return ds[sel]
+        except _H5_ERRORS as exc:
+            raise self._damaged(name, exc) from None
 
     def keys(self) -> np.ndarray:
-        return self._read("keys").astype("U32")
+        try:
+            return self._read("keys").astype("U32")
+        except UnicodeError as exc:
+            raise self._damaged("keys", exc) from None
+
+    def shape(self, name: str) -> tuple[tuple[int, ...], str]:
+        """(shape, dtype name) of a dataset, as stored."""
+        ds = self._dataset(name)
+        try:
+            return tuple(ds.shape), str(ds.dtype)
+        except _H5_ERRORS as exc:
+            raise self._damaged(name, exc) from None
 
     def feature(self, name: str, layer_index: list[int] | None = None) -> np.ndarray:
         """A feature for all rows; `layer_index` selects along axis 1 of [rows, layers, hidden]."""
         if layer_index is None:
             return self._read(f"features/{name}")
-        ds = self._f[f"features/{name}"]
-        out = np.empty((ds.shape[0], len(layer_index), *ds.shape[2:]), dtype=ds.dtype)
+        shape, dtype = self.shape(f"features/{name}")
+        if len(shape) < 2 or any(not 0 <= li < shape[1] for li in layer_index):
+            raise self._damaged(f"features/{name}", ValueError(f"shape {shape}"))
+        out = np.empty((shape[0], len(layer_index), *shape[2:]), dtype=dtype)
         for j, li in enumerate(layer_index):
             out[:, j] = self._read(f"features/{name}", (slice(None), li))
         return out
@@ -191,5 +224,26 @@ class ShardReader:
                 self._read(name)
         try:
             self._f.visititems(visit)
-        except (OSError, RuntimeError) as exc:
-            raise DamagedShardError(f"shard {self.path} is damaged ({exc})") from None
+        except _H5_ERRORS as exc:
+            raise DamagedShardError(f"shard {self.path} is damaged ({_one_line(exc)})"
+                                    ) from None
+
+    def check_shapes(self, rows: int, shapes: dict[str, list[int]], dtype: str,
+                     features: list[str]) -> str | None:
+        """What differs from the manifest's row count, feature shapes and dtype, or None."""
+        if self.shape("keys")[0] != (rows,):
+            return f"holds {self.shape('keys')[0]} keys, manifest says {rows} rows"
+        for name in features:
+            if name not in shapes or name in ("tokens",):
+                continue
+            shape, got = self.shape(f"features/{name}")
+            want = (rows, *shapes[name])
+            if shape != want or got != dtype:
+                return (f"feature {name} is {got} {list(shape)}, manifest says {dtype} "
+                        f"{list(want)}")
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

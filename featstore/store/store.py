@@ -222,6 +222,11 @@ class Store:
             sel = np.nonzero(shard_of == s)[0]
             with self._reader(encoder_id, int(s)) as r:
                 block = r.feature(feature, pos)
+            shard = entry.shards[int(s)]
+            if block.shape[1:] != tuple(tail) or len(block) != shard.rows:
+                raise DamagedShardError(
+                    f"shard {shard.file} holds {feature} rows of shape {list(block.shape)}, the "
+                    f"manifest says {[shard.rows, *tail]}; run `featstore verify`")
             out[sel] = block[row_of[sel]]
         if layered and isinstance(layers, int):
             out = out[:, 0]
@@ -303,10 +308,12 @@ class Store:
                     where = str(exc).split(" is damaged", 1)[-1].strip(" :;")
                     where = where.removesuffix("run `featstore repair`").strip(" :;")
                 return f"shard {s.file} fails its checksum ({where})"
+            entry = self.encoder_entry(encoder_id)
             with self._reader(encoder_id, i) as r:
                 r.check_all()
-                if len(r.keys()) != s.rows:
-                    return f"shard {s.file} row count differs from the manifest"
+                wrong = r.check_shapes(s.rows, entry.feature_shapes, entry.dtype, s.features)
+                if wrong:
+                    return f"shard {s.file} {wrong}"
         except StoreError as exc:
             return str(exc)
         return None

@@ -283,6 +283,8 @@ class StoreWriter:
             tmp.unlink(missing_ok=True)
             raise StoreError(f"writing dataset {name} to {self.root} failed: {exc}") from None
         merged = sorted(set(encoders) | (set(old.encoders) if same else set()))
+        if same and self.read_only:
+            return old  # the rows are already recorded; a description change can wait
         if same:
             entry = replace(old, text_column=text_column, source=source, encoders=merged,
                             skipped=skipped)
