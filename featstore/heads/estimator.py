@@ -148,8 +148,15 @@ class HeadEstimator(BaseEstimator):
                                  ("ensemble", self.ensemble, 1)):
             if int(value) < low:
                 raise HeadError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
-        if not 0 <= self.dropout < 1:
-            raise HeadError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name, value in (("dropout", self.dropout), ("valid_fraction", self.valid_fraction),
+                            ("label_smoothing", self.label_smoothing)):
+            if not 0 <= value < 1:
+                raise HeadError(f"--{name.replace('_', '-')} must be at least 0 and below 1, "
+                                f"got {value}")
+        if not self.lr > 0:
+            raise HeadError(f"--lr must be positive, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise HeadError(f"weight_decay must be 0 or more, got {self.weight_decay}")
         if self.C is not None and self.C <= 0:
             raise HeadError(f"--C must be positive, got {self.C}")
 

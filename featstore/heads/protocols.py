@@ -78,6 +78,8 @@ def plan_evaluation(store: Store, train: str | None = None,
     parts = split_rows(df) if eval is None and cv is None else None
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
+    if cv is not None and cv < 2:
+        raise HeadError(f"--cv needs at least 2 folds, got {cv}")
     if eval is not None:
         ev = store.dataset(eval)
         label_column(ev, col, f"dataset {eval!r}")
@@ -95,7 +97,7 @@ def plan_evaluation(store: Store, train: str | None = None,
                            protocol=f"train split -> {name} split"
                            + (" (dev for torch early stopping)" if valid is not None else ""))
     else:
-        k = cv or DEFAULT_CV
+        k = DEFAULT_CV if cv is None else cv
         tr = parts["train"] if parts is not None else df
         protocol = f"{k}-fold stratified CV" if task == "classification" else f"{k}-fold CV"
         p = EvaluationPlan(_reindexed(tr), train_name, col, cv=k, protocol=protocol)
@@ -149,6 +151,8 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
                  seed: int = 0, progress: Any = None, refit: bool = True) -> ProtocolResult:
     """Fit and score one configuration under a plan; returns the head to keep (fitted on all
     training rows for CV, on the first sample for few-shot) and mean/std metrics."""
+    if shots is not None and shots < 1:
+        raise HeadError(f"--shots must be at least 1, got {shots}")
     if repeats < 1:
         raise HeadError(f"--repeats must be at least 1, got {repeats}")
     params = {**params, "label_col": p.label_col, "seed": seed}
