@@ -9,15 +9,28 @@ from __future__ import annotations
 from typing import Any
 
 from featstore.store.errors import FeatstoreError, StoreError
+from featstore.store.featurizer_hook import install_featurizer
 from featstore.version import VERSION as __version__
 
 __all__ = ["FeatstoreError", "Store", "StoreError", "__version__", "open", "open_store"]
 
 
+class _ServicesFeaturizer:
+    """The featurizer every store handle forwards to, loaded on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        from featstore.services.featurizing import StoreFeaturizer
+
+        return getattr(StoreFeaturizer(), name)
+
+
+install_featurizer(_ServicesFeaturizer())
+
+
 def __getattr__(name: str) -> Any:
     # The reader (numpy, pandas, h5py) loads on first use: `featstore --help` stays fast.
     if name in ("open", "open_store"):
-        from featstore.store.store import open_store
+        from featstore.store.opening import open_store
 
         return open_store
     if name == "Store":

@@ -88,7 +88,7 @@ def build_tiny_model(kind: str, directory: Path, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     vocab_file = directory / "vocab.txt"
     vocab_file.write_text("\n".join(_vocab()) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=64)
+    tok = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True, model_max_length=64)
     tok.save_pretrained(directory)
     common = {"vocab_size": len(_vocab()), "pad_token_id": 0}
     if kind == "bert":

@@ -214,10 +214,12 @@ def same_source(recorded: str, path: Path) -> bool:
         return False
 
 
-def check_dataset_name(store: Store | StoreWriter, name: str, path: Path, replace: bool) -> None:
+def check_dataset_name(store: Store | StoreWriter, name: str, path: Path, replace: bool,
+                       source: str | None = None) -> None:
     """A dataset holding another file is never replaced silently."""
     entry = store.manifest.datasets.get(name) if store.manifest is not None else None
-    if entry is not None and not replace and not same_source(entry.source, path):
+    if entry is not None and not replace and source is None and \
+            not same_source(entry.source, path):
         raise FeatstoreError(f"dataset {name!r} already holds {entry.source}; featurizing {path} "
                              "under that name would replace it: pass --name NEW, or --replace")
 
@@ -231,9 +233,12 @@ def featurize_corpus(
     progress: bool = True,
     warn: Warn | None = None,
     replace: bool = False,
+    source: str | None = None,
 ) -> FeaturizeSummary:
     """Featurize a corpus file into a store and record it as a dataset. A dataset of that name
-    made from another file is replaced only with `replace`."""
+    made from another file is replaced only with `replace`. `source` records where the rows
+    came from when the file is only a carrier (a DataFrame written out): then a dataset of that
+    name whose rows differ is replaced only with `replace`."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
     corpus = open_corpus(corpus_path, text_col)
@@ -245,13 +250,14 @@ def featurize_corpus(
     root = default_store_path(store_path)
     pass_start = time.perf_counter()
     with StoreWriter(root, wait=options.wait, read_only_ok=True) as writer:
-        check_dataset_name(writer, name, corpus.path, replace)
+        check_dataset_name(writer, name, corpus.path, replace, source)
         table = DatasetTableWriter(writer.tmp, name, scan, corpus.path)
         chunks = ((chunk, corpus.text_column) for chunk in corpus.chunks(options.chunk_rows))
         result = _run_pass(writer, engine, sources, chunks, table, rows - skipped, progress)
         entry = writer.commit_dataset(
-            name, table.path, text_column=corpus.text_column, source=str(corpus.path.resolve()),
-            encoders=list(result.ids.values()), skipped=skipped)
+            name, table.path, text_column=corpus.text_column,
+            source=source or str(corpus.path.resolve()), encoders=list(result.ids.values()),
+            skipped=skipped, may_replace=replace or source is None)
         if result.report.workers:
             writer.remove_orphans()
     end = time.perf_counter()
@@ -271,16 +277,28 @@ def featurize_corpus(
 
 def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
                     options: FeaturizeOptions, progress: bool = False,
-                    warn: Warn | None = None) -> str:
-    """Store features for any of `texts` not stored yet (no dataset is recorded); the encoder id.
-    """
+                    warn: Warn | None = None) -> FeaturizeSummary:
+    """Store features for any of `texts` not stored yet; no dataset is recorded."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    start = time.perf_counter()
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
-    with StoreWriter(default_store_path(store_path), wait=options.wait) as writer:
+    root = default_store_path(store_path)
+    with StoreWriter(root, wait=options.wait) as writer:
         chunk = pd.DataFrame({"text": list(texts)})
         result = _run_pass(writer, engine, sources, [(chunk, "text")], None, len(texts),
                            progress)
         if result.report.workers:
             writer.remove_orphans()
-    return result.ids[ENCODER]
+    seconds = time.perf_counter() - start
+    r = result.report
+    kept = sum(clean_text(t) is not None for t in texts)
+    return FeaturizeSummary(
+        store=str(root), dataset=None, engine=options.engine, workers=r.workers,
+        encoder_id=result.ids[ENCODER], laser_encoder_id=result.ids.get(LASER),
+        model=sources.model_name, rows_read=len(texts), skipped=len(texts) - kept, texts=kept,
+        unique=result.unique, new=r.new, cached=result.cached, windows=r.windows,
+        laser_new=r.laser_new, layers=sources.layers, features=sources.encoder.wanted,
+        dataset_rows=0, seconds=round(seconds, 3), pass_seconds=round(seconds, 3),
+        encode_seconds=round(r.encode_seconds, 3), texts_per_s=round(r.new / seconds, 1),
+        bytes_written=r.bytes_written, mb_per_s=round(r.bytes_written / 1e6 / seconds, 2))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from featstore.featurize.errors import EncoderError
+from featstore.featurize.hub_access import check_model_source
 from featstore.featurize.reductions import reduce_hidden_states
 from featstore.store import fingerprint_id
 from featstore.store.hashing import sha256_tree
@@ -101,6 +102,7 @@ class Encoder:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         self.name, self.source = resolve_model(model)
+        check_model_source(self.name, self.source)
         self.device = _pick_device(device)
         try:
             config = AutoConfig.from_pretrained(self.source, trust_remote_code=trust_remote_code)

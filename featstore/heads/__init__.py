@@ -26,6 +26,7 @@ _LAZY = {
     "HeadRegressor": "featstore.heads.estimator",
     "load_head": "featstore.heads.estimator",
     "make_head": "featstore.heads.estimator",
+    "StoredVectors": "featstore.heads.text_vectors",
     "list_heads": "featstore.heads.artifacts",
     "read_head_json": "featstore.heads.artifacts",
 }

@@ -1,16 +1,18 @@
 """The Python API: `HeadClassifier` and `HeadRegressor`, scikit-learn estimators over the store.
 
 Parameters go to `__init__` and are only stored there: its signature is the one parameter list
-(scikit-learn's `get_params`, the saved config and `load` all derive from it). `fit(store, data)`
+(scikit-learn's `get_params`, `clone`, the saved config and `load` all derive from it). `fit`
 does all the work and leaves learned state in attributes ending in `_`; `predict`,
-`predict_proba` and `score` take the same (store, data) pair and check fittedness first. `data`
-is a dataset name in the store, a DataFrame with a `_key` (or `text`) column, or a list of texts
-(with `y` given to `fit`).
+`predict_proba` and `score` check fittedness first. `X` is a list, array or Series of raw texts
+(those the store lacks are featurized on the fly with its encoder), a DataFrame with a `text`
+(or `_key`) column, or a dataset name in the store; `store` is a path or an open store. So
+`Pipeline`, `cross_val_score`, `GridSearchCV` and `clone` work on raw texts:
 
-    >>> import featstore
     >>> from featstore.heads import HeadClassifier
-    >>> store = featstore.open("featstore")
-    >>> clf = HeadClassifier(pool="mean-max", head="mlp").fit(store, "banking77")
+    >>> clf = HeadClassifier(store="featstore-store", pool="mean-max", head="mlp")
+    >>> clf.fit(["my card is lost", "refund please", ...], ["card", "refund", ...])
+
+Code holding an open store may also pass it first: `clf.fit(store, "banking77")`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import NotFittedError
 
 from featstore.heads.artifacts import read_head, write_head
 from featstore.heads.choices import FUSE_MODES, TASKS
@@ -35,7 +38,7 @@ from featstore.heads.metrics import scores
 from featstore.heads.networks import HeadNetwork, build_network, check_head
 from featstore.heads.normalizer import check_normalization
 from featstore.heads.poolings import check_pooling, is_trainable
-from featstore.heads.rows import Data, keys_and_labels
+from featstore.heads.rows import Data, keys_and_labels, store_from, texts_of
 from featstore.heads.splits import holdout
 from featstore.heads.training import (
     LazyInputs,
@@ -45,9 +48,13 @@ from featstore.heads.training import (
     torch_threads,
     train_network,
 )
-from featstore.store import Store
+from featstore.store import FeatstoreError, Store
 
 PREDICT_CHUNK = 65536  # rows normalised and scored at a time by logreg heads
+
+
+class HeadNotFittedError(HeadError, NotFittedError):
+    """Predicting before fitting: a featstore error (one line) that scikit-learn recognises."""
 
 
 class HeadEstimator(BaseEstimator):
@@ -60,6 +67,7 @@ class HeadEstimator(BaseEstimator):
         pool: str = "mean",
         head: str | None = None,
         *,
+        store: str | Path | Store | None = None,
         layers: Sequence[int] | None = None,
         layer_start: int | None = None,
         of: str | None = None,
@@ -85,6 +93,7 @@ class HeadEstimator(BaseEstimator):
     ) -> None:
         self.pool = pool
         self.head = head
+        self.store = store
         self.layers = layers
         self.layer_start = layer_start
         self.of = of
@@ -160,6 +169,39 @@ class HeadEstimator(BaseEstimator):
         if self.C is not None and self.C <= 0:
             raise HeadError(f"--C must be positive, got {self.C}")
 
+    # -- where the data lives ------------------------------------------------------------------
+    def _split(self, X: Any, rest: tuple) -> tuple[Store, Any, tuple]:
+        """(store, data, remaining arguments): `X` may be an open store followed by the data
+        (`fit(store, data, y)`); otherwise the store is the `store` parameter."""
+        if isinstance(X, Store):
+            if not rest:
+                raise HeadError("after a store, pass the data: fit(store, data, y)")
+            return X, rest[0], rest[1:]
+        return self._store(), X, rest
+
+    def _store(self) -> Store:
+        return store_from(self.store)
+
+    def _featurize_given_texts(self, store: Store, data: Data, layout: InputLayout | None
+                               ) -> None:
+        """Raw texts the store lacks are encoded now, with the store's (or the head's) encoder."""
+        texts = texts_of(data)
+        if not texts:
+            return
+        if layout is not None:
+            stored = store.encoder_entry(layout.encoder_id).feature_shapes
+            if not set(layout.features) <= set(stored):
+                return  # a kind of feature never stored: the layout check says which flag
+        try:
+            if layout is None:
+                store.featurize_missing(texts, None, ["cls", "mean", "max"], model=self.encoder)
+            else:
+                store.featurize_missing(texts, layout.encoder_fingerprint, layout.features)
+        except FeatstoreError as exc:
+            model = layout.encoder_fingerprint.get("model") if layout else self.encoder
+            raise HeadError(f"some of the given texts are not featurized, and encoding them "
+                            f"with {model or 'the default encoder'} failed: {exc}") from None
+
     def _layout(self, store: Store) -> InputLayout:
         return InputLayout.resolve(store, self.pool, self.of, self.layers, self.layer_start,
                                    self.fuse, self.encoder)
@@ -171,13 +213,21 @@ class HeadEstimator(BaseEstimator):
         self._layout(store).check(store, keys, where)
 
     # -- fit ----------------------------------------------------------------------------------
-    def fit(self, store: Store, data: Data, y: Any = None, valid: Data | None = None,
+    def fit(self, X: Any, y: Any = None, *args: Any, valid: Data | None = None,
             valid_y: Any = None, progress: object | None = None) -> HeadEstimator:
-        """Fit on `data`; early stopping uses `valid` if given, else a held-out part of it."""
+        """Fit on `X` (and labels `y`, else the label column); early stopping uses `valid` if
+        given, else a held-out part of the training rows."""
+        store, data, rest = self._split(X, (y, *args))
+        y = rest[0] if rest else None
         self.validate_params()
         start = time.perf_counter()
         keys, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        inputs = HeadInputs(self._layout(store), self.pool, self.flat,
+        if not any(e.fingerprint.get("kind") == "encoder"
+                   for e in store.manifest.encoders.values()):
+            self._featurize_given_texts(store, data, None)
+        layout = self._layout(store)
+        self._featurize_given_texts(store, data, layout)
+        inputs = HeadInputs(layout, self.pool, self.flat,
                             self.flat and self.fuse_mode == "concat", self.normalize)
         targets = self._fit_targets(labels, where)
         x = inputs.fit(store, keys, where)
@@ -203,6 +253,7 @@ class HeadEstimator(BaseEstimator):
             self.target_std_ = float(np.std(t)) or 1.0
             return t
         self.labels_ = LabelMap.fit(labels)
+        self.classes_ = np.array(self.labels_.classes, dtype=object)
         y = self.labels_.encode(labels, where)
         check_classes(y, self.labels_, where)
         return y
@@ -265,7 +316,7 @@ class HeadEstimator(BaseEstimator):
     # -- fitted state -------------------------------------------------------------------------
     def check_fitted(self) -> None:
         if not hasattr(self, "inputs_"):
-            raise HeadError("this head is not fitted yet; call fit first")
+            raise HeadNotFittedError("this head is not fitted yet; call fit first")
 
     @property
     def network_(self) -> HeadNetwork:
@@ -285,10 +336,12 @@ class HeadEstimator(BaseEstimator):
         return self.inputs_.layout.layers
 
     # -- predict ------------------------------------------------------------------------------
-    def raw_output(self, store: Store, data: Data) -> np.ndarray:
+    def raw_output(self, X: Any, *args: Any) -> np.ndarray:
         """Class probabilities [n, classes], or regression predictions [n]."""
         self.check_fitted()
+        store, data, _ = self._split(X, args)
         keys, _, where = keys_and_labels(store, data, None, self.label_col, need_labels=False)
+        self._featurize_given_texts(store, data, self.inputs_.layout.bind(store))
         x = self.inputs_.transform(store, keys, where)
         if self.head_kind_ == "logreg":
             assert isinstance(x, LazyInputs)
@@ -303,9 +356,11 @@ class HeadEstimator(BaseEstimator):
             return out.numpy() * self.target_std_ + self.target_mean_
         return torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(0).numpy()
 
-    def evaluate(self, store: Store, data: Data, y: Any = None) -> dict[str, float]:
+    def evaluate(self, X: Any, y: Any = None, *args: Any) -> dict[str, float]:
         """The task's metrics on labelled rows."""
         self.check_fitted()
+        store, data, rest = self._split(X, (y, *args))
+        y = rest[0] if rest else None
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
         truth = self._targets(labels, where)
         out = self.raw_output(store, data)
@@ -316,6 +371,7 @@ class HeadEstimator(BaseEstimator):
     def saved_config(self) -> dict[str, Any]:
         """The parameters as JSON (the head resolved), plus the task."""
         cfg = self.get_params()
+        cfg.pop("store")  # where the head was fitted is not part of it
         cfg["layers"] = list(cfg["layers"]) if cfg["layers"] is not None else None
         cfg["fuse"] = list(cfg["fuse"])
         cfg["head"] = self.head_kind_
@@ -348,14 +404,14 @@ class HeadEstimator(BaseEstimator):
         """A fitted head read back from STORE/heads/NAME; it predicts what the saved one did."""
         doc, tensors = read_head(store, name)
         try:
-            return cls._restore(doc, tensors, name)
+            return cls._restore(doc, tensors, name, store)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise HeadError(f"head {name}: head.json is malformed ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
     @classmethod
-    def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray],
-                 name: str) -> HeadEstimator:
+    def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
+                 store: Store | str | Path) -> HeadEstimator:
         cfg = dict(doc["config"])
         klass = HeadRegressor if cfg.pop("task", None) == "regression" else HeadClassifier
         if not issubclass(klass, cls):
@@ -363,6 +419,7 @@ class HeadEstimator(BaseEstimator):
         names = set(klass().get_params())
         cfg["fuse"] = tuple(cfg.get("fuse", ()))  # JSON has no tuples
         head = klass(**{k: v for k, v in cfg.items() if k in names})
+        head.store = store  # predict(texts) reads the store it was loaded from
         head.inputs_ = HeadInputs(InputLayout.from_json(doc), head.pool, head.flat,
                                   head.flat and head.fuse_mode == "concat",
                                   head.normalize).load_state(doc["input_dims"], tensors)
@@ -371,6 +428,7 @@ class HeadEstimator(BaseEstimator):
         head.metrics_ = doc.get("metrics", {})
         if klass.task == "classification":
             head.labels_ = LabelMap(list(doc["labels"]))
+            head.classes_ = np.array(head.labels_.classes, dtype=object)
         else:
             head.target_mean_ = float(doc["target"]["mean"])
             head.target_std_ = float(doc["target"]["std"])
@@ -392,40 +450,42 @@ class HeadEstimator(BaseEstimator):
         return head
 
 
-class HeadClassifier(HeadEstimator):
+class HeadClassifier(ClassifierMixin, HeadEstimator):
     """A pooling + fusion + head classifier trained from stored features."""
 
     task = "classification"
 
-    @property
-    def classes_(self) -> list:
-        self.check_fitted()
-        return self.labels_.classes
-
-    def predict_proba(self, store: Store, data: Data) -> np.ndarray:
+    def predict_proba(self, X: Any, *args: Any) -> np.ndarray:
         """[n, n_classes] probabilities; column i is `classes_[i]`."""
-        return self.raw_output(store, data)
+        return self.raw_output(X, *args)
 
-    def predict(self, store: Store, data: Data) -> np.ndarray:
-        return np.array(self.labels_.decode(self.predict_proba(store, data).argmax(axis=1)),
+    def predict(self, X: Any, *args: Any) -> np.ndarray:
+        self.check_fitted()
+        return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(axis=1)),
                         dtype=object)
 
-    def score(self, store: Store, data: Data, y: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
         """Accuracy, as scikit-learn classifiers score."""
-        return self.evaluate(store, data, y)["accuracy"]
+        if sample_weight is not None:
+            raise HeadError("score takes no sample_weight")
+        return self.evaluate(X, y, *args)["accuracy"]
 
 
-class HeadRegressor(HeadEstimator):
+class HeadRegressor(RegressorMixin, HeadEstimator):
     """A pooling + fusion + head regressor (MSE loss) trained from stored features; its head is
     an MLP unless `head` says otherwise."""
 
     task = "regression"
 
-    def predict(self, store: Store, data: Data) -> np.ndarray:
-        return self.raw_output(store, data)
+    def predict(self, X: Any, *args: Any) -> np.ndarray:
+        return self.raw_output(X, *args)
 
-    def score(self, store: Store, data: Data, y: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
         """R squared, as scikit-learn regressors score."""
+        if sample_weight is not None:
+            raise HeadError("score takes no sample_weight")
+        store, data, rest = self._split(X, (y, *args))
+        y = rest[0] if rest else None
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
         truth = regression_targets(labels, self.label_col or "label", where)
         pred = self.predict(store, data)

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from featstore.heads.errors import HeadError
 from featstore.heads.labels import check_label_values, label_column
-from featstore.store import KEY_COLUMN, Store, keys_for
+from featstore.store import KEY_COLUMN, Store, StoreError, keys_for, open_store
 
 Data = str | pd.DataFrame | Sequence[str]
 
@@ -48,3 +49,26 @@ def keys_and_labels(store: Store, data: Data, y: Any, label_col: str | None,
     labels = df[col].reset_index(drop=True)
     check_label_values(labels, col, where)
     return keys, labels, where
+
+
+def texts_of(data: Data) -> list[str] | None:
+    """The raw texts given (a list, array or Series of texts, or a DataFrame's `text` column),
+    so that those the store lacks can be featurized; None for a dataset name or keys only."""
+    if isinstance(data, str):
+        return None
+    if isinstance(data, pd.DataFrame):
+        return data["text"].astype(str).tolist() if "text" in data.columns else None
+    texts = list(data)
+    return texts if all(isinstance(t, str) for t in texts) else None
+
+
+def store_from(param: str | Path | Store | None) -> Store:
+    """An estimator's `store` parameter (a path or an open store) as an open store."""
+    if isinstance(param, Store):
+        return param
+    if param is None:
+        raise HeadError("no store: pass store=PATH (or an open store) to the estimator")
+    try:
+        return open_store(param)
+    except StoreError as exc:
+        raise HeadError(f"store={param!r}: {exc}") from None

@@ -6,11 +6,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from featstore.store.errors import DamagedShardError, StoreError
+from featstore.store.featurizer_hook import installed_featurizer
 from featstore.store.hashing import sha256_file
 from featstore.store.keys import KEY_COLUMN, keys_for
 from featstore.store.manifest import (
@@ -50,6 +52,31 @@ class Store:
         self.root = Path(root)
         self.manifest: Manifest = read_manifest(self.root)
         self._index: dict[tuple[str, str], dict[str, _Loc]] = {}
+
+    # -- featurizing (forwarded to the featurizer the package installs) ------------------------
+    def featurize(self, data: Any, name: str | None = None, *, text_col: str | None = None,
+                  model: str | None = None, progress: bool = False, replace: bool = False,
+                  **options: Any) -> dict[str, Any]:
+        """Encode texts into this store: a corpus file (recorded as dataset `name`, default its
+        stem), a DataFrame (recorded as dataset `name`), or a list of texts (recorded only when
+        `name` is given). Only texts not stored yet are encoded; the handle is refreshed.
+        `options` are `featstore.featurize.options.FeaturizeOptions` fields (`laser`,
+        `compute_dtype`, `max_length`, ...). Returns the summary `featurize --json` prints."""
+        summary = installed_featurizer().featurize_data(self, data, name, text_col, model,
+                                                        progress, replace, options)
+        self.refresh()
+        return summary
+
+    def featurize_missing(self, texts: Sequence[str], fingerprint: dict | None = None,
+                          features: Sequence[str] = ("cls", "mean", "max"),
+                          model: str | None = None, progress: bool = False) -> int:
+        """Encode those of `texts` the store lacks (see `Featurizer.featurize_missing`); the
+        handle is refreshed when anything was encoded. Returns how many were."""
+        n = installed_featurizer().featurize_missing(self, texts, fingerprint, features, model,
+                                                     progress)
+        if n:
+            self.refresh()
+        return n
 
     def refresh(self) -> None:
         self.manifest = read_manifest(self.root)
@@ -349,11 +376,3 @@ class Store:
     def verify(self) -> list[str]:
         """Every problem found, one line each; empty when the store is sound."""
         return self.damaged().problems
-
-
-def open_store(path: str | os.PathLike | None = None) -> Store:
-    """Open an existing store for reading (see `default_store_path` for the default)."""
-    root = default_store_path(path)
-    if not root.is_dir():
-        raise StoreError(f"no featstore store at {root}")
-    return Store(root)

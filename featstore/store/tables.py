@@ -33,7 +33,17 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
         raise DamagedShardError(f"dataset table {path} fails its checksum (damaged); "
                                 "run `featstore repair`")
     try:
-        return pq.read_table(pa.BufferReader(raw)).to_pandas()
+        return numpy_backed(pq.read_table(pa.BufferReader(raw)).to_pandas())
     except (OSError, pa.ArrowException) as exc:
         raise DamagedShardError(f"dataset table {path} is damaged ({exc}); "
                                 "run `featstore repair`") from None
+
+
+def numpy_backed(df: pd.DataFrame) -> pd.DataFrame:
+    """String columns as numpy object arrays of str (missing: None), as scikit-learn and numpy
+    indexing expect; pandas would otherwise hand back Arrow-backed string arrays."""
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.StringDtype):
+            values = df[col].to_numpy(dtype=object, na_value=None)
+            df[col] = pd.Series(values, index=df.index, dtype=object)
+    return df

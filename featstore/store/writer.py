@@ -254,7 +254,8 @@ class StoreWriter:
 
     # -- datasets -----------------------------------------------------------------------------
     def commit_dataset(self, name: str, table: pa.Table | Path, *, text_column: str,
-                       source: str, encoders: list[str], skipped: int) -> DatasetEntry:
+                       source: str, encoders: list[str], skipped: int,
+                       may_replace: bool = True) -> DatasetEntry:
         """Replace (or add) a dataset table, given in memory or as a Parquet file under tmp/.
 
         A table identical to the committed one is not written again: the committed file stays,
@@ -274,6 +275,9 @@ class StoreWriter:
             sha = sha256_file(tmp)
             old = self.manifest.datasets.get(name)
             same = old is not None and old.sha256 == sha
+            if old is not None and not same and not may_replace:
+                raise StoreError(f"dataset {name!r} already holds other rows (from "
+                                 f"{old.source}); pass another name, or replace=True (--replace)")
             if same:
                 tmp.unlink()
             else:

@@ -1,0 +1,39 @@
+"""Where a store handle gets the power to featurize.
+
+The store knows nothing about models, and heads must not reach for the encoder; yet a notebook
+wants `store.featurize(texts)` and a classifier fitted on raw texts wants the texts it lacks
+encoded on the fly. The package root installs a featurizer here (its implementation lives in
+`featstore.services`); the store only forwards to whatever is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from featstore.store.errors import StoreError
+
+
+class Featurizer(Protocol):
+    def featurize_missing(self, store: Any, texts: Sequence[str], fingerprint: dict | None,
+                          features: Sequence[str], model: str | None, progress: bool) -> int:
+        """Encode those of `texts` whose `features` the store lacks, with the encoder of this
+        fingerprint (None: the store's only encoder, else `model`); how many were encoded."""
+
+    def featurize_data(self, store: Any, data: Any, name: str | None, text_col: str | None,
+                       model: str | None, progress: bool, replace: bool,
+                       options: dict[str, Any]) -> dict[str, Any]:
+        """Featurize a corpus file, a DataFrame or a list of texts into the store."""
+
+
+_installed: list[Featurizer] = []
+
+
+def install_featurizer(featurizer: Featurizer) -> None:
+    _installed[:] = [featurizer]
+
+
+def installed_featurizer() -> Featurizer:
+    if not _installed:
+        raise StoreError("no featurizer is installed; import featstore (not only featstore.store)")
+    return _installed[0]
