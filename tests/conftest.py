@@ -159,6 +159,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Tests never see a user's store or LASER models unless they ask.
+    # Tests never see a user's store or LASER models unless they ask, and write nothing into
+    # the directory they were started from (charts land in the current directory by default).
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FEATSTORE_DIR", raising=False)
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")

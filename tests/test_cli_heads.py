@@ -62,7 +62,7 @@ def test_fit_head_cv_and_few_shot(tmp_path, capsys):
     res = json.loads(out)
     assert res["protocol"] == "3-fold stratified CV" and res["runs"] == 3
     code, out, _ = run(["fit-head", "--store", str(tmp_path / "s"), "--shots", "5",
-                        "--repeats", "3", "--no-progress"], capsys)
+                        "--repeats", "3", "--out", "few", "--no-progress"], capsys)
     assert code == 0 and "5 shots x 3" in out and "±" in out
 
 
@@ -113,8 +113,8 @@ def test_compare_leaderboard_and_chart(tmp_path, capsys):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "s" / "heads" / "best").glob("head-*.safetensors"))) == 1
     code, out, _ = run(["compare", "--store", str(tmp_path / "s"), "--pools", "mean", "pooler",
-                        "--heads", "logreg", "--json", "--plot", str(chart), "--no-progress"],
-                       capsys)
+                        "--heads", "logreg", "--json", "--plot", str(chart), "--overwrite",
+                        "--no-progress"], capsys)
     board = json.loads(out)["leaderboard"]
     assert [e["accuracy"] for e in board] == sorted((e["accuracy"] for e in board), reverse=True)
 
@@ -131,7 +131,7 @@ def test_probe_layers_finds_the_informative_layer(tmp_path, capsys):
     assert max(r["accuracy"] for r in rows if r["layer"] != 2) < 0.6
     assert chart.is_file()
     code, out, _ = run(["probe-layers", "--store", str(tmp_path / "s"), "--plot", str(chart),
-                        "--no-progress"], capsys)
+                        "--overwrite", "--no-progress"], capsys)
     assert "layer  cls acc  mean acc" in out
 
 

@@ -186,9 +186,9 @@ FLAGS: dict[str, Flag] = {
                        feature_list),
     "--tokens": Flag("also store token-level states (for attention pooling)", SWITCH,
                      action="store_true"),
-    "--laser": Flag("also store LASER sentence vectors when LASER models are found "
-                    "(default: on)", SWITCH, default=True,
-                    action=argparse.BooleanOptionalAction),
+    "--laser": Flag("store LASER sentence vectors too; warn when LASER's models are missing "
+                    "(default: store them whenever the models are found, silently otherwise)",
+                    SWITCH, default=None, action=argparse.BooleanOptionalAction),
     "--laser-dir": Flag("directory holding LASER's model files"),
     "--device": Flag("auto, cpu, cuda or cuda:N (default: auto)", device, default="auto"),
     "--batch-tokens": Flag("padded tokens per batch (default 4096 on CPU, 16384 on GPU)",
@@ -259,9 +259,18 @@ FLAGS: dict[str, Flag] = {
     "--repeats": Flag("few-shot samples to average (default: %(default)s)", int_at_least(1),
                       default=1),
     "--out": Flag("head name (default: DATASET-POOL-HEAD)", _checked_name("head")),
+    "--overwrite": Flag("replace a head or chart of the same name", SWITCH,
+                        action="store_true"),
+    "--report": Flag("write a per-class report, a confusion matrix PNG and the misclassified "
+                     "examples of the evaluation rows into DIR", metavar="DIR"),
+    "--charts": Flag("directory for charts (default: the current directory)", metavar="DIR"),
     # predict
     "--head-name": Flag("head name under STORE/heads", _checked_name("head")),
     "--predictions": Flag(".csv or .jsonl file (default: CSV on stdout)"),
+    "--text": Flag("a text to predict (repeatable); INPUT may then be left out", text_value,
+                   default=None, metavar="TEXT", action="append"),
+    "--top-k": Flag("only the K most probable labels per text, with their probabilities",
+                    int_at_least(1), metavar="K"),
     "--format": Flag("output format (default: from --out's suffix, else csv)",
                      choices=("csv", "jsonl"), what="--format"),
     # compare, probe-layers
@@ -291,7 +300,7 @@ def add_flags(p: argparse.ArgumentParser, *keys: str, **overrides: Any) -> None:
             kwargs["action"] = spec.action
             if spec.action == "store_true":
                 kwargs["default"] = False
-        else:
+        if spec.action is None or spec.action == "append":
             kwargs["type"] = spec.type
             if spec.choices is not None:
                 kwargs["type"] = one_of(spec.what, spec.choices)

@@ -30,34 +30,48 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-head", help="train a pooling/fusion head on stored features",
                        description="Train a head from the store (no encoder pass), report "
                                    "metrics, save it under STORE/heads/NAME.")
-    add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out")
+    add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out", "--overwrite",
+              "--report")
     p.set_defaults(func=cmd_fit_head)
 
     p = sub.add_parser("predict", help="predict with a saved head",
-                       description="Predictions and class probabilities as CSV or JSONL; texts "
-                                   "not in the store are encoded and stored first.")
-    p.add_argument("input", metavar="INPUT", type=text_value,
-                   help="a corpus file or a dataset in the store")
-    add_flags(p, "--store", "--head-name", "--predictions", "--format", "--text-col",
-              "--no-progress")
+                       description="Predictions and class probabilities as CSV, JSONL or JSON; "
+                                   "texts not in the store are encoded and stored first. The "
+                                   "input's other columns (gold labels too) are kept.")
+    p.add_argument("input", metavar="INPUT", type=text_value, nargs="?",
+                   help="a dataset in the store, a corpus file, or - for one text per line on "
+                        "stdin")
+    add_flags(p, "--store", "--head-name", "--text", "--top-k", "--predictions", "--format",
+              "--text-col", "--json", "--no-progress")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("heads", help="list or remove saved heads",
+                       description="The heads saved in the store: list them, or remove one.")
+    heads_sub = p.add_subparsers(dest="heads_command", metavar="ACTION", required=True)
+    q = heads_sub.add_parser("list", help="every saved head with its task, pooling and score")
+    add_flags(q, "--store", "--json")
+    q.set_defaults(func=cmd_heads_list)
+    q = heads_sub.add_parser("rm", help="remove a saved head")
+    q.add_argument("name", metavar="NAME", type=text_value, help="the head to remove")
+    add_flags(q, "--store")
+    q.set_defaults(func=cmd_heads_rm)
 
     p = sub.add_parser("compare", help="leaderboard of poolings x heads on one dataset",
                        description="Fit every pooling x head (x fusion) on one dataset; print a "
                                    "leaderboard (score, train seconds) and draw a bar chart.")
     add_flags(p, *DATA_FLAGS, "--pools", "--heads", "--fuse", "--compare-epochs", "--plot",
-              "--save-best",
+              "--charts", "--save-best", "--overwrite",
               pools={"help": f"poolings to try (default: {' '.join(COMPARE_POOLS)})"},
               heads={"help": f"heads to try (default: {' '.join(COMPARE_HEADS)})"},
               fuse={"help": "also try mean + these sources (default: laser when stored)"},
-              plot={"help": "bar chart PNG (default: compare-DATASET.png)"})
+              plot={"help": "bar chart PNG (default: CHARTS/compare-DATASET.png)"})
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("probe-layers", help="logistic regression per layer on cls and mean",
                        description="What each layer knows: a logistic regression per stored "
                                    "layer on its CLS and mean vectors; a table and a line plot.")
-    add_flags(p, *DATA_FLAGS, "--probe-C", "--plot",
-              plot={"help": "line plot PNG (default: probe-DATASET.png)"})
+    add_flags(p, *DATA_FLAGS, "--probe-C", "--plot", "--charts", "--overwrite",
+              plot={"help": "line plot PNG (default: CHARTS/probe-DATASET.png)"})
     p.set_defaults(func=cmd_probe)
 
 
@@ -83,6 +97,8 @@ def check_fit_head(args: argparse.Namespace) -> None:
         raise HeadError("--of applies to --pool concat, weighted or lstm")
     if args.fuse_mode == "project" and not args.fuse:
         raise HeadError("--fuse-mode project maps fusion sources; name them with --fuse")
+    if args.report and args.task != "classification":
+        raise HeadError("--report breaks scores down by class; it needs --task classification")
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,17 +144,28 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
 
     check_fit_head(args)
     params = _params(args)
+    if args.report:
+        from featstore.services.head_runs import report_paths
+
+        report_paths(args.report, args.overwrite)  # refused now, not after training
     store, plan = _plan(args, tokens=args.pool == "attention")
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
         saved = fit_and_save(store, plan, params, task=args.task, shots=args.shots,
-                             repeats=args.repeats, seed=args.seed, name=args.out, progress=bar)
+                             repeats=args.repeats, seed=args.seed, name=args.out, progress=bar,
+                             overwrite=args.overwrite, keep_predictions=bool(args.report))
     result, head = saved.result, saved.result.head
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
     out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
            "pool": args.pool, "head_kind": head.head_kind_, "layers": head.layers_, **summary,
            "fit": head.fit_info_, "notes": result.notes}
+    report = None
+    if args.report:
+        from featstore.services.head_runs import write_report
+
+        report, paths = write_report(store, saved, args.report, args.overwrite)
+        out["report"] = {k: str(v) for k, v in paths.items()}
     if args.json:
         print(json.dumps(out, indent=1, default=str))
         return 0
@@ -158,6 +185,12 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
+    if report is not None:
+        worst = report.per_class.head(5)
+        print(f"report    {report.rows} evaluated rows, {len(report.errors)} misclassified; "
+              "lowest F1: " + ", ".join(f"{r.label} {100 * r.f1:.1f}"
+                                        for r in worst.itertuples()))
+        print(f"          {args.report}/classes.csv · confusion.png · errors.csv")
     print(f"saved     {saved.path}")
     return 0
 
@@ -165,14 +198,26 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
 # -- predict -------------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
     from featstore.heads.estimator import load_head
-    from featstore.services.predictions import input_texts, predict_frame
+    from featstore.services.predictions import input_rows, predict_frame
     from featstore.store import open_store
 
+    if args.json and (args.out or args.format):
+        raise HeadError("--json prints to stdout; it does not combine with --out or --format")
     store = open_store(args.store)
     head = load_head(store, args.head)
-    texts = input_texts(store, args.input, args.text_col)
-    out = predict_frame(store, head, texts, progress=not args.no_progress, say=_say,
-                        name=f"head {args.head}")
+    texts = list(args.text or [])
+    source = args.input
+    if source == "-":
+        texts += [line.rstrip("\n") for line in sys.stdin]
+        source = None
+    rows = input_rows(store, source, args.text_col, texts)
+    out = predict_frame(store, head, rows, progress=not args.no_progress, say=_say,
+                        name=f"head {args.head}", top_k=args.top_k)
+    if args.json:
+        print(json.dumps({"head": args.head, "rows": len(out),
+                          "predictions": out.to_dict(orient="records")},
+                         indent=1, default=str, ensure_ascii=False))
+        return 0
     fmt = args.format or ("jsonl" if args.out and Path(args.out).suffix in (".jsonl", ".json")
                           else "csv")
     target = args.out or sys.stdout
@@ -185,14 +230,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_heads_list(args: argparse.Namespace) -> int:
+    from featstore.services.head_runs import describe_heads
+
+    rows = describe_heads(args.store)
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    if not rows:
+        print("no heads saved")
+        return 0
+    body = [[r["name"], r["task"], r["pool"], r["head"], r["dataset"] or "-",
+             r["metric"], "-" if r["score"] is None else score(r["task"], r["score"]),
+             r["created"]] for r in rows]
+    print(table(["name", "task", "pool", "head", "dataset", "metric", "score", "created"], body))
+    return 0
+
+
+def cmd_heads_rm(args: argparse.Namespace) -> int:
+    from featstore.heads.artifacts import remove_head
+    from featstore.store import default_store_path
+
+    remove_head(default_store_path(args.store), args.name)
+    print(f"removed head {args.name}")
+    return 0
+
+
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from featstore.heads.charts import leaderboard_chart
+    from featstore.heads.charts import chart_path, leaderboard_chart
     from featstore.heads.metrics import primary_metric
     from featstore.services.head_runs import compare_heads, comparison_grid, save_best
 
     check_data_flags(args)
     store, plan = _plan(args)
+    plot = chart_path(args.plot, args.charts, f"compare-{plan.train_name}.png", args.overwrite)
+    if args.save_best:
+        from featstore.heads.artifacts import refuse_existing_head
+
+        refuse_existing_head(store, args.save_best, args.overwrite)
     pools = tuple(args.pools or COMPARE_POOLS)
     heads = tuple(args.heads or COMPARE_HEADS)
     base: dict[str, Any] = {"encoder": args.model}
@@ -205,12 +281,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     total = time.perf_counter() - start
     metric = primary_metric(args.task)
     done = [e for e in ranked if e.result]
-    plot = Path(args.plot or f"compare-{plan.train_name}.png")
+    encoder = store.resolve_encoder(args.model, kind="encoder")
     leaderboard_chart([e.name for e in done], [e.result.metrics[metric] for e in done], metric,
-                      f"{plan.train_name}: {plan.protocol}", plot)
+                      _chart_title(plan, encoder, "compare"), plot)
     saved = None
     if args.save_best:
-        saved = str(save_best(store, plan, ranked, args.save_best, args.task, args.seed).path)
+        saved = str(save_best(store, plan, ranked, args.save_best, args.task, args.seed,
+                              overwrite=args.overwrite).path)
     if args.json:
         print(json.dumps({
             "dataset": plan.train_name, "protocol": plan.protocol, "overlap": plan.overlap,
@@ -236,23 +313,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- probe-layers --------------------------------------------------------------------------------
 def cmd_probe(args: argparse.Namespace) -> int:
-    from featstore.heads.charts import layer_chart
+    from featstore.heads.charts import chart_path, layer_chart
+    from featstore.heads.layer_probe import chance_rate
     from featstore.services.head_runs import probe_all_layers
 
     check_data_flags(args)
     if args.task != "classification":
         raise HeadError("probe-layers fits logistic regressions; it needs classification labels")
     store, plan = _plan(args)
+    plot = chart_path(args.plot, args.charts, f"probe-{plan.train_name}.png", args.overwrite)
     enc = store.resolve_encoder(args.model, kind="encoder")
     n = len(store.encoder_entry(enc).fingerprint.get("layers", [])) * 2
     with _progress(n, "probe-layers", args.no_progress) as bar:
         enc, rows = probe_all_layers(store, plan, enc, c=args.C, seed=args.seed, progress=bar)
-    plot = Path(args.plot or f"probe-{plan.train_name}.png")
-    layer_chart(rows, "accuracy", f"{plan.train_name}: logistic regression per layer\n"
-                f"{plan.protocol}", plot)
+    chance = chance_rate(plan)
+    layer_chart(rows, "accuracy", _chart_title(plan, enc, f"logistic regression per layer, "
+                                               f"C {args.C:g}"), plot, chance=chance)
     if args.json:
         print(json.dumps({"dataset": plan.train_name, "encoder": enc, "protocol": plan.protocol,
-                          "C": args.C, "plot": str(plot), "layers": rows}, indent=1))
+                          "C": args.C, "chance": chance, "plot": str(plot), "layers": rows},
+                         indent=1))
         return 0
     by_layer: dict[int, dict[str, dict]] = {}
     for r in rows:
@@ -263,5 +343,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
             for layer, f in sorted(by_layer.items())]
     print(f"dataset  {plan.train_name} ({plan.protocol}) · encoder {enc} · C {args.C:g}")
     print(table(["layer", "cls acc", "mean acc", "mean F1"], body))
+    print(f"chance   {score('classification', chance)} (the most frequent label)")
     print(f"chart    {plot}")
     return 0
+
+
+def _chart_title(plan: Any, encoder: str, what: str) -> str:
+    return f"{plan.train_name} · {what}\nencoder {encoder}\n{plan.protocol}"

@@ -72,7 +72,7 @@ def check_featurize(args: argparse.Namespace) -> None:
     if args.truncate and args.stride is not None:
         raise FeatstoreError("--stride sets the overlap of windows; with --truncate there are "
                              "none")
-    if not args.laser and args.laser_dir:
+    if args.laser is False and args.laser_dir:
         raise FeatstoreError("--laser-dir has no use with --no-laser")
 
 

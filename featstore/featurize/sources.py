@@ -44,12 +44,14 @@ def load_encoder(options: FeaturizeOptions) -> Encoder:
 
 
 def load_laser(options: FeaturizeOptions, warn: Callable[[str], None]) -> LaserVectors | None:
-    """LASER when asked for and its models are found; otherwise one warning and None."""
-    if not options.laser:
+    """LASER when its models are found (unless `--no-laser`); a warning when they are missing
+    only if LASER was asked for (`--laser`, `--laser-dir`), so a default run stays quiet."""
+    if options.laser is False:
         return None
     laser_dir = find_laser_dir(options.laser_dir)
     if laser_dir is None:
-        warn(f"warning: {MISSING_LASER_HINT}; continuing without LASER vectors")
+        if options.laser or options.laser_dir:
+            warn(f"warning: {MISSING_LASER_HINT}; continuing without LASER vectors")
         return None
     device = options.device if options.device != "auto" else "cpu"
     return LaserVectors(laser_dir, device=device)

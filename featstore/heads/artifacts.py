@@ -46,6 +46,7 @@ _OWN_WEIGHTS = re.compile(r"head-[0-9a-f]{16}\.safetensors")
 _OWN_TMP = re.compile(r"\.[A-Za-z0-9._-]+\.tmp")
 _LEGACY_LEFTOVER = re.compile(r"\.(tmp|old)-(.+)-[0-9a-f]{8}")
 _STAGING = re.compile(r"\.new-.+-[0-9a-f]{8}")
+_REMOVING = re.compile(r"\.rm-.+-[0-9a-f]{8}")
 LOCK_WAIT_S = 120.0
 
 
@@ -69,6 +70,29 @@ def list_heads(store: Store | str | os.PathLike) -> list[str]:
                       and (e.is_dir(follow_symlinks=False) or e.is_symlink()))
 
 
+def refuse_existing_head(store: Store | str | os.PathLike, name: str, overwrite: bool) -> None:
+    """A saved head is never replaced silently."""
+    if not overwrite and os.path.lexists(head_dir(store, name)):
+        raise HeadError(f"head {name!r} already exists in {_root(store)}; choose another name "
+                        "(--out NAME) or pass --overwrite (overwrite=True)")
+
+
+def remove_head(store: Store | str | os.PathLike, name: str) -> None:
+    """Delete STORE/heads/NAME: its directory goes in one rename, then its files."""
+    root = _root(store)
+    target = head_dir(root, name)
+    if not os.path.lexists(target):
+        known = ", ".join(list_heads(root)) or "none"
+        raise HeadError(f"no head {name!r} in {root} (heads: {known})")
+    heads = real_dir(root, HEADS_DIR)
+    with WriterLock(heads / ".lock", wait=True, timeout=LOCK_WAIT_S):
+        target = real_dir(root, HEADS_DIR, name)
+        doomed = heads / f".rm-{name}-{uuid.uuid4().hex[:8]}"
+        os.rename(target, doomed)
+        fsync_path(heads)
+        sweep_head_leftovers(root)
+
+
 def _document_checksum(doc: dict[str, Any]) -> str:
     return sha256_json({k: v for k, v in doc.items() if k != "checksum"})
 
@@ -83,11 +107,12 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def write_head(store: Store | str | os.PathLike, name: str, tensors: dict[str, np.ndarray],
-               doc: dict[str, Any]) -> Path:
-    """Save a head's arrays and document as STORE/heads/NAME, replacing a head of that name in
-    one atomic step; returns the head's directory."""
+               doc: dict[str, Any], overwrite: bool = False) -> Path:
+    """Save a head's arrays and document as STORE/heads/NAME; a head of that name is replaced
+    (in one atomic step) only with `overwrite`. Returns the head's directory."""
     root = _root(store)
     check_name(name, "head")
+    refuse_existing_head(root, name, overwrite)
     try:
         weights = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                        metadata={"format": FORMAT})
@@ -108,6 +133,7 @@ def write_head(store: Store | str | os.PathLike, name: str, tensors: dict[str, n
     with WriterLock(heads / ".lock", wait=True, timeout=LOCK_WAIT_S):
         sweep_head_leftovers(root)
         target = real_dir(root, HEADS_DIR, name)
+        refuse_existing_head(root, name, overwrite)  # again, now that no one else writes
         tag = uuid.uuid4().hex[:8]
         if not os.path.lexists(target):
             # a new head: staged whole, then one rename makes it appear
@@ -140,7 +166,8 @@ def _remove_unreferenced(target: Path, keep: str) -> None:
 
 
 def sweep_head_leftovers(root: Path) -> list[str]:
-    """Directories a killed save left: staged new heads (`.new-NAME-*`) are removed; those of an
+    """Directories a killed save or removal left: staged new heads (`.new-NAME-*`) and removed
+    ones (`.rm-NAME-*`) are deleted; those of an
     older featstore (`.tmp-NAME-*`, `.old-NAME-*`) are put back where the head itself is
     missing, else removed. Call with heads/.lock held."""
     heads = root / HEADS_DIR
@@ -150,7 +177,7 @@ def sweep_head_leftovers(root: Path) -> list[str]:
     with os.scandir(heads) as it:
         entries = [(e.name, e.path) for e in it if e.is_dir(follow_symlinks=False)]
     for entry, path in entries:
-        if _STAGING.fullmatch(entry):
+        if _STAGING.fullmatch(entry) or _REMOVING.fullmatch(entry):
             shutil.rmtree(path)
             done.append(f"removed {entry}")
     leftovers = sorted((n, p) for n, p in entries if _LEGACY_LEFTOVER.fullmatch(n))

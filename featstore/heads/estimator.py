@@ -379,8 +379,9 @@ class HeadEstimator(BaseEstimator):
         return cfg
 
     def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
-             extra: dict | None = None) -> Path:
-        """Write this head to STORE/heads/NAME (safetensors + JSON); `load` reads it back."""
+             extra: dict | None = None, overwrite: bool = False) -> Path:
+        """Write this head to STORE/heads/NAME (safetensors + JSON); `load` reads it back. A head
+        already saved under NAME is replaced only with `overwrite`."""
         self.check_fitted()
         tensors = self.inputs_.state()
         if self.head_kind_ == "logreg":
@@ -397,7 +398,7 @@ class HeadEstimator(BaseEstimator):
         else:
             doc["target"] = {"mean": self.target_mean_, "std": self.target_std_}
         doc.update(extra or {})
-        return write_head(store, name, tensors, doc)
+        return write_head(store, name, tensors, doc, overwrite=overwrite)
 
     @classmethod
     def load(cls, store: Store | str | Path, name: str) -> HeadEstimator:

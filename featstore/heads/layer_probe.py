@@ -30,3 +30,11 @@ def probe_layers(store: Store, plan: EvaluationPlan, encoder: str | None = None,
             if progress is not None:
                 progress.update(1)
     return rows
+
+
+def chance_rate(plan: EvaluationPlan) -> float:
+    """The accuracy of always predicting the most frequent label of the evaluation rows (the
+    training rows under cross-validation): the floor a probe must clear to mean anything."""
+    rows = plan.eval if plan.eval is not None else plan.train
+    counts = rows[plan.label_col].astype(str).value_counts()
+    return float(counts.iloc[0] / counts.sum()) if len(counts) else 0.0

@@ -24,7 +24,14 @@ from featstore.heads.labels import (
     regression_targets,
 )
 from featstore.heads.metrics import summarize
-from featstore.heads.splits import few_shot, kfold, overlap, split_rows, stratified_folds
+from featstore.heads.splits import (
+    SPLIT_COLUMN,
+    few_shot,
+    kfold,
+    overlap,
+    split_rows,
+    stratified_folds,
+)
 from featstore.store import KEY_COLUMN, Store
 
 DEFAULT_CV = 5
@@ -53,6 +60,7 @@ class ProtocolResult:
     plan: EvaluationPlan
     train_seconds: float
     notes: list[str] = field(default_factory=list)
+    predictions: pd.DataFrame | None = None  # with keep_predictions: _key, gold, predicted, run
 
     def summary(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "runs": len(self.runs), "protocol": self.plan.protocol,
@@ -66,12 +74,27 @@ def _reindexed(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def default_training_dataset(store: Store) -> str:
+    """With no --train: the only dataset, else the only one with a split column. Never merely
+    the latest (featurize train.csv then test.csv, and that would train on test)."""
+    names = list(store.manifest.datasets)
+    if not names:
+        raise HeadError(f"store {store.root} has no datasets; run `featurize CORPUS` first")
+    if len(names) == 1:
+        return names[0]
+    with_split = [n for n in names if SPLIT_COLUMN in store.dataset(n).columns]
+    if len(with_split) == 1:
+        return with_split[0]
+    raise HeadError(f"store {store.root} holds {len(names)} datasets ({', '.join(names)}); "
+                    "name the training one with --train")
+
+
 def plan_evaluation(store: Store, train: str | None = None,
                     eval: str | None = None,  # noqa: A002
                     cv: int | None = None, label_col: str | None = None,
                     task: str = "classification", seed: int = 0) -> EvaluationPlan:
     """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV."""
-    train_name = train or store.latest_dataset()
+    train_name = train or default_training_dataset(store)
     df = store.dataset(train_name)
     where = f"dataset {train_name!r}"
     col = label_column(df, label_col, where)
@@ -148,9 +171,11 @@ def _trials(p: EvaluationPlan, task: str, shots: int | None, repeats: int, seed:
 
 def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
                  task: str = "classification", shots: int | None = None, repeats: int = 1,
-                 seed: int = 0, progress: Any = None, refit: bool = True) -> ProtocolResult:
+                 seed: int = 0, progress: Any = None, refit: bool = True,
+                 keep_predictions: bool = False) -> ProtocolResult:
     """Fit and score one configuration under a plan; returns the head to keep (fitted on all
-    training rows for CV, on the first sample for few-shot) and mean/std metrics."""
+    training rows for CV, on the first sample for few-shot) and mean/std metrics; with
+    `keep_predictions` (classification), every run's predictions on its evaluation rows."""
     if shots is not None and shots < 1:
         raise HeadError(f"--shots must be at least 1, got {shots}")
     if repeats < 1:
@@ -160,7 +185,7 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
     probe.check_inputs(store, p.train[KEY_COLUMN].tolist(), f"dataset {p.train_name!r}")
     if p.eval is not None:
         probe.check_inputs(store, p.eval[KEY_COLUMN].tolist(), f"{p.eval_name}")
-    runs, seconds, keep = [], 0.0, None
+    runs, seconds, keep, predicted = [], 0.0, None, []
     for i, (tr_idx, ev) in enumerate(_trials(p, task, shots, repeats, seed)):
         head = make_head(task, **params)
         rows = p.train.iloc[tr_idx].reset_index(drop=True)
@@ -169,6 +194,11 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
         head.fit(store, rows, valid=use_valid)
         seconds += time.perf_counter() - t0
         runs.append(head.evaluate(store, ev))
+        if keep_predictions and task == "classification":
+            predicted.append(pd.DataFrame({KEY_COLUMN: ev[KEY_COLUMN].to_numpy(),
+                                           "gold": ev[p.label_col].astype(str).to_numpy(),
+                                           "predicted": head.predict(store, ev).astype(str),
+                                           "run": i}))
         if i == 0:
             keep = head
         if progress is not None:
@@ -182,4 +212,5 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
     if p.overlap:
         notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
     assert keep is not None
-    return ProtocolResult(summarize(runs), runs, keep, p, seconds, notes)
+    return ProtocolResult(summarize(runs), runs, keep, p, seconds, notes,
+                          pd.concat(predicted, ignore_index=True) if predicted else None)

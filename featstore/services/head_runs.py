@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from featstore.heads.artifacts import list_heads, read_head_json, refuse_existing_head
+from featstore.heads.charts import confusion_chart
 from featstore.heads.compare import GridEntry, compare_grid, run_grid
 from featstore.heads.errors import HeadError
+from featstore.heads.estimator import make_head
 from featstore.heads.layer_probe import probe_layers
+from featstore.heads.metrics import primary_metric
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, plan_evaluation, run_protocol
+from featstore.heads.report import ClassReport, class_report
 from featstore.services.datasets import dataset_for
 from featstore.services.featurizing import Say
-from featstore.store import Store, check_name, open_store
+from featstore.store import KEY_COLUMN, Store, check_name, default_store_path, open_store
 
 
 def plan_data(store_path: str | Path | None, train: str | None = None, eval: str | None = None,  # noqa: A002
@@ -40,19 +45,26 @@ class SavedHead:
 
 def fit_and_save(store: Store, plan: EvaluationPlan, params: dict[str, Any],
                  task: str = "classification", shots: int | None = None, repeats: int = 1,
-                 seed: int = 0, name: str | None = None, progress: Any = None) -> SavedHead:
+                 seed: int = 0, name: str | None = None, progress: Any = None,
+                 overwrite: bool = False, keep_predictions: bool = False) -> SavedHead:
     """Run one configuration under the plan and save the head it keeps as `name` (default
-    DATASET-POOL-HEAD), its metrics and protocol in head.json."""
-    if name is not None:
-        check_name(name, "head")
+    DATASET-POOL-HEAD), its metrics and protocol in head.json. An existing head of that name is
+    refused before any training, unless `overwrite`."""
+    name = name or default_head_name(plan, params, task)
+    refuse_existing_head(store, name, overwrite)
     result = run_protocol(store, plan, params, task=task, shots=shots, repeats=repeats,
-                          seed=seed, progress=progress)
-    head = result.head
-    name = name or f"{plan.train_name}-{params.get('pool', 'mean')}-{head.head_kind_}"
-    check_name(name, "head")
+                          seed=seed, progress=progress, keep_predictions=keep_predictions)
     evaluation = {**result.summary(), "shots": shots, "repeats": repeats if shots else None}
-    path = head.save(store, name, metrics=result.metrics, extra={"evaluation": evaluation})
+    path = result.head.save(store, name, metrics=result.metrics,
+                            extra={"evaluation": evaluation}, overwrite=overwrite)
     return SavedHead(name, path, result)
+
+
+def default_head_name(plan: EvaluationPlan, params: dict[str, Any],
+                      task: str = "classification") -> str:
+    """DATASET-POOL-HEAD, naming the head these parameters resolve to."""
+    head = make_head(task, **params)
+    return check_name(f"{plan.train_name}-{head.pool}-{head.head_kind}", "head")
 
 
 def default_fusion(store: Store, fuse: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -83,11 +95,13 @@ def compare_heads(store: Store, plan: EvaluationPlan, entries: list[GridEntry],
 
 
 def save_best(store: Store, plan: EvaluationPlan, ranked: list[GridEntry], name: str,
-              task: str = "classification", seed: int = 0) -> SavedHead:
+              task: str = "classification", seed: int = 0, overwrite: bool = False
+              ) -> SavedHead:
     """Refit the leaderboard's first entry on all training rows and save it as `name`."""
     check_name(name, "head")
     best = next(e for e in ranked if e.result)
-    return fit_and_save(store, plan, best.params, task=task, seed=seed, name=name)
+    return fit_and_save(store, plan, best.params, task=task, seed=seed, name=name,
+                        overwrite=overwrite)
 
 
 def probe_all_layers(store: Store, plan: EvaluationPlan, encoder: str | None, c: float,
@@ -95,3 +109,70 @@ def probe_all_layers(store: Store, plan: EvaluationPlan, encoder: str | None, c:
     """The encoder's id and one row per stored layer and feature (see `probe_layers`)."""
     enc = store.resolve_encoder(encoder, kind="encoder")
     return enc, probe_layers(store, plan, enc, c=c, seed=seed, progress=progress)
+
+
+def describe_heads(store_path: str | Path | None) -> list[dict[str, Any]]:
+    """One row per saved head: name, task, pooling, head kind, training dataset, its primary
+    score and when it was made; a damaged head is listed with the reason instead."""
+    root = default_store_path(store_path)
+    if not (root / "manifest.json").is_file():
+        open_store(root)  # the one-line "no store" error
+    rows = []
+    for name in list_heads(root):
+        try:
+            doc = read_head_json(root, name)
+        except HeadError as exc:
+            rows.append({"name": name, "task": "-", "pool": "-", "head": "-", "dataset": None,
+                         "metric": "-", "score": None, "created": f"damaged: {exc}"})
+            continue
+        cfg = doc.get("config", {})
+        task = cfg.get("task", "classification")
+        metric = primary_metric(task)
+        rows.append({"name": name, "task": task, "pool": cfg.get("pool"),
+                     "head": cfg.get("head"),
+                     "dataset": doc.get("evaluation", {}).get("train"), "metric": metric,
+                     "score": doc.get("metrics", {}).get(metric),
+                     "created": doc.get("created", "")})
+    return rows
+
+
+REPORT_FILES = ("classes.csv", "confusion.png", "errors.csv")
+
+
+def report_paths(directory: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """The files `--report DIR` writes; existing ones are refused (before any training) unless
+    `overwrite`."""
+    base = Path(directory)
+    if base.exists() and not base.is_dir():
+        raise HeadError(f"--report {base}: not a directory")
+    paths = {Path(f).stem: base / f for f in REPORT_FILES}
+    taken = [str(p) for p in paths.values() if p.exists()]
+    if taken and not overwrite:
+        raise HeadError(f"--report would replace {', '.join(taken)}; pass --overwrite or "
+                        "another directory")
+    return paths
+
+
+def write_report(store: Store, saved: SavedHead, directory: str | Path,
+                 overwrite: bool = False) -> tuple[ClassReport, dict[str, Path]]:
+    """Per-class scores, a confusion matrix PNG and the misclassified rows of the evaluation
+    rows (every fold or repeat pooled), from a run made with `keep_predictions`."""
+    result = saved.result
+    if result.predictions is None:
+        raise HeadError("a report needs a classification run made with keep_predictions")
+    paths = report_paths(directory, overwrite)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    plan = result.plan
+    texts: dict[str, str] = {}
+    for name, rows in ((plan.train_name, plan.train), (plan.eval_name, plan.eval)):
+        entry = store.manifest.datasets.get(str(name).split(":")[0]) if name else None
+        if rows is not None and entry is not None and entry.text_column in rows.columns:
+            texts.update(zip(rows[KEY_COLUMN], rows[entry.text_column].astype(str),
+                             strict=True))
+    report = class_report(result.predictions, texts)
+    report.per_class.round(4).to_csv(paths["classes"], index=False)
+    report.errors.to_csv(paths["errors"], index=False)
+    confusion_chart(report.matrix, report.classes,
+                    f"{plan.train_name} · head {saved.name}\n{plan.protocol}",
+                    paths["confusion"])
+    return report, paths

@@ -1,10 +1,13 @@
-"""Predictions as a table: texts from a dataset or a file, any the store lacks encoded first
-with the head's own encoder, then one row per text with its label and class probabilities."""
+"""Predictions as a table: rows from a dataset, a file or plain texts, any text the store lacks
+encoded first with the head's own encoder, then each row with its other columns (gold labels
+included), the prediction and class probabilities (all of them, or the top k)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from featstore.featurize.corpus import open_corpus
@@ -14,39 +17,75 @@ from featstore.heads.inputs import find_by_fingerprint
 from featstore.services.featurizing import Say, featurize_missing
 from featstore.store import KEY_COLUMN, Store, clean_text, keys_for
 
+TEXT = "text"
 
-def input_texts(store: Store, value: str, text_col: str | None = None) -> list[str]:
-    """The texts of a dataset in the store, or of a corpus file (rows without text dropped)."""
+
+def input_rows(store: Store, value: str | None = None, text_col: str | None = None,
+               texts: Sequence[str] = ()) -> pd.DataFrame:
+    """A `text` column plus every other column of the input: a dataset in the store, a corpus
+    file (rows without text dropped), and/or plain texts (inline, or one per line on stdin)."""
+    frames = []
+    if value is not None:
+        frames.append(_rows_of(store, value, text_col))
+    if texts:
+        kept = [t for t in texts if clean_text(t) is not None]
+        if not kept:
+            raise HeadError("the given texts are all empty")
+        frames.append(pd.DataFrame({TEXT: kept}))
+    if not frames:
+        raise HeadError("nothing to predict: name a dataset or file, pass --text, or pipe "
+                        "texts on stdin with INPUT -")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _rows_of(store: Store, value: str, text_col: str | None) -> pd.DataFrame:
     if value in store.manifest.datasets:
         col = store.manifest.datasets[value].text_column
-        return store.dataset(value)[col].astype(str).tolist()
-    path = Path(value)
-    if not path.is_file():
-        raise HeadError(f"{value!r} is neither a dataset in store {store.root} nor a file")
-    corpus = open_corpus(path, text_col)
-    texts = [t for chunk in corpus.chunks() for v in chunk[corpus.text_column].tolist()
-             if (t := clean_text(v)) is not None]
-    if not texts:
-        raise HeadError(f"{path} has no texts in column {corpus.text_column!r}")
-    return texts
+        df = store.dataset(value).drop(columns=[KEY_COLUMN])
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise HeadError(f"{value!r} is neither a dataset in store {store.root} nor a file")
+        corpus = open_corpus(path, text_col)
+        col = corpus.text_column
+        df = pd.concat(list(corpus.chunks()), ignore_index=True)
+        df = df[[clean_text(v) is not None for v in df[col].tolist()]]
+        if df.empty:
+            raise HeadError(f"{path} has no texts in column {col!r}")
+    df = df.rename(columns={col: TEXT}).reset_index(drop=True)
+    df[TEXT] = df[TEXT].astype(str)
+    return df[[TEXT, *(c for c in df.columns if c != TEXT)]]
 
 
-def predict_frame(store: Store, head: HeadEstimator, texts: list[str], progress: bool = False,
-                  say: Say | None = None, name: str = "the head") -> pd.DataFrame:
-    """text, prediction, and p_CLASS per class (classifiers); texts the store lacks are encoded
-    and stored first, with the head's own encoder (which the store must hold)."""
+def predict_frame(store: Store, head: HeadEstimator, rows: pd.DataFrame | Sequence[str],
+                  progress: bool = False, say: Say | None = None, name: str = "the head",
+                  top_k: int | None = None) -> pd.DataFrame:
+    """The rows (texts, or a frame with a `text` column) with `prediction` and, for classifiers,
+    `p_CLASS` per class, or with `top_k`, `label_1, p_1, ... label_K, p_K`. Texts the store
+    lacks are encoded and stored first, with the head's own encoder (which the store must
+    hold)."""
     head.check_fitted()
+    out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
+    if "prediction" in out.columns:
+        out = out.rename(columns={"prediction": "prediction_given"})
+    texts = out[TEXT].astype(str).tolist()
     layout = head.inputs_.layout
     find_by_fingerprint(store, layout.encoder_fingerprint, name)
     featurize_missing(store, texts, layout.encoder_fingerprint, layout.features,
                       progress=progress, say=say)
-    rows = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
-    out = pd.DataFrame({"text": texts})
+    keys = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
     if head.task == "regression":
-        out["prediction"] = head.raw_output(store, rows)
+        out["prediction"] = head.raw_output(store, keys)
         return out
-    proba = head.raw_output(store, rows)
+    proba = np.asarray(head.raw_output(store, keys), dtype=np.float64)
+    classes = list(head.labels_.classes)
     out["prediction"] = head.labels_.decode(proba.argmax(axis=1))
-    for i, c in enumerate(head.labels_.classes):
-        out[f"p_{c}"] = proba[:, i].round(6)
+    if top_k is None:
+        for i, c in enumerate(classes):
+            out[f"p_{c}"] = proba[:, i].round(6)
+        return out
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
+    for j in range(order.shape[1]):
+        out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
+        out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
     return out

@@ -151,11 +151,6 @@ class Store:
             raise self._gone(entry.file, "dataset table")
         return read_table(path, sha256=entry.sha256)
 
-    def latest_dataset(self) -> str:
-        if not self.manifest.datasets:
-            raise StoreError(f"store {self.root} has no datasets; run `featurize CORPUS` first")
-        return max(self.manifest.datasets.items(), key=lambda kv: kv[1].updated)[0]
-
     # -- features -----------------------------------------------------------------------------
     def _reader(self, encoder_id: str, i: int) -> ShardReader:
         s = self.encoder_entry(encoder_id).shards[i]
