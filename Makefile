@@ -23,9 +23,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# the main job on the bundled encoder: featurize, fit a head, predict two new texts, chart
 demo: $(STAMP)
 	$(BIN)/featurize --store $(STORE) data/sample.csv
-	$(BIN)/featstore info --store $(STORE)
+	$(BIN)/fit-head --store $(STORE) --pool mean-max --out demo --overwrite
+	$(BIN)/featstore predict --store $(STORE) --head demo --top-k 2 \
+		--text "my card is gone" --text "please send my money back"
+	mkdir -p out
+	$(BIN)/featstore probe-layers --store $(STORE) --charts out --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -37,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/featurize_vs_st.py
 
 clean:
-	rm -rf $(STORE) .pytest_cache
+	rm -rf $(STORE) out .pytest_cache
