@@ -27,6 +27,7 @@ BAD = {
     "non_negative_float": ["-0.5", "nan", "x"], "fraction": ["1", "1.5", "-0.01", "nan"],
     "any_int": ["x", "1.5"], "dataset name": ["a/b", "abc\n", "..", "-x"],
     "head name": ["../h", "abc\n", "/etc", ".hidden"], "text_value": ["", "a\nb"],
+    "source name": ["a/b", "..", "-x", "\u00e9"],
     "device": ["tpu", "cuda:x"], "feature_list": ["cls,bogus", ","],
     "layer_numbers": ["x", "1,y"], "str": ["x,y"],
 }
@@ -40,7 +41,8 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 
 def _required(command: str, store: Path, corpus: Path) -> list[str]:
     """The least a command needs besides the flag under test."""
-    return {"featurize": [str(corpus)], "predict": ["toy", "--head", "h"]}.get(command, [])
+    return {"featurize": [str(corpus)], "predict": ["toy", "--head", "h"],
+            "import-vectors": [str(corpus), "--name", "v"]}.get(command, [])
 
 
 def _invalid_cases() -> list[tuple[str, str, str]]:
