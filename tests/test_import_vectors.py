@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from test_heads_support import toy_store
 
 from featstore.heads.estimator import HeadClassifier
 from featstore.services.vector_import import import_vectors
-from featstore.store import keys_for, open_store
+from featstore.store import FeatstoreError, keys_for, open_store
 
 DIM = 6
 
@@ -138,7 +139,7 @@ def test_fused_imported_vectors_solve_what_the_encoder_cannot(tiny_model_dir, tm
     # the saved head reads the same imported rows when it predicts
     code, out, err = run_cli(capsys, "predict", "c", "--store", store, "--head", "h1")
     assert code == 0, err
-    pred = pd.read_csv(__import__("io").StringIO(out))["prediction"]
+    pred = pd.read_csv(io.StringIO(out))["prediction"]
     assert (pred == [f"c{v}" for v in labels]).mean() > 0.9
 
 
@@ -153,7 +154,7 @@ def test_estimator_fuses_by_name_and_names_missing_rows(toy, tmp_path):
     np.savez(half, texts=np.array(texts[:60]), vectors=signal[:60])
     import_vectors(half, root, "ext")
     store.refresh()
-    with pytest.raises(Exception, match=r"60 of 120 texts have no vectors in the imported "
+    with pytest.raises(FeatstoreError, match=r"60 of 120 texts have no vectors in the imported "
                                         r"source 'ext'.*import-vectors --name ext --replace"):
         HeadClassifier(pool="mean", head="logreg", fuse=["ext"]).fit(store, "toy")
     full = tmp_path / "full.npz"
@@ -166,6 +167,14 @@ def test_estimator_fuses_by_name_and_names_missing_rows(toy, tmp_path):
     train, test = df[df.split == "train"], df[df.split == "test"]
     fused = HeadClassifier(pool="mean", head="logreg", fuse=["ext"], C=1.0).fit(store, train)
     assert fused.score(store, test) == 1.0
+    # another file under the same name: a head fitted on the first one refuses it
+    other = tmp_path / "other.npz"
+    np.savez(other, texts=np.array(texts), vectors=-signal)
+    import_vectors(other, root, "ext", replace=True)
+    store.refresh()
+    with pytest.raises(FeatstoreError, match=r"--fuse ext: the head was trained on features of ext "
+                                        r"with a fingerprint this store does not hold"):
+        fused.predict(store, test)
 
 
 def test_info_lists_the_source(toy, tmp_path, capsys):
