@@ -72,16 +72,19 @@ def _write(fmt: str, directory: Path, texts: list[str], vectors: np.ndarray) -> 
     if fmt == "npy":
         path = directory / "v.npy"
         np.save(path, vectors)
-    else:  # LASER's own output: raw float32, no header
-        path = directory / "v.raw"
-        vectors.astype("<f4").tofile(path)
-    return [str(path), "--texts", str(lines)]
+        return [str(path), "--texts", str(lines)]
+    # LASER's own output: raw float32 (float16 with its --fp16), no header, 1024 wide unless --dim
+    path = directory / "v.raw"
+    vectors.astype("<f2" if fmt == "raw-fp16" else "<f4").tofile(path)
+    return [str(path), "--texts", str(lines), "--dim", str(vectors.shape[1])]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet-list", "parquet-keys", "npz", "npy",
-                                 "raw"])
+                                 "raw", "raw-fp16"])
 def test_every_format_reads_back_exactly(toy, tmp_path, capsys, fmt):
     root, texts, vectors = toy
+    if fmt == "raw-fp16":
+        vectors = vectors.astype(np.float16).astype(np.float32)
     order = np.random.default_rng(2).permutation(len(texts))  # file order is not store order
     args = _write(fmt, tmp_path, [texts[i] for i in order], vectors[order])
     code, out, err = run_cli(capsys, "import-vectors", "--name", "ext", *args, "--store", root,
@@ -240,7 +243,7 @@ def _refusals(tmp: Path, texts: list[str], vectors: np.ndarray) -> dict:
         "lines": ([*_csv(tmp / "x.csv", {"text": texts}), "--texts", str(lines)],
                   "--texts is for .npy and .raw/.bin files"),
         "raw-size": ([str(tmp / "short.raw"), "--texts", str(lines)],
-                     "not a whole number of float32 rows for the 10 lines"),
+                     "holds 124 bytes, not 10 rows (the lines of"),
         "no-vectors": (_csv(tmp / "n.csv", {"text": texts, "label": ["a"] * len(texts)}),
                        "no vector columns found"),
         "float16": ([*_csv(tmp / "f.csv", {"text": texts, **_columns(big)}), "--dtype",
@@ -284,3 +287,18 @@ def test_a_refused_import_creates_no_store(tmp_path, capsys):
                    tmp_path / "new")[0] == 0
     enc = manifest(tmp_path / "new")["encoders"]
     assert [e["fingerprint"]["name"] for e in enc.values()] == ["ext"]
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f2"])
+def test_laser_raw_output_is_1024_wide_in_either_precision(toy, tmp_path, capsys, dtype):
+    root, texts, _ = toy
+    vectors = np.random.default_rng(3).normal(size=(3, 1024)).astype(dtype)
+    (tmp_path / "sentences.txt").write_text("\n".join(texts[:3]) + "\n", encoding="utf-8")
+    vectors.tofile(tmp_path / "embeddings.raw")
+    code, out, err = run_cli(capsys, "import-vectors", "--name", "laser-ext",
+                             tmp_path / "embeddings.raw", "--texts", tmp_path / "sentences.txt",
+                             "--store", root, "--json")
+    assert code == 0, err
+    assert json.loads(out)["dim"] == 1024
+    np.testing.assert_array_equal(open_store(root).features(texts[:3], "laser-ext"),
+                                  vectors.astype(np.float32))

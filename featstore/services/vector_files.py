@@ -8,9 +8,9 @@ Accepted layouts, one row per text:
   list<number> column (Parquet) or as numeric columns named PREFIX0, PREFIX1, ... (the prefix
   with the most such columns, or `--vector-cols PREFIX`; `--vector-cols '*'` takes every numeric
   column other than the text column).
-- .npy (a 2-D numeric array) or .raw/.bin (LASER's raw float32 output) with `--texts FILE`, one
-  text per line, row i of the vectors belonging to line i; a raw file's width is its size over
-  the number of lines.
+- .npy (a 2-D numeric array) or .raw/.bin (LASER's raw output: float32, or float16 from its
+  `--fp16`; 1024 wide unless `--dim`) with `--texts FILE`, one text per line, row i of the
+  vectors belonging to line i.
 - .npz with arrays `vectors` and `texts` (or `keys`).
 
 Every problem (a missing column, a ragged or null list, NaN or infinity, a width other than
@@ -38,6 +38,7 @@ FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"
 TEXT_GUESSES = ("text", "sentence")
 KEY_GUESSES = ("_key", "key")
 ALL_NUMERIC = "*"
+LASER_DIM = 1024  # the width of LASER's vectors: what a raw file holds unless --dim says
 _KEY_RE = re.compile(r"[0-9a-f]{32}")
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
@@ -101,7 +102,8 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
         assert texts is not None
         lines = _read_lines(Path(texts))
         texts_sha = sha256_file(texts)
-        matrix = _read_npy(path) if fmt == "npy" else _read_raw(path, len(lines), Path(texts))
+        matrix = (_read_npy(path) if fmt == "npy"
+                  else _read_raw(path, len(lines), Path(texts), dim))
         if matrix.shape[0] != len(lines):
             raise VectorFileError(f"{path} holds {matrix.shape[0]} vectors but {texts} has "
                                   f"{len(lines)} lines; they must pair up one to one")
@@ -304,15 +306,19 @@ def _read_npy(path: Path) -> np.ndarray:
     return _as_matrix(path, arr, "the array")
 
 
-def _read_raw(path: Path, lines: int, texts: Path) -> np.ndarray:
-    """LASER's output: float32 values, no header, row after row."""
+def _read_raw(path: Path, lines: int, texts: Path, dim: int | None) -> np.ndarray:
+    """LASER's output: rows of `dim` (default 1024) values, no header, float32 or, from LASER's
+    `--fp16`, float16; which one the file's size says."""
     size = path.stat().st_size
+    width = dim or LASER_DIM
     if lines == 0:
         raise VectorFileError(f"texts file {texts} has no lines")
-    if size % (4 * lines):
-        raise VectorFileError(f"{path} holds {size} bytes, not a whole number of float32 rows "
-                              f"for the {lines} lines of {texts}")
-    return np.fromfile(path, dtype="<f4").reshape(lines, size // (4 * lines))
+    kinds = {4 * lines * width: "<f4", 2 * lines * width: "<f2"}
+    if size not in kinds:
+        raise VectorFileError(f"{path} holds {size} bytes, not {lines} rows (the lines of "
+                              f"{texts}) of {width} float32 or float16 values; pass --dim if "
+                              "the vectors are not LASER's 1024 wide")
+    return np.fromfile(path, dtype=kinds[size]).reshape(lines, width)
 
 
 def _read_npz(path: Path) -> tuple[str, str, list[object], str, np.ndarray]:
