@@ -225,8 +225,8 @@ FLAGS: dict[str, Flag] = {
                           "columns that do ('*': every numeric column) (default: the only list "
                           "column, else the largest group of numeric columns named like v0, v1, "
                           "...)", metavar="PREFIX"),
-    "--dim": Flag("vector width the file must have (default: whatever it has)",
-                  int_at_least(1)),
+    "--dim": Flag("vector width the file must have (default: whatever it has; 1024, LASER's, "
+                  "for a .raw/.bin file)", int_at_least(1)),
     # data for heads
     "--train": Flag("training data: a dataset in the store or a corpus file (default: the "
                     "most recently featurized dataset)", metavar="DATASET_OR_FILE"),
