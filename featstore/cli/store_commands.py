@@ -33,13 +33,17 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
                        "NAME, fused into heads with `fit-head --fuse NAME`. FILE is .parquet, "
                        ".csv or .tsv (a text or _key column; a list column or numeric columns "
                        "v0, v1, ...), .npz (arrays texts or keys, and vectors), or .npy / "
-                       "LASER's raw float32 .raw/.bin with --texts (one text per line).")
+                       "LASER's raw output .raw/.bin with --texts (one text per line).")
     p.add_argument("file", metavar="FILE", type=text_value, help="the vectors file")
     add_flags(p, "--source-name", "--store", "--text-col", "--vector-cols", "--texts", "--dim",
               "--dtype", "--replace", "--strict", "--shard-rows", "--wait", "--json",
               "--no-progress",
               name={"required": True},
               dtype={"default": "float32"},
+              text_col={"help": "text column (default: text, sentence, else a _key or key "
+                                "column of store keys, else the only string column)"},
+              shard_rows={"help": "vectors per shard file; the source is committed whole "
+                                  "(default: %(default)s)"},
               replace={"help": "let this file replace the vectors of a source of the same name "
                                "imported from another file"},
               strict={"help": "empty texts, and texts in no dataset of the store, are an error"})
