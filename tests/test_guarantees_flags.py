@@ -138,6 +138,7 @@ def test_fuzzed_argument_lists_never_trace_back(capsys, toy, tmp_path, monkeypat
     store = tmp_path / "store"
     shutil.copytree(toy["store"], store)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a fuzzed run never reaches for the network
+    monkeypatch.chdir(tmp_path)  # charts a fuzzed compare or probe-layers writes land here
 
     @FUZZ
     @given(argv=_argv_strategy(toy, store))
