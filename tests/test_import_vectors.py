@@ -228,11 +228,15 @@ def _refusals(tmp: Path, texts: list[str], vectors: np.ndarray) -> dict:
     unknown[3] = "0" * 32
     big = vectors.copy()
     big[2, 1] = 1e6
+    word = {k: v.tolist() for k, v in cols.items()}
+    word["v3"][4] = "n/a"
     return {
         "dim": ([*_csv(tmp / "a.csv", {"text": texts, **cols}), "--dim", str(DIM + 1)],
                 f"vectors have {DIM} components, --dim says {DIM + 1}"),
         "nan": (_csv(tmp / "b.csv", {"text": texts, **nan}), "row 8, column 'v2': NaN"),
         "ragged": ([str(ragged)], "row 5, column 'emb': 5 components where row 1 has 6"),
+        "word": (_csv(tmp / "w.csv", {"text": texts, **word}),
+                 "row 5, column 'v3': not a number, in a vector column"),
         "duplicate": (_csv(tmp / "d.csv", {"text": dup, **_columns(vectors[:4])}),
                       "rows 2 and 4 give the same text different vectors"),
         "unknown-keys": (_csv(tmp / "k.csv", {"_key": unknown, **_columns(vectors[:5])}),
@@ -256,9 +260,9 @@ def _refusals(tmp: Path, texts: list[str], vectors: np.ndarray) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", ["dim", "nan", "ragged", "duplicate", "unknown-keys", "bad-key",
-                                  "lines", "raw-size", "no-vectors", "float16", "reserved",
-                                  "model-name", "format", "collision"])
+@pytest.mark.parametrize("case", ["dim", "nan", "ragged", "word", "duplicate", "unknown-keys",
+                                  "bad-key", "lines", "raw-size", "no-vectors", "float16",
+                                  "reserved", "model-name", "format", "collision"])
 def test_refusals_are_one_line_and_leave_the_store_byte_identical(toy, tmp_path, capsys, case):
     root, texts, vectors = toy
     if case == "collision":

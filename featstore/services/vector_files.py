@@ -93,7 +93,7 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
                               "names its texts itself")
     texts_sha = None
     if fmt in ("parquet", "csv", "tsv"):
-        cols = _read_table(path, fmt)
+        cols = _read_table(path, fmt, text_col)
         by, column, names = _name_column(path, cols, text_col)
         vectors_from, matrix = _vector_columns(path, cols, column, vector_cols)
     elif fmt == "npz":
@@ -129,14 +129,19 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
 Columns = dict[str, "pd.Series | pa.Array"]  # scalar columns as pandas, list columns as Arrow
 
 
-def _read_table(path: Path, fmt: str) -> Columns:
+def _read_table(path: Path, fmt: str, text_col: str | None) -> Columns:
     try:
         if fmt == "parquet":
             table = pq.read_table(path)
             return {name: (col.combine_chunks() if _is_list(col.type) else col.to_pandas())
                     for name, col in zip(table.column_names, table.columns, strict=True)}
-        frame = pd.read_csv(path, sep="," if fmt == "csv" else "\t", dtype=str,
-                            keep_default_na=False, na_values=[""], encoding="utf-8")
+        # Numbers are parsed by pandas' C reader; the columns that may name texts stay text,
+        # so "007" is not read as 7.
+        sep = "," if fmt == "csv" else "\t"
+        header = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8").columns
+        texts = {c: str for c in header if c in (text_col, *TEXT_GUESSES, *KEY_GUESSES)}
+        frame = pd.read_csv(path, sep=sep, dtype=texts, keep_default_na=False, na_values=[""],
+                            encoding="utf-8")
         return {str(c): frame[c] for c in frame.columns}
     except UnicodeDecodeError:
         raise VectorFileError(f"{path} is not valid UTF-8") from None
@@ -214,7 +219,8 @@ def _vector_columns(path: Path, cols: Columns, name_col: str, vector_cols: str |
     for c in chosen:
         values = _numeric(scalar[c])
         if values is None:
-            raise VectorFileError(f"{path}: column {c!r} is not numeric")
+            raise VectorFileError(f"{path} {_not_a_number(scalar[c])}, column {c!r}: not a "
+                                  "number, in a vector column")
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             what = "NaN (or an empty cell)" if np.isnan(values[bad[0]]) else "infinity"
@@ -225,12 +231,21 @@ def _vector_columns(path: Path, cols: Columns, name_col: str, vector_cols: str |
     return f"{label} ({len(chosen)} columns)", np.stack(blocks, axis=1)
 
 
+def _not_a_number(series: pd.Series) -> str:
+    """Where the first cell that is not a number is: "row N"."""
+    bad = pd.to_numeric(series, errors="coerce").isna() & series.notna()
+    if pd.api.types.is_bool_dtype(series.dtype) or not bad.any():
+        return "row 1"
+    return f"row {int(np.flatnonzero(bad.to_numpy())[0]) + 1}"
+
+
 def _numbered_group(path: Path, scalar: dict[str, pd.Series]) -> list[str]:
-    """Numeric columns named PREFIX + digits, for the prefix with the most of them."""
+    """Columns named PREFIX + digits, for the prefix with the most of them (each must then be
+    numeric: a stray word in one is refused, never a column quietly left out)."""
     groups: dict[str, list[str]] = {}
-    for c, v in scalar.items():
+    for c in scalar:
         m = _NUMBERED.match(c)
-        if m and _numeric(v) is not None:
+        if m:
             groups.setdefault(m.group(1), []).append(c)
     if not groups:
         raise VectorFileError(f"{path}: no vector columns found (a list column, or numeric "
