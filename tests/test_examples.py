@@ -50,19 +50,20 @@ def workdir(tmp_path_factory) -> Path:
 def test_readme_commands_and_python_run_as_written(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     blocks = readme_blocks()
-    commands = [c for kind, body in blocks if kind == "console" for c in console_commands(body)]
-    assert len(commands) >= 6
-    for argv, expected in commands:
-        code = main(argv)
-        out, err = capsys.readouterr()
-        assert code == expected, (argv, out[-2000:], err[-2000:])
-        if expected == 2:
-            assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    snippets = [body for kind, body in blocks if kind == "python"]
-    assert snippets
-    namespace: dict = {}
-    for body in snippets:
-        exec(compile(body, "README.md", "exec"), namespace)  # noqa: S102
+    ran = {"console": 0, "python": 0}
+    for kind, body in blocks:  # in the README's order: later blocks use what earlier ones made
+        if kind == "python":
+            exec(compile(body, "README.md", "exec"), {})  # noqa: S102
+            ran["python"] += 1
+            continue
+        for argv, expected in console_commands(body):
+            code = main(argv)
+            out, err = capsys.readouterr()
+            assert code == expected, (argv, out[-2000:], err[-2000:])
+            if expected == 2:
+                assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+            ran["console"] += 1
+    assert ran["console"] >= 8 and ran["python"] >= 3
 
 
 def test_quickstart_notebook_runs_and_is_stored_clean(tmp_path):

@@ -27,20 +27,28 @@ BAD = {
     "non_negative_float": ["-0.5", "nan", "x"], "fraction": ["1", "1.5", "-0.01", "nan"],
     "any_int": ["x", "1.5"], "dataset name": ["a/b", "abc\n", "..", "-x"],
     "head name": ["../h", "abc\n", "/etc", ".hidden"], "text_value": ["", "a\nb"],
+    "source name": ["a/b", "..", "-x", "\u00e9"],
     "device": ["tpu", "cuda:x"], "feature_list": ["cls,bogus", ","],
     "layer_numbers": ["x", "1,y"], "str": ["x,y"],
 }
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
+    """Every command by the words that name it (`heads list` too)."""
+    def walk(parser: argparse.ArgumentParser, words: str) -> dict[str, argparse.ArgumentParser]:
+        action = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+                      None)
+        if action is None:
+            return {words: parser}
+        return {k: v for name, sub in action.choices.items()
+                for k, v in walk(sub, f"{words} {name}".strip()).items()}
+    return walk(build_parser(), "")
 
 
 def _required(command: str, store: Path, corpus: Path) -> list[str]:
     """The least a command needs besides the flag under test."""
-    return {"featurize": [str(corpus)], "predict": ["toy", "--head", "h"]}.get(command, [])
+    return {"featurize": [str(corpus)], "predict": ["toy", "--head", "h"],
+            "import-vectors": [str(corpus), "--name", "v"], "heads rm": ["h"]}.get(command, [])
 
 
 def _invalid_cases() -> list[tuple[str, str, str]]:
@@ -85,7 +93,8 @@ def test_invalid_values_of_every_flag_are_refused_before_any_work(capsys, toy, t
     digest = tree_digest(store)
     failures = []
     for command, flag, bad in CASES:
-        argv = [command, *_required(command, store, toy["corpus"]), "--store", str(store)]
+        argv = [*command.split(), *_required(command, store, toy["corpus"]), "--store",
+                str(store)]
         if flag != "--store":
             argv += [flag, bad]
         else:
@@ -112,11 +121,13 @@ def _argv_strategy(toy: dict, store: Path):
         command = draw(st.sampled_from(sorted(subs)))
         sub = subs[command]
         flags = [a for a in sub._actions if a.option_strings and a.dest not in ("help",)]
-        out = [command]
+        out = command.split()
         if command == "featurize":
             out.append(draw(st.sampled_from([str(toy["corpus"]), "missing.csv"])))
         if command == "predict":
             out += ["toy", "--head", draw(st.sampled_from(["h", "nope"]))]
+        if command == "heads rm":
+            out.append(draw(st.sampled_from(["h", "nope", "../x"])))
         out += ["--store", str(store)]
         for a in draw(st.lists(st.sampled_from(flags), max_size=4)):
             if a.dest in ("store", "model", "train", "eval"):
@@ -136,6 +147,7 @@ def test_fuzzed_argument_lists_never_trace_back(capsys, toy, tmp_path, monkeypat
     store = tmp_path / "store"
     shutil.copytree(toy["store"], store)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a fuzzed run never reaches for the network
+    monkeypatch.chdir(tmp_path)  # charts a fuzzed compare or probe-layers writes land here
 
     @FUZZ
     @given(argv=_argv_strategy(toy, store))

@@ -19,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import h5py
+import pandas as pd
 import pytest
 from test_guarantees_support import TEXTS, featurize_args, run_cli, write_corpus
 
 import featstore
 from featstore.cli import main
-from featstore.store import FeatstoreError
+from featstore.store import FeatstoreError, keys_for
 
 NEW_TEXT = "a brand new text for the matrix"
 COMMITTED = ("manifest", "table", "shard data", "shard metadata", "keys", "head weights",
@@ -33,7 +34,7 @@ KINDS = (*COMMITTED, "lock", "tmp")
 DAMAGES = ("flip data", "flip metadata", "truncate", "empty", "delete", "directory",
            "link out")
 COMMANDS = ("info", "verify", "repair", "featurize", "fit-head", "predict", "compare",
-            "features")
+            "features", "import-vectors")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,12 @@ def base(tiny_model_dir, tmp_path_factory) -> dict:
                  "--no-progress"]) == 0
     extra = write_corpus(root / "extra.csv", [*TEXTS[:60], NEW_TEXT],
                          [*labels, "cards"])
-    return {"root": root, "store": store, "model": model, "corpus": corpus, "extra": extra}
+    vectors = root / "vectors.csv"  # by key: the import reads every table and shard's keys
+    pd.DataFrame({"_key": keys_for(TEXTS[:60]),
+                  **{f"v{j}": [float(i * j % 7) for i in range(60)] for j in range(3)}}
+                 ).to_csv(vectors, index=False)
+    return {"root": root, "store": store, "model": model, "corpus": corpus, "extra": extra,
+            "vectors": vectors}
 
 
 # -- where each kind of file is, and where its data and metadata bytes are ----------------------
@@ -147,6 +153,8 @@ def command_argv(base: dict, store: Path, command: str) -> list | None:
         "fit-head": ["fit-head", "--store", s, "--train", "c", "--cv", "2", "--C", "1",
                      "--json", "--no-progress", "--out", "fitted"],
         "predict": ["predict", "--store", s, "--head", "h", "c", "--no-progress"],
+        "import-vectors": ["import-vectors", "--store", s, "--name", "ext", base["vectors"],
+                           "--no-progress"],
         "compare": ["compare", "--store", s, "--train", "c", "--cv", "2", "--pools", "mean",
                     "--heads", "logreg", "--json", "--no-progress", "--plot",
                     str(store.parent / "chart.png")],
@@ -159,6 +167,8 @@ def result_of(command: str, store: Path, code: int, out: str) -> object:
         return featstore.open(store).features([NEW_TEXT], "mean", None).tolist()
     if command == "fit-head":
         return json.loads(out)["metrics"]
+    if command == "import-vectors":
+        return featstore.open(store).features("c", "ext").tolist()
     if command == "compare":
         return [(e["name"], e["accuracy"]) for e in json.loads(out)["leaderboard"]]
     if command == "repair":

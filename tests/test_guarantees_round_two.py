@@ -176,7 +176,7 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_head(store, step, m
     for name in ("publish", "_write_file", "_remove_unreferenced", "fsync_path"):
         monkeypatch.setattr(artifacts, name, dying(getattr(artifacts, name)))
     try:
-        new.save(s, "h")
+        new.save(s, "h", overwrite=True)
         killed = False
     except Killed:
         killed = True
@@ -185,7 +185,7 @@ def test_a_save_killed_at_any_step_leaves_the_old_or_the_new_head(store, step, m
     assert np.array_equal(got, before) or np.array_equal(got, after)
     if not killed:
         assert np.array_equal(got, after)
-    new.save(s, "h")  # the next save sweeps what the killed one left
+    new.save(s, "h", overwrite=True)  # the next save sweeps what the killed one left
     names = sorted(p.name for p in (store / "heads" / "h").iterdir())
     assert len(names) == 2 and "head.json" in names
 
@@ -336,12 +336,17 @@ def test_sigint_is_one_line(base, tmp_path):
     """Interrupt featurize at several moments (start-up, model load, encoding)."""
     texts = [f"{t} and some more words to encode {i}" for i, t in enumerate(TEXTS * 20)]
     corpus = write_corpus(tmp_path / "long.csv", texts)
-    script = ("import sys; from featstore.cli import main; sys.exit(main(sys.argv[1:]))")
+    # The delay counts from the moment featstore is imported (the child says so): on a loaded
+    # machine the interpreter's own start-up can take longer than the shortest delay, and an
+    # interrupt before any featstore code runs is Python's to report, not featstore's.
+    script = ("import sys; from featstore.cli import main; print('ready', flush=True); "
+              "sys.exit(main(sys.argv[1:]))")
     for delay in (0.2, 1.5, 3.0):
         store = tmp_path / f"s{delay}"
         proc = subprocess.Popen([sys.executable, "-c", script, *featurize_args(
             corpus, store, base["model"], "--shard-rows", "50")], stderr=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:

@@ -216,6 +216,17 @@ FLAGS: dict[str, Flag] = {
                       int_at_least(1)),
     "--gpus-per-worker": Flag("GPUs per Ray actor; fractions share a GPU (default 0: CPU)",
                               non_negative_float, default=0.0),
+    # import-vectors
+    "--source-name": Flag("source name: what `--fuse NAME` and `featstore info` call it",
+                          _checked_name("source")),
+    "--texts": Flag("for .npy and .raw/.bin vectors: a file with one text per line, line i "
+                    "naming vector i", metavar="FILE"),
+    "--vector-cols": Flag("the list column holding the vectors, or the prefix of the numeric "
+                          "columns that do ('*': every numeric column) (default: the only list "
+                          "column, else the largest group of numeric columns named like v0, v1, "
+                          "...)", metavar="PREFIX"),
+    "--dim": Flag("vector width the file must have (default: whatever it has; 1024, LASER's, "
+                  "for a .raw/.bin file)", int_at_least(1)),
     # data for heads
     "--train": Flag("training data: a dataset in the store or a corpus file (default: the "
                     "most recently featurized dataset)", metavar="DATASET_OR_FILE"),
@@ -233,7 +244,8 @@ FLAGS: dict[str, Flag] = {
                      layer_numbers, nargs="+", metavar="L"),
     "--layer-start": Flag("weighted/lstm: first layer used", any_int),
     "--of": Flag("concat/weighted/lstm input", choices=OF_CHOICES, what="--of"),
-    "--fuse": Flag("extra vector sources: laser, or another encoder in the store", text_value,
+    "--fuse": Flag("extra vector sources: laser, vectors imported by import-vectors (by their "
+                   "name), or another encoder in the store", text_value,
                    default=[], nargs="+", metavar="SOURCE"),
     "--fuse-mode": Flag("how sources are joined (default: %(default)s)", default="concat",
                         choices=FUSE_MODES, what="--fuse-mode"),
@@ -285,7 +297,7 @@ FLAGS: dict[str, Flag] = {
 }
 
 # flags whose spec key differs from the flag a user types
-_SPELLING = {"--featurize-layers": "--layers", "--head-name": "--head",
+_SPELLING = {"--featurize-layers": "--layers", "--source-name": "--name", "--head-name": "--head",
              "--predictions": "--out", "--compare-epochs": "--epochs", "--probe-C": "--C"}
 
 

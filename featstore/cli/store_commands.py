@@ -1,4 +1,5 @@
-"""Commands over the store and the encoder pass: featurize, info, verify, repair."""
+"""Commands over the store and the encoder pass: featurize, import-vectors, info, verify,
+repair."""
 
 from __future__ import annotations
 
@@ -25,6 +26,28 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
               "--address", "--workers", "--gpus-per-worker", "--replace", "--json",
               "--no-progress")
     p.set_defaults(func=cmd_featurize)
+
+    p = sub.add_parser("import-vectors", help="store vectors made elsewhere (LASER's tools, any "
+                       "embedding or numeric features) as a source for --fuse NAME",
+                       description="Store per-text vectors from a file as the vector source "
+                       "NAME, fused into heads with `fit-head --fuse NAME`. FILE is .parquet, "
+                       ".csv or .tsv (a text or _key column; a list column or numeric columns "
+                       "v0, v1, ...), .npz (arrays texts or keys, and vectors), or .npy / "
+                       "LASER's raw output .raw/.bin with --texts (one text per line).")
+    p.add_argument("file", metavar="FILE", type=text_value, help="the vectors file")
+    add_flags(p, "--source-name", "--store", "--text-col", "--vector-cols", "--texts", "--dim",
+              "--dtype", "--replace", "--strict", "--shard-rows", "--wait", "--json",
+              "--no-progress",
+              name={"required": True},
+              dtype={"default": "float32"},
+              text_col={"help": "text column (default: text, sentence, else a _key or key "
+                                "column of store keys, else the only string column)"},
+              shard_rows={"help": "vectors per shard file; the source is committed whole "
+                                  "(default: %(default)s)"},
+              replace={"help": "let this file replace the vectors of a source of the same name "
+                               "imported from another file"},
+              strict={"help": "empty texts, and texts in no dataset of the store, are an error"})
+    p.set_defaults(func=cmd_import_vectors)
 
     for name, func, text in (
             ("info", cmd_info, "list encoders, datasets, heads and sizes"),
@@ -117,6 +140,40 @@ def _summary_text(s: dict) -> str:
     ])
 
 
+def cmd_import_vectors(args: argparse.Namespace) -> int:
+    from featstore.services.vector_import import import_vectors
+
+    summary = import_vectors(
+        args.file, args.store, args.name, text_col=args.text_col, vector_cols=args.vector_cols,
+        texts=args.texts, dim=args.dim, dtype=args.dtype, replace=args.replace,
+        strict=args.strict, shard_rows=args.shard_rows, wait=args.wait,
+        progress=not args.no_progress).to_dict()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(_import_text(summary))
+    return 0
+
+
+def _import_text(s: dict) -> str:
+    texts = f" with texts {s['texts_file']}" if s["texts_file"] else ""
+    done = {"imported": f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s",
+            "replaced": f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s, "
+                        f"replacing {s['replaced']}",
+            "unchanged": "unchanged  this file is already imported; nothing written"}
+    return "\n".join([
+        f"store      {s['store']}",
+        f"source     {s['name']} = {s['source_id']} ({s['dim']} dims, {s['dtype']})",
+        f"file       {s['file']}{texts} (sha256 {s['sha256'][:12]}...)",
+        f"read       {s['rows_read']} rows by {s['by']} ({s['column']!r}), vectors from "
+        f"{s['vectors_from']}",
+        f"vectors    {s['vectors']}  (skipped empty: {s['skipped']}, repeated: "
+        f"{s['duplicates']}; in the store's datasets: {s['in_datasets']})",
+        done[s["status"]],
+        f"use        featstore fit-head --fuse {s['name']}",
+    ])
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from featstore.store import open_store
 
@@ -135,6 +192,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         fp = e["fingerprint"]
         what = (f"{fp.get('model')} layers={len(fp.get('layers', []))} hidden={fp.get('hidden')}"
                 if fp.get("kind") == "encoder" else f"{fp.get('kind')} dim={fp.get('dim')}")
+        if fp.get("kind") == "vectors":
+            what = (f"vectors {fp.get('name')} dim={fp.get('dim')} "
+                    f"file_sha256={str(fp.get('file_sha256'))[:12]}...")
         print(f"  {e['id']:<40} {what}  features={','.join(e['features'])}  "
               f"rows={e['rows']}  shards={e['shards']}  {size(e['bytes'])}")
     print("datasets:")

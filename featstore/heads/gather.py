@@ -32,8 +32,8 @@ def encoder_layers(store: Store, encoder_id: str) -> list[int]:
 
 
 def resolve_source(store: Store, name: str) -> FusionSource:
-    """`laser` (or any vector kind) -> that kind's encoder; else another encoder by model or id,
-    whose top-layer mean vector is used."""
+    """`laser` (or any vector kind) -> that kind's encoder; else a source by name (vectors
+    imported by `import-vectors`), model or id: its vectors, or an encoder's top-layer mean."""
     kinds = {e.fingerprint.get("kind") for e in store.manifest.encoders.values()}
     if name == "laser" and "laser" not in kinds:
         raise HeadError("the store holds no LASER vectors; run `featurize --laser` on the corpus "
@@ -43,7 +43,8 @@ def resolve_source(store: Store, name: str) -> FusionSource:
     try:
         enc = store.resolve_encoder(name)
     except StoreError as exc:  # say it is about --fuse
-        raise HeadError(f"--fuse {name}: {exc}") from None
+        raise HeadError(f"--fuse {name}: {exc}; vectors made elsewhere are added with "
+                        "`featstore import-vectors --name NAME FILE`") from None
     entry = store.encoder_entry(enc)
     if FUSE_FEATURE in entry.feature_shapes:
         return FusionSource(name, enc, FUSE_FEATURE, None)
@@ -72,6 +73,11 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
         kind = entry.fingerprint.get("kind")
         if kind == "laser":
             flag = " --laser"
+        if kind == "vectors":
+            name = entry.fingerprint.get("name", encoder_id)
+            raise HeadError(f"{where}: {missing} of {len(keys)} texts have no vectors in the "
+                            f"imported source {name!r}; import a file holding them with "
+                            f"`featstore import-vectors --name {name} --replace FILE`")
         raise HeadError(f"{where}: {missing} of {len(keys)} texts were not featurized with "
                         f"encoder {encoder_id} ({model}); run `featurize{flag} --model {model}` "
                         "on it first")

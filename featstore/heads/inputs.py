@@ -34,8 +34,8 @@ def find_by_fingerprint(store: Store, fingerprint: dict, what: str) -> str:
     found = store.find_encoder(fingerprint)
     if found is not None:
         return found
-    model = fingerprint.get("model", "?")
-    held = ", ".join(f"{k} ({e.fingerprint.get('model', '?')})"
+    model = fingerprint.get("model") or fingerprint.get("name", "?")
+    held = ", ".join(f"{k} ({e.fingerprint.get('model') or e.fingerprint.get('name', '?')})"
                      for k, e in store.manifest.encoders.items()) or "none"
     raise HeadError(f"{what}: the head was trained on features of {model} with a fingerprint this "
                     f"store does not hold (encoders here: {held}); refit the head on this store")

@@ -299,8 +299,9 @@ class Store:
     ) -> np.ndarray:
         """Features of a dataset (by name, in its row order) or of a list of texts.
 
-        `kind` is a stored feature (cls, mean, max, pooler, ...) or the name of another
-        vector source such as "laser", whose vectors come back [n, dim].
+        `kind` is a stored feature (cls, mean, max, pooler, ...), the kind of another
+        vector source such as "laser", or the name of imported vectors; vector sources come
+        back [n, dim].
         """
         keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
                 else keys_for(data))
@@ -308,6 +309,10 @@ class Store:
         if kind in kinds and kind != "encoder":
             enc = self.resolve_encoder(encoder, kind=kind)
             return self.gather(enc, keys, "vector")
+        named = [k for k, e in self.manifest.encoders.items()
+                 if e.fingerprint.get("kind") != "encoder" and e.fingerprint.get("name") == kind]
+        if len(named) == 1:
+            return self.gather(named[0], keys, "vector")
         enc = self.resolve_encoder(encoder, kind="encoder")
         return self.gather(enc, keys, kind, layers)
 

@@ -247,6 +247,25 @@ class StoreWriter:
         self._refuse_read_only(f"store {len(keys)} new texts")
         return write_shard_file(self.root, encoder_id, keys, features, ragged, meta)
 
+    def commit_source(self, encoder_id: str, fingerprint: dict, dtype: str,
+                      feature_shapes: Mapping[str, list[int]], shards: list[ShardEntry],
+                      replaces: str | None = None) -> None:
+        """Register a complete source (its shards already written by `write_shard_file`) and
+        drop the source `replaces`, in one commit: readers see the old source or the new one,
+        never a source half imported. The dropped source's files are left for the next
+        writer's orphan sweep (readers may hold them)."""
+        assert self.manifest is not None
+        check_name(encoder_id, "encoder")
+        if encoder_id in self.manifest.encoders and encoder_id != replaces:
+            raise StoreError(f"encoder id {encoder_id} is already taken")
+        if replaces is not None:
+            self.manifest.encoders.pop(replaces, None)
+        self.manifest.encoders[encoder_id] = EncoderEntry(
+            fingerprint=fingerprint, dtype=dtype,
+            feature_shapes={k: list(v) for k, v in feature_shapes.items()},
+            shards=list(shards), created=_now())
+        self._commit()
+
     def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
         assert self.manifest is not None
         self.manifest.encoders[encoder_id].shards.append(shard)
