@@ -51,9 +51,10 @@ def test_readme_commands_and_python_run_as_written(workdir, monkeypatch, capsys)
     monkeypatch.chdir(workdir)
     blocks = readme_blocks()
     ran = {"console": 0, "python": 0}
+    namespace: dict = {}  # one Python session, as a reader following along would have
     for kind, body in blocks:  # in the README's order: later blocks use what earlier ones made
         if kind == "python":
-            exec(compile(body, "README.md", "exec"), {})  # noqa: S102
+            exec(compile(body, "README.md", "exec"), namespace)  # noqa: S102
             ran["python"] += 1
             continue
         for argv, expected in console_commands(body):

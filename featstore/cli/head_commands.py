@@ -140,7 +140,8 @@ def _metric_names(task: str) -> tuple[str, ...]:
 
 # -- fit-head ------------------------------------------------------------------------------------
 def cmd_fit_head(args: argparse.Namespace) -> int:
-    from featstore.services.head_runs import fit_and_save
+    from featstore.heads.artifacts import refuse_existing_head
+    from featstore.services.head_runs import default_head_name, fit_and_save
 
     check_fit_head(args)
     params = _params(args)
@@ -149,10 +150,12 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
 
         report_paths(args.report, args.overwrite)  # refused now, not after training
     store, plan = _plan(args, tokens=args.pool == "attention")
+    name = args.out or default_head_name(plan, params, args.task)
+    refuse_existing_head(store, name, args.overwrite)  # before any work or progress bar
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
         saved = fit_and_save(store, plan, params, task=args.task, shots=args.shots,
-                             repeats=args.repeats, seed=args.seed, name=args.out, progress=bar,
+                             repeats=args.repeats, seed=args.seed, name=name, progress=bar,
                              overwrite=args.overwrite, keep_predictions=bool(args.report))
     result, head = saved.result, saved.result.head
     summary = {**result.summary(), "shots": args.shots,
