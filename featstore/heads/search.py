@@ -57,6 +57,7 @@ class Candidate:
     name: str
     params: dict[str, Any]
     cost: float = 1.0
+    refit: dict[str, Any] = field(default_factory=dict)  # overrides for the final fit only
 
 
 @dataclass
@@ -118,9 +119,18 @@ def _cand(params: dict[str, Any], cost: float) -> Candidate:
     return Candidate(describe(params), params, cost)
 
 
+def _seeded(params: dict[str, Any], cost: float, seeds: int) -> Candidate:
+    """A torch-head candidate scored with one seed and refitted as an average of `seeds`:
+    averaging seeds helps every configuration alike, so it need not be paid for while
+    choosing."""
+    one = {**params, "ensemble": 1}
+    name = describe(one) + (f" (refit x{seeds} seeds)" if seeds > 1 else "")
+    return Candidate(name, one, cost, {"ensemble": seeds} if seeds > 1 else {})
+
+
 def default_candidates(store: Store, task: str = "classification", rows_per_class: float = 1e9,
-                       encoder: str | None = None, fuse: Sequence[str] | None = None
-                       ) -> list[Candidate]:
+                       encoder: str | None = None, fuse: Sequence[str] | None = None,
+                       seeds: int = 5) -> list[Candidate]:
     """What `--auto` searches on this store: fixed poolings (top layer, averaged layer ranges,
     concatenated layers) under logreg at two strengths; MLP heads (the strong Banking77 recipe
     on mean-max, on the top two layers averaged, a learned layer mix); lstm, attention where
@@ -133,24 +143,24 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
     sources = list(fuse) if fuse is not None else [
         e.fingerprint.get("model", k) if e.fingerprint.get("kind") == "encoder" else
         str(e.fingerprint.get("kind")) for k, e in store.manifest.encoders.items() if k != enc]
-    mlp = FEW if rows_per_class < SMALL_PER_CLASS else STRONG
+    small = rows_per_class < SMALL_PER_CLASS
+    mlp = FEW if small else STRONG
     out: list[Candidate] = []
     if task == "classification":
-        for c in (0.1, 1.0):
-            for pool, extra in (("mean", {}), ("mean-max", {}), ("concat", {"of": "mean"}),
-                                ("weighted", {"of": "mean"}), ("weighted", {"of": "mean-max"})):
-                out.append(_cand({"pool": pool, **extra, "head": "logreg", "C": c},
-                                 1.0 + 0.5 * (pool != "mean") + 0.1 * (c > 0.5)))
-        out.append(_cand({"pool": "cls", "head": "logreg", "C": 1.0}, 1.05))
-        if rows_per_class < SMALL_PER_CLASS:
-            out.append(_cand({"pool": "mean-max", "head": "logreg", "C": 10.0}, 1.6))
-    out.append(_cand({"pool": "mean-max", "head": "mlp"}, 3.0))
-    out.append(_cand(dict(mlp), 5.0))
+        logregs = [("mean", {}, 0.1), ("cls", {}, 1.0), ("mean-max", {}, 0.1),
+                   ("mean-max", {}, 1.0), ("concat", {"of": "mean"}, 0.1),
+                   ("concat", {"of": "mean"}, 1.0), ("weighted", {"of": "mean"}, 0.1),
+                   ("weighted", {"of": "mean-max"}, 0.1)]
+        if small:
+            logregs += [("mean-max", {}, 10.0), ("mean", {}, 1.0)]
+        for i, (pool, extra, c) in enumerate(logregs):
+            out.append(_cand({"pool": pool, **extra, "head": "logreg", "C": c}, 1.0 + i / 100))
+    out.append(_seeded(mlp, 5.0, seeds))
     if len(layers) > 1:
-        out.append(_cand({**mlp, "layers": [top - 1, top]}, 5.5))
-        out.append(_cand({**mlp, "pool": "weighted", "of": "mean-max", "ensemble": 1}, 5.2))
-    if task == "classification" and rows_per_class < SMALL_PER_CLASS:
-        out.append(_cand({**mlp, "dropout": 0.5}, 5.1))
+        out.append(_seeded({**mlp, "layers": [top - 1, top]}, 5.5, seeds))
+        out.append(_seeded({**mlp, "pool": "weighted", "of": "mean-max"}, 5.2, seeds))
+    if small:
+        out.append(_seeded({**mlp, "dropout": 0.5}, 5.1, seeds))
     if len(layers) > 2:
         out.append(_cand({"pool": "lstm", "head": "mlp"}, 8.0))
     if "tokens" in stored:
@@ -159,7 +169,7 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
         if task == "classification":
             out.append(_cand({"pool": "mean-max", "head": "logreg", "C": 0.1,
                               "fuse": sources}, 1.8))
-        out.append(_cand({**mlp, "fuse": sources}, 6.0))
+        out.append(_seeded({**mlp, "fuse": sources}, 6.0, seeds))
     if encoder is not None:
         for c in out:
             c.params["encoder"] = encoder
@@ -185,7 +195,8 @@ def inner_folds(y: np.ndarray | None, n: int, k: int, seed: int
 class HeadSearch(BaseEstimator):
     """Search poolings x heads by inner CV on the training rows, refit the winner on all of them.
 
-    `candidates`: parameter dicts to search (default: `default_candidates` for the store);
+    `candidates`: parameter dicts to search, each as given (default: `default_candidates` for
+    the store, whose torch heads are scored with one seed and refitted averaging `seeds`);
     `budget`: seconds for the search and the refit (estimated; at least one candidate is scored
     on one fold); `folds`: inner folds. After `fit`: `best_params_`, `best_estimator_` (a
     fitted `HeadClassifier` or `HeadRegressor`), `cv_results_` (one dict per candidate),
@@ -197,7 +208,7 @@ class HeadSearch(BaseEstimator):
                  budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
                  candidates: Sequence[dict[str, Any]] | None = None, encoder: str | None = None,
                  fuse: Sequence[str] | None = None, label_col: str | None = None,
-                 seed: int = 0) -> None:
+                 seeds: int = 5, seed: int = 0) -> None:
         self.store = store
         self.task = task
         self.budget = budget
@@ -206,6 +217,7 @@ class HeadSearch(BaseEstimator):
         self.encoder = encoder
         self.fuse = fuse
         self.label_col = label_col
+        self.seeds = seeds
         self.seed = seed
 
     def _check(self) -> None:
@@ -214,6 +226,8 @@ class HeadSearch(BaseEstimator):
             raise HeadError(f"--budget must be a positive number of seconds, got {self.budget}")
         if int(self.folds) != self.folds or self.folds < 2:
             raise HeadError(f"--folds needs at least 2 inner folds, got {self.folds}")
+        if int(self.seeds) != self.seeds or self.seeds < 1:
+            raise HeadError(f"seeds must be at least 1, got {self.seeds}")
 
     def _rows(self, store: Store, data: Data, y: Any) -> tuple[pd.DataFrame, str]:
         """Training rows as (key, label) with the label column's name."""
@@ -243,7 +257,8 @@ class HeadSearch(BaseEstimator):
         per_class = len(rows) / (len(np.unique(codes)) if codes is not None else 1)
         cands = ([_cand(dict(p), float(i)) for i, p in enumerate(self.candidates)]
                  if self.candidates is not None else
-                 default_candidates(store, self.task, per_class, self.encoder, self.fuse))
+                 default_candidates(store, self.task, per_class, self.encoder, self.fuse,
+                                    int(self.seeds)))
         if not cands:
             raise HeadError("no candidate configurations to search")
         order = sorted(range(len(cands)), key=lambda i: (cands[i].cost, i))
@@ -253,10 +268,8 @@ class HeadSearch(BaseEstimator):
         for k, (tr, te) in enumerate(folds):
             for t in alive:
                 spent = time.perf_counter() - start
-                leader = _leader(found)
-                reserve = REFIT_FACTOR * leader.fold_seconds() if leader else 0.0
-                if any(x.scores for x in found) and spent + t.fold_seconds() + reserve \
-                        > self.budget:
+                if any(x.scores for x in found) and spent + _estimate(t, found) \
+                        + _refit_estimate(_leader(found)) > self.budget:
                     t.status = "out of budget" if k == 0 else f"out of budget after fold {k}"
                     continue
                 t0 = time.perf_counter()
@@ -289,7 +302,7 @@ class HeadSearch(BaseEstimator):
                 t.status = "all folds"
         best.status = "winner"
         self.search_seconds_ = round(time.perf_counter() - start, 3)
-        self.best_params_ = self._fixed(best.candidate.params, col)
+        self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit}, col)
         t0 = time.perf_counter()
         self.best_estimator_: HeadEstimator = make_head(self.task, **self.best_params_)
         if self.store is not None:
@@ -344,6 +357,24 @@ class HeadSearch(BaseEstimator):
         self.check_fitted()
         return self.best_estimator_.save(store, name, metrics, {"search": self.record(),
                                                                 **(extra or {})})
+
+
+def _estimate(t: Trial, found: list[Trial]) -> float:
+    """Seconds one more fold of `t` should take: its own last folds, else the slowest fold of
+    a scored candidate with the same head."""
+    if t.scores:
+        return t.fold_seconds()
+    kind = t.candidate.params.get("head")
+    return max((x.fold_seconds() for x in found
+                if x.scores and x.candidate.params.get("head") == kind), default=0.0)
+
+
+def _refit_estimate(leader: Trial | None) -> float:
+    """Seconds the leader's refit on all rows should take (more rows, more seeds)."""
+    if leader is None:
+        return 0.0
+    seeds = leader.candidate.refit.get("ensemble", 1) / leader.candidate.params.get("ensemble", 1)
+    return REFIT_FACTOR * leader.fold_seconds() * seeds
 
 
 def _rank(t: Trial) -> tuple[float, float]:
