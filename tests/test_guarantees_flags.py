@@ -139,6 +139,8 @@ def _argv_strategy(toy: dict, store: Path):
             good = list(a.choices or []) or ["1", "2", "0.5", "mean", "c0"]
             values = [*BAD.get(kind, []), *good, "-", "--", "\u00e9", "1e309"]
             out.append(draw(st.sampled_from(values)))
+        if "--auto" in out or "--save-best" in out:
+            out += ["--budget", "1"]  # a search's length is test_search's business
         return out
     return argv()
 
@@ -163,3 +165,12 @@ def test_fuzzed_argument_lists_never_trace_back(capsys, toy, tmp_path, monkeypat
                 assert tree_digest(store) == before, argv
 
     check()
+
+
+def test_search_flags_are_enumerated_with_invalid_values():
+    """--budget and --folds (fit-head --auto, compare --save-best) are in the invalid-value
+    sweep like every other valued flag."""
+    for case in [("fit-head", "--budget", "0"), ("fit-head", "--budget", "nan"),
+                 ("fit-head", "--folds", "1"), ("compare", "--budget", "-1"),
+                 ("compare", "--folds", "x")]:
+        assert case in CASES, case

@@ -276,6 +276,15 @@ FLAGS: dict[str, Flag] = {
     "--report": Flag("write a per-class report, a confusion matrix PNG and the misclassified "
                      "examples of the evaluation rows into DIR", metavar="DIR"),
     "--charts": Flag("directory for charts (default: the current directory)", metavar="DIR"),
+    "--auto": Flag("search poolings x heads by inner CV on the training rows and keep the "
+                   "best (the evaluation rows score only the winner)", SWITCH,
+                   action="store_true"),
+    "--budget": Flag("seconds the --auto search (and refit) may spend; few-shot repeats share "
+                     "it (default: %(default)s)", positive_float, default=600.0,
+                     metavar="SECONDS"),
+    "--folds": Flag("inner cross-validation folds on the training rows for --auto and "
+                    "compare --save-best (default: %(default)s)", int_at_least(2), default=3,
+                    metavar="K"),
     # predict
     "--head-name": Flag("head name under STORE/heads", _checked_name("head")),
     "--predictions": Flag(".csv or .jsonl file (default: CSV on stdout)"),

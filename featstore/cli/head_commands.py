@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from featstore.cli.flags import add_flags, joined, text_value
+from featstore.cli.flags import FLAGS, add_flags, joined, text_value
 from featstore.cli.text_output import score, table
 from featstore.heads.choices import COMPARE_HEADS, COMPARE_POOLS
 from featstore.heads.errors import HeadError
@@ -32,6 +32,7 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                                    "metrics, save it under STORE/heads/NAME.")
     add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out", "--overwrite",
               "--report")
+    add_flags(p, "--auto", "--budget", "--folds")
     p.set_defaults(func=cmd_fit_head)
 
     p = sub.add_parser("predict", help="predict with a saved head",
@@ -65,6 +66,9 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
               heads={"help": f"heads to try (default: {' '.join(COMPARE_HEADS)})"},
               fuse={"help": "also try mean + these sources (default: laser when stored)"},
               plot={"help": "bar chart PNG (default: CHARTS/compare-DATASET.png)"})
+    add_flags(p, "--budget", "--folds",
+              budget={"help": "seconds --save-best's inner-CV choice may spend (default: "
+                              "%(default)s)"})
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("probe-layers", help="logistic regression per layer on cls and mean",
@@ -99,6 +103,26 @@ def check_fit_head(args: argparse.Namespace) -> None:
         raise HeadError("--fuse-mode project maps fusion sources; name them with --fuse")
     if args.report and args.task != "classification":
         raise HeadError("--report breaks scores down by class; it needs --task classification")
+    check_auto(args)
+
+
+# flags that fix what --auto searches; the defaults of those with one
+_SEARCHED = {"pool": "mean", "head": None, "layers": None, "layer_start": None, "of": None,
+             "C": None, "ensemble": 1, "fuse_mode": "concat", "label_smoothing": None}
+
+
+def check_auto(args: argparse.Namespace) -> None:
+    """--auto chooses pooling and head itself; --budget and --folds belong to it."""
+    if not args.auto:
+        for flag in ("budget", "folds"):
+            if getattr(args, flag) != FLAGS[f"--{flag}"].default:
+                raise HeadError(f"--{flag} sets the --auto search; add --auto")
+        return
+    for dest, default in _SEARCHED.items():
+        if getattr(args, dest) != default:
+            flag = "--" + dest.replace("_", "-")
+            raise HeadError(f"--auto chooses the pooling and head by inner CV; drop {flag} "
+                            "(or drop --auto)")
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,6 +168,8 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     from featstore.services.head_runs import default_head_name, fit_and_save
 
     check_fit_head(args)
+    if args.auto:
+        return _fit_auto(args)
     params = _params(args)
     if args.report:
         from featstore.services.head_runs import report_paths
@@ -194,6 +220,59 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
               "lowest F1: " + ", ".join(f"{r.label} {100 * r.f1:.1f}"
                                         for r in worst.itertuples()))
         print(f"          {args.report}/classes.csv · confusion.png · errors.csv")
+    print(f"saved     {saved.path}")
+    return 0
+
+
+def _fit_auto(args: argparse.Namespace) -> int:
+    from featstore.heads.artifacts import refuse_existing_head
+    from featstore.services.head_runs import search_and_save
+
+    if args.report:
+        raise HeadError("--report is not available with --auto yet; fit the chosen "
+                        "configuration again with --report")
+    store, plan = _plan(args)
+    name = args.out or f"{plan.train_name}-auto"
+    refuse_existing_head(store, name, args.overwrite)  # before the search, not after
+    with _progress(0, "fit-head --auto", args.no_progress) as bar:
+        saved = search_and_save(store, plan, task=args.task, shots=args.shots,
+                                repeats=args.repeats, seed=args.seed, name=name,
+                                budget=args.budget, folds=args.folds, encoder=args.model,
+                                fuse=tuple(args.fuse) or None, progress=bar,
+                                overwrite=args.overwrite)
+    result, head = saved.result, saved.result.head
+    searches = saved.searches or []
+    summary = {**result.summary(), "shots": args.shots,
+               "repeats": args.repeats if args.shots else None}
+    if args.json:
+        print(json.dumps({"head": saved.name, "path": str(saved.path),
+                          "encoder": head.encoder_id_, "winner": searches[0].best_params_,
+                          **summary, "fit": head.fit_info_, "notes": result.notes,
+                          "searches": [s.record() for s in searches]}, indent=1, default=str))
+        return 0
+    first = searches[0]
+    print(f"dataset   {plan.train_name} ({plan.protocol}; {summary['train_rows']} train rows"
+          + (f", {summary['eval_rows']} eval rows" if summary["eval_rows"] else "") + ")")
+    print(f"search    {len(first.trials_)} candidates · {first.n_folds_}-fold inner CV on the "
+          f"training rows · {first.metric_} · budget {args.budget:g} s"
+          + (f" shared by {len(searches)} searches" if len(searches) > 1 else ""))
+    rows = [[t.candidate.name,
+             "-" if not t.scores else f"{score(args.task, t.mean)} ± "
+             f"{score(args.task, t.std)}", str(len(t.scores)), f"{t.seconds:.1f}", t.status]
+            for t in first.trials_]
+    print(table(["candidate", f"inner {first.metric_}", "folds", "s", "status"], rows))
+    for i, s in enumerate(searches):
+        print(f"winner    {s.best_name_} (inner {score(args.task, s.best_score_)}; search "
+              f"{s.search_seconds_:.0f} s, refit {s.refit_seconds_:.0f} s)"
+              + (f" [sample {i + 1}]" if len(searches) > 1 else ""))
+    metric_rows = []
+    for m in _metric_names(args.task):
+        std = result.metrics.get(f"{m}_std", 0.0)
+        spread = f"± {score(args.task, std)}" if len(result.runs) > 1 else ""
+        metric_rows.append([m, score(args.task, result.metrics[m]), spread])
+    print(table(["winner's eval metric", "value", ""], metric_rows))
+    for note in result.notes:
+        print(f"note      {note}")
     print(f"saved     {saved.path}")
     return 0
 
@@ -266,6 +345,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from featstore.services.head_runs import compare_heads, comparison_grid, save_best
 
     check_data_flags(args)
+    if not args.save_best and (args.budget, args.folds) != (FLAGS["--budget"].default,
+                                                             FLAGS["--folds"].default):
+        raise HeadError("--budget and --folds set how --save-best chooses; add --save-best")
     store, plan = _plan(args)
     plot = chart_path(args.plot, args.charts, f"compare-{plan.train_name}.png", args.overwrite)
     if args.save_best:
@@ -290,7 +372,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     saved = None
     if args.save_best:
         saved = str(save_best(store, plan, ranked, args.save_best, args.task, args.seed,
-                              overwrite=args.overwrite).path)
+                              args.budget, args.folds, overwrite=args.overwrite).path)
     if args.json:
         print(json.dumps({
             "dataset": plan.train_name, "protocol": plan.protocol, "overlap": plan.overlap,

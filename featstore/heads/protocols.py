@@ -144,7 +144,7 @@ def _check_labels(p: EvaluationPlan, task: str) -> None:
         labels.encode(p.eval[col], f"{p.eval_name}")
 
 
-def _trials(p: EvaluationPlan, task: str, shots: int | None, repeats: int, seed: int
+def trials(p: EvaluationPlan, task: str, shots: int | None, repeats: int, seed: int
             ) -> list[tuple[np.ndarray, pd.DataFrame]]:
     """(train row indices, eval rows) pairs."""
     n = len(p.train)
@@ -186,7 +186,7 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
     if p.eval is not None:
         probe.check_inputs(store, p.eval[KEY_COLUMN].tolist(), f"{p.eval_name}")
     runs, seconds, keep, predicted = [], 0.0, None, []
-    for i, (tr_idx, ev) in enumerate(_trials(p, task, shots, repeats, seed)):
+    for i, (tr_idx, ev) in enumerate(trials(p, task, shots, repeats, seed)):
         head = make_head(task, **params)
         rows = p.train.iloc[tr_idx].reset_index(drop=True)
         use_valid = p.valid if not shots else None

@@ -17,6 +17,7 @@ from featstore.heads.layer_probe import probe_layers
 from featstore.heads.metrics import primary_metric
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, plan_evaluation, run_protocol
 from featstore.heads.report import ClassReport, class_report
+from featstore.heads.search import DEFAULT_BUDGET, DEFAULT_FOLDS, HeadSearch, search_protocol
 from featstore.services.datasets import dataset_for
 from featstore.services.featurizing import Say
 from featstore.store import KEY_COLUMN, Store, check_name, default_store_path, open_store
@@ -41,6 +42,7 @@ class SavedHead:
     name: str
     path: Path
     result: ProtocolResult
+    searches: list[HeadSearch] | None = None
 
 
 def fit_and_save(store: Store, plan: EvaluationPlan, params: dict[str, Any],
@@ -65,6 +67,33 @@ def default_head_name(plan: EvaluationPlan, params: dict[str, Any],
     """DATASET-POOL-HEAD, naming the head these parameters resolve to."""
     head = make_head(task, **params)
     return check_name(f"{plan.train_name}-{head.pool}-{head.head_kind}", "head")
+
+
+def search_and_save(store: Store, plan: EvaluationPlan, task: str = "classification",
+                    shots: int | None = None, repeats: int = 1, seed: int = 0,
+                    name: str | None = None, budget: float = DEFAULT_BUDGET,
+                    folds: int = DEFAULT_FOLDS, encoder: str | None = None,
+                    fuse: tuple[str, ...] | None = None,
+                    candidates: list[dict[str, Any]] | None = None,
+                    progress: Any = None, overwrite: bool = False) -> SavedHead:
+    """`fit-head --auto`: search poolings x heads by inner CV inside every training sample of
+    the plan, report the winners' evaluation scores, save the kept winner (default name
+    DATASET-auto) with its search record in head.json; an existing head of that name is
+    refused before the search, unless `overwrite`."""
+    name = name or f"{plan.train_name}-auto"
+    refuse_existing_head(store, name, overwrite)
+    run = search_protocol(store, plan, task=task, shots=shots, repeats=repeats, seed=seed,
+                          budget=budget, folds=folds, candidates=candidates, encoder=encoder,
+                          fuse=fuse, progress=progress)
+    result = run.result
+    evaluation = {**result.summary(), "shots": shots, "repeats": repeats if shots else None}
+    extra = {"evaluation": evaluation}
+    if len(run.searches) > 1:
+        extra["other_searches"] = [{"winner": s.best_name_, "inner_score": s.best_score_}
+                                   for s in run.searches[1:]]
+    path = run.searches[0].save(store, name, metrics=result.metrics, extra=extra,
+                                overwrite=overwrite)
+    return SavedHead(name, path, result, run.searches)
 
 
 def default_fusion(store: Store, fuse: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -95,13 +124,26 @@ def compare_heads(store: Store, plan: EvaluationPlan, entries: list[GridEntry],
 
 
 def save_best(store: Store, plan: EvaluationPlan, ranked: list[GridEntry], name: str,
-              task: str = "classification", seed: int = 0, overwrite: bool = False
-              ) -> SavedHead:
-    """Refit the leaderboard's first entry on all training rows and save it as `name`."""
-    check_name(name, "head")
-    best = next(e for e in ranked if e.result)
-    return fit_and_save(store, plan, best.params, task=task, seed=seed, name=name,
-                        overwrite=overwrite)
+              task: str = "classification", seed: int = 0, budget: float = DEFAULT_BUDGET,
+              folds: int = DEFAULT_FOLDS, overwrite: bool = False) -> SavedHead:
+    """Choose among the grid's configurations by inner CV on the training rows (never by the
+    leaderboard's evaluation scores), refit the winner on all training rows, save it as `name`
+    with its search record."""
+    refuse_existing_head(store, name, overwrite)
+    done = [e for e in ranked if e.result]
+    search = HeadSearch(task=task, budget=budget, folds=folds,
+                        candidates=[e.params for e in done], label_col=plan.label_col, seed=seed)
+    search.fit(store, plan.train, valid=plan.valid)
+    chosen = done[search.best_index_]
+    metrics = (search.best_estimator_.evaluate(store, plan.eval) if plan.eval is not None
+               else chosen.result.metrics)
+    evaluation = {**chosen.result.summary(), "metrics_from": "the winner refitted on all "
+                  "training rows" if plan.eval is not None else "the leaderboard's CV run"}
+    path = search.save(store, name, metrics=metrics, extra={"evaluation": evaluation},
+                       overwrite=overwrite)
+    result = ProtocolResult(metrics, [metrics], search.best_estimator_, plan,
+                            search.refit_seconds_, [])
+    return SavedHead(name, path, result, [search])
 
 
 def probe_all_layers(store: Store, plan: EvaluationPlan, encoder: str | None, c: float,

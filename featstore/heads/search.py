@@ -1,0 +1,441 @@
+"""`HeadSearch`: the best pooling x head for a task, chosen by inner cross-validation on the
+training rows alone, within a time budget; what `fit-head --auto` and `compare --save-best` run.
+
+Every candidate trains from stored rows in seconds, so an honest search is cheap: candidates
+(poolings x heads x a few hyperparameters, plus fusion sources the store holds) are scored on
+stratified inner folds of the training rows, never on evaluation rows. The budget is spent by
+successive halving: every candidate, cheapest first, is scored on the first fold; the better
+half goes on to the next fold, and so on, so a hopeless candidate costs one fold and the last
+fold is spent on the few that can win. The winner (best mean over the most folds any candidate
+completed) is refitted on all training rows and saved with the whole search record.
+
+With a budget that cuts the search short, which candidates were scored depends on the
+machine's speed; with a budget that lets it finish, the same seed gives the same choice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from featstore.heads.errors import HeadError
+from featstore.heads.estimator import HeadEstimator, make_head
+from featstore.heads.gather import encoder_layers
+from featstore.heads.labels import LabelMap, label_column
+from featstore.heads.metrics import primary_metric, summarize
+from featstore.heads.protocols import EvaluationPlan, ProtocolResult, trials
+from featstore.heads.rows import Data, keys_and_labels, store_from
+from featstore.heads.splits import kfold, stratified_folds
+from featstore.store import KEY_COLUMN, Store
+
+DEFAULT_BUDGET = 600.0
+DEFAULT_FOLDS = 3
+SMALL_PER_CLASS = 30  # fewer training rows per class than this: the few-shot candidate set
+REFIT_FACTOR = 1.5  # a refit on all rows costs about this many inner-fold fits
+
+# the MLP recipe that tops Banking77 with the default encoder: mean and max into a 512-wide MLP,
+# every training row, a fixed 20 epochs, five seeds averaged
+STRONG = {"pool": "mean-max", "head": "mlp", "hidden": 512, "valid_fraction": 0.0,
+          "ensemble": 5, "epochs": 20, "batch_size": 512, "lr": 2e-3}
+# with ten examples per label: small batches, more epochs, heavy dropout against memorising
+FEW = {**STRONG, "batch_size": 64, "epochs": 60, "lr": 1e-3, "dropout": 0.8}
+
+
+@dataclass
+class Candidate:
+    """One configuration to score: its name, estimator parameters and a cost rank (cheap
+    candidates are scored first, and win ties)."""
+
+    name: str
+    params: dict[str, Any]
+    cost: float = 1.0
+    refit: dict[str, Any] = field(default_factory=dict)  # overrides for the final fit only
+
+
+@dataclass
+class Trial:
+    """A candidate's inner-CV record."""
+
+    candidate: Candidate
+    scores: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    status: str = "not run"  # scored on all folds | dropped after fold k | out of budget | skipped
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores)) if self.scores else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores)) if self.scores else float("nan")
+
+    def fold_seconds(self) -> float:
+        return self.seconds / len(self.scores) if self.scores else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.candidate.name, "params": self.candidate.params,
+                "scores": [round(s, 6) for s in self.scores],
+                "mean": None if not self.scores else round(self.mean, 6),
+                "std": None if not self.scores else round(self.std, 6),
+                "folds": len(self.scores), "seconds": round(self.seconds, 3),
+                "status": self.status}
+
+
+def describe(params: dict[str, Any]) -> str:
+    """A short readable name for a configuration."""
+    name = params.get("pool", "mean")
+    if params.get("of"):
+        name += f"({params['of']})"
+    if params.get("layers"):
+        name += f"[L{','.join(str(x) for x in params['layers'])}]"
+    if params.get("pool") == "weighted" and params.get("head") == "logreg":
+        name = name.replace("weighted", "avg-layers", 1)
+    name += f" + {params.get('head') or 'default'}"
+    if params.get("C") is not None:
+        name += f" C={params['C']:g}"
+    if params.get("head") in ("mlp", "linear"):
+        if params.get("hidden", 512) != 512 and params.get("head") == "mlp":
+            name += f"{params['hidden']}"
+        if "dropout" in params:
+            name += f" drop {params['dropout']:g}"
+        if params.get("ensemble", 1) > 1:
+            name += f" x{params['ensemble']}"
+        if params.get("valid_fraction", 0.1) == 0:
+            name += f" {params.get('epochs', 40)}ep"
+    if params.get("fuse"):
+        name += f" + {'/'.join(params['fuse'])} [{params.get('fuse_mode', 'concat')}]"
+    return name
+
+
+def _cand(params: dict[str, Any], cost: float) -> Candidate:
+    return Candidate(describe(params), params, cost)
+
+
+def _seeded(params: dict[str, Any], cost: float, seeds: int) -> Candidate:
+    """A torch-head candidate scored with one seed and refitted as an average of `seeds`:
+    averaging seeds helps every configuration alike, so it need not be paid for while
+    choosing."""
+    one = {**params, "ensemble": 1}
+    name = describe(one) + (f" (refit x{seeds} seeds)" if seeds > 1 else "")
+    return Candidate(name, one, cost, {"ensemble": seeds} if seeds > 1 else {})
+
+
+def default_candidates(store: Store, task: str = "classification", rows_per_class: float = 1e9,
+                       encoder: str | None = None, fuse: Sequence[str] | None = None,
+                       seeds: int = 5) -> list[Candidate]:
+    """What `--auto` searches on this store: fixed poolings (top layer, averaged layer ranges,
+    concatenated layers) under logreg at two strengths; MLP heads (the strong Banking77 recipe
+    on mean-max, on the top two layers averaged, a learned layer mix); lstm, attention where
+    token states exist, and the store's other sources fused. Few rows per class switch the MLPs
+    to the few-shot recipe."""
+    enc = store.resolve_encoder(encoder, kind="encoder")
+    layers = encoder_layers(store, enc)
+    top = layers[-1]
+    stored = set(store.encoder_entry(enc).feature_shapes)
+    sources = list(fuse) if fuse is not None else [
+        e.fingerprint.get("model", k) if e.fingerprint.get("kind") == "encoder" else
+        str(e.fingerprint.get("kind")) for k, e in store.manifest.encoders.items() if k != enc]
+    small = rows_per_class < SMALL_PER_CLASS
+    mlp = FEW if small else STRONG
+    out: list[Candidate] = []
+    if task == "classification":
+        logregs = [("mean", {}, 0.1), ("cls", {}, 1.0), ("mean-max", {}, 0.1),
+                   ("mean-max", {}, 1.0), ("concat", {"of": "mean"}, 0.1),
+                   ("concat", {"of": "mean"}, 1.0), ("weighted", {"of": "mean"}, 0.1),
+                   ("weighted", {"of": "mean-max"}, 0.1)]
+        if small:
+            logregs += [("mean-max", {}, 10.0), ("mean", {}, 1.0)]
+        for i, (pool, extra, c) in enumerate(logregs):
+            out.append(_cand({"pool": pool, **extra, "head": "logreg", "C": c}, 1.0 + i / 100))
+    out.append(_seeded(mlp, 5.0, seeds))
+    if len(layers) > 1:
+        out.append(_seeded({**mlp, "layers": [top - 1, top]}, 5.5, seeds))
+        out.append(_seeded({**mlp, "pool": "weighted", "of": "mean-max"}, 5.2, seeds))
+    if small:
+        out.append(_seeded({**mlp, "dropout": 0.5}, 5.1, seeds))
+    if len(layers) > 2:
+        out.append(_cand({"pool": "lstm", "head": "mlp"}, 8.0))
+    if "tokens" in stored:
+        out.append(_cand({"pool": "attention", "head": "mlp"}, 9.0))
+    if sources:
+        if task == "classification":
+            out.append(_cand({"pool": "mean-max", "head": "logreg", "C": 0.1,
+                              "fuse": sources}, 1.8))
+        out.append(_seeded({**mlp, "fuse": sources}, 6.0, seeds))
+    if encoder is not None:
+        for c in out:
+            c.params["encoder"] = encoder
+    return out
+
+
+def inner_folds(y: np.ndarray | None, n: int, k: int, seed: int
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified inner folds (plain folds for regression targets); fewer than `k` when the
+    smallest class is smaller, and a one-line error when it cannot give two."""
+    if y is None:
+        if n < 4:
+            raise HeadError(f"--auto needs at least 4 training rows for inner CV, got {n}")
+        return kfold(n, min(k, n // 2), seed)
+    smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
+    folds = min(k, smallest)
+    if folds < 2:
+        raise HeadError("--auto scores candidates by inner CV on the training rows; it needs "
+                        f"at least 2 examples of every class, the smallest has {smallest}")
+    return stratified_folds(y, folds, seed)
+
+
+class HeadSearch(BaseEstimator):
+    """Search poolings x heads by inner CV on the training rows, refit the winner on all of them.
+
+    `candidates`: parameter dicts to search, each as given (default: `default_candidates` for
+    the store, whose torch heads are scored with one seed and refitted averaging `seeds`);
+    `budget`: seconds for the search and the refit (estimated; at least one candidate is scored
+    on one fold); `folds`: inner folds. After `fit`: `best_params_`, `best_estimator_` (a
+    fitted `HeadClassifier` or `HeadRegressor`), `cv_results_` (one dict per candidate),
+    `search_seconds_`, `refit_seconds_`; `predict`, `predict_proba`, `score` and `save` use the
+    winner. The evaluation rows are never seen: `fit` is given training rows only.
+    """
+
+    def __init__(self, store: str | Path | Store | None = None, *, task: str = "classification",
+                 budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
+                 candidates: Sequence[dict[str, Any]] | None = None, encoder: str | None = None,
+                 fuse: Sequence[str] | None = None, label_col: str | None = None,
+                 seeds: int = 5, seed: int = 0) -> None:
+        self.store = store
+        self.task = task
+        self.budget = budget
+        self.folds = folds
+        self.candidates = candidates
+        self.encoder = encoder
+        self.fuse = fuse
+        self.label_col = label_col
+        self.seeds = seeds
+        self.seed = seed
+
+    def _check(self) -> None:
+        if not (isinstance(self.budget, int | float) and math.isfinite(self.budget)
+                and self.budget > 0):
+            raise HeadError(f"--budget must be a positive number of seconds, got {self.budget}")
+        if int(self.folds) != self.folds or self.folds < 2:
+            raise HeadError(f"--folds needs at least 2 inner folds, got {self.folds}")
+        if int(self.seeds) != self.seeds or self.seeds < 1:
+            raise HeadError(f"seeds must be at least 1, got {self.seeds}")
+
+    def _rows(self, store: Store, data: Data, y: Any) -> tuple[pd.DataFrame, str]:
+        """Training rows as (key, label) with the label column's name."""
+        keys, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
+        col = "label"
+        if y is None:
+            df = store.dataset(data) if isinstance(data, str) else data
+            col = label_column(df, self.label_col, where)
+        return pd.DataFrame({KEY_COLUMN: keys, col: list(labels)}), col
+
+    def fit(self, X: Any, y: Any = None, *args: Any, valid: Data | None = None,
+            progress: Any = None) -> HeadSearch:
+        """Search on `X` (training rows only), refit the winner on all of them; `valid`
+        rows, if given, only drive the refit's early stopping, as in a plain fit."""
+        self._check()
+        if isinstance(X, Store):
+            store, data = X, y
+            y = args[0] if args else None
+        else:
+            store, data = store_from(self.store), X
+        start = time.perf_counter()
+        rows, col = self._rows(store, data, y)
+        codes = None
+        if self.task == "classification":
+            codes = LabelMap.fit(rows[col]).encode(rows[col], "the training rows")
+        folds = inner_folds(codes, len(rows), int(self.folds), self.seed)
+        per_class = len(rows) / (len(np.unique(codes)) if codes is not None else 1)
+        cands = ([_cand(dict(p), float(i)) for i, p in enumerate(self.candidates)]
+                 if self.candidates is not None else
+                 default_candidates(store, self.task, per_class, self.encoder, self.fuse,
+                                    int(self.seeds)))
+        if not cands:
+            raise HeadError("no candidate configurations to search")
+        order = sorted(range(len(cands)), key=lambda i: (cands[i].cost, i))
+        found = [Trial(cands[i]) for i in order]
+        metric = primary_metric(self.task)
+        alive = list(found)
+        for k, (tr, te) in enumerate(folds):
+            for t in alive:
+                spent = time.perf_counter() - start
+                if any(x.scores for x in found) and spent + _estimate(t, found) \
+                        + _refit_estimate(_leader(found)) > self.budget:
+                    t.status = "out of budget" if k == 0 else f"out of budget after fold {k}"
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    head = make_head(self.task, **self._fixed(t.candidate.params, col))
+                    head.fit(store, rows.iloc[tr].reset_index(drop=True))
+                    s = head.evaluate(store, rows.iloc[te].reset_index(drop=True))[metric]
+                except HeadError as exc:
+                    t.status = f"skipped: {exc}"
+                    continue
+                t.seconds += time.perf_counter() - t0
+                t.scores.append(float(s) if np.isfinite(s) else -np.inf)
+                t.status = f"scored on {len(t.scores)} fold(s)"
+                if progress is not None:
+                    progress.update(1)
+            scored = [t for t in alive if len(t.scores) == k + 1]
+            if not scored:
+                break
+            keep = len(scored) if k == len(folds) - 1 else max(2, math.ceil(len(scored) / 2))
+            ranked = sorted(scored, key=_rank)
+            for t in ranked[keep:]:
+                t.status = f"dropped after fold {k + 1}"
+            alive = ranked[:keep]
+        best = _leader(found)
+        if best is None:
+            raise HeadError("no candidate could be scored on this store: "
+                            + "; ".join(t.status for t in found[:3]))
+        for t in found:
+            if t.status.startswith("scored on") and len(t.scores) == len(folds):
+                t.status = "all folds"
+        best.status = "winner"
+        self.search_seconds_ = round(time.perf_counter() - start, 3)
+        self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit}, col)
+        t0 = time.perf_counter()
+        self.best_estimator_: HeadEstimator = make_head(self.task, **self.best_params_)
+        if self.store is not None:
+            self.best_estimator_.set_params(store=self.store)
+        self.best_estimator_.fit(store, rows, valid=valid)
+        self.refit_seconds_ = round(time.perf_counter() - t0, 3)
+        self.best_name_ = best.candidate.name
+        self.best_index_ = next(i for i, c in enumerate(cands) if c is best.candidate)
+        self.best_score_ = best.mean
+        self.n_folds_ = len(folds)
+        self.metric_ = metric
+        self.trials_ = found
+        self.cv_results_ = [t.to_json() for t in found]
+        return self
+
+    def _fixed(self, params: dict[str, Any], col: str) -> dict[str, Any]:
+        return {**params, "label_col": col, "seed": self.seed,
+                **({"encoder": self.encoder} if self.encoder is not None else {})}
+
+    # -- the winner ---------------------------------------------------------------------------
+    def check_fitted(self) -> None:
+        if not hasattr(self, "best_estimator_"):
+            from featstore.heads.estimator import HeadNotFittedError
+            raise HeadNotFittedError("this search is not fitted yet; call fit first")
+
+    def record(self) -> dict[str, Any]:
+        """The search as JSON: what was tried, how it scored on inner folds, what won."""
+        self.check_fitted()
+        return {"method": "successive halving over stratified inner folds of the training rows",
+                "metric": self.metric_, "folds": self.n_folds_, "budget_seconds": self.budget,
+                "seed": self.seed, "seconds": self.search_seconds_,
+                "refit_seconds": self.refit_seconds_, "winner": self.best_name_,
+                "winner_inner_score": round(self.best_score_, 6),
+                "candidates": self.cv_results_}
+
+    def predict(self, *args: Any) -> np.ndarray:
+        self.check_fitted()
+        return self.best_estimator_.predict(*args)
+
+    def predict_proba(self, *args: Any) -> np.ndarray:
+        self.check_fitted()
+        return self.best_estimator_.raw_output(*args)
+
+    def score(self, *args: Any) -> float:
+        self.check_fitted()
+        return self.best_estimator_.score(*args)
+
+    def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
+             extra: dict | None = None, overwrite: bool = False) -> Path:
+        """The winner, saved as any head (it loads with `load_head`), with the search record
+        under `search` in head.json; an existing head of that name only with `overwrite`."""
+        self.check_fitted()
+        return self.best_estimator_.save(store, name, metrics, {"search": self.record(),
+                                                                **(extra or {})},
+                                         overwrite=overwrite)
+
+
+def _estimate(t: Trial, found: list[Trial]) -> float:
+    """Seconds one more fold of `t` should take: its own last folds, else the slowest fold of
+    a scored candidate with the same head."""
+    if t.scores:
+        return t.fold_seconds()
+    kind = t.candidate.params.get("head")
+    return max((x.fold_seconds() for x in found
+                if x.scores and x.candidate.params.get("head") == kind), default=0.0)
+
+
+def _refit_estimate(leader: Trial | None) -> float:
+    """Seconds the leader's refit on all rows should take (more rows, more seeds)."""
+    if leader is None:
+        return 0.0
+    seeds = leader.candidate.refit.get("ensemble", 1) / leader.candidate.params.get("ensemble", 1)
+    return REFIT_FACTOR * leader.fold_seconds() * seeds
+
+
+def _rank(t: Trial) -> tuple[float, float]:
+    return (-t.mean, t.candidate.cost)
+
+
+def _leader(found: list[Trial]) -> Trial | None:
+    """The best mean among the candidates scored on the most folds."""
+    most = max((len(t.scores) for t in found), default=0)
+    if most == 0:
+        return None
+    return min((t for t in found if len(t.scores) == most), key=_rank)
+
+
+@dataclass
+class SearchRun:
+    """A protocol run of the search: the result to report and each trial's search."""
+
+    result: ProtocolResult
+    searches: list[HeadSearch]
+
+
+def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification",
+                    shots: int | None = None, repeats: int = 1, seed: int = 0,
+                    budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
+                    candidates: Sequence[dict[str, Any]] | None = None,
+                    encoder: str | None = None, fuse: Sequence[str] | None = None,
+                    progress: Any = None) -> SearchRun:
+    """The plan's protocol with a search inside every training sample: the split's train rows,
+    each few-shot sample, each outer CV fold (plus, for CV, one search on all rows for the head
+    kept). The budget is shared equally; evaluation rows only score each trial's winner."""
+    if shots is not None and shots < 1:
+        raise HeadError(f"--shots must be at least 1, got {shots}")
+    if repeats < 1:
+        raise HeadError(f"--repeats must be at least 1, got {repeats}")
+    pairs = trials(p, task, shots, repeats, seed)
+    final = bool(p.cv and not shots)
+    share = budget / (len(pairs) + int(final))
+    runs, searches, seconds = [], [], 0.0
+
+    def search(rows: pd.DataFrame, valid: pd.DataFrame | None) -> HeadSearch:
+        s = HeadSearch(task=task, budget=share, folds=folds, candidates=candidates,
+                       encoder=encoder, fuse=fuse, label_col=p.label_col, seed=seed)
+        return s.fit(store, rows, valid=valid, progress=progress)
+
+    for tr_idx, ev in pairs:
+        t0 = time.perf_counter()
+        s = search(p.train.iloc[tr_idx].reset_index(drop=True), None if shots else p.valid)
+        seconds += time.perf_counter() - t0
+        runs.append(s.best_estimator_.evaluate(store, ev))
+        searches.append(s)
+    keep = searches[0]
+    notes = [f"chosen by {searches[0].n_folds_}-fold inner CV on the training rows; the "
+             "evaluation rows scored only the winner"]
+    if final:
+        keep = search(p.train, None)
+        searches.insert(0, keep)
+        notes.append(f"metrics are the mean over {p.cv} outer folds, each with its own search; "
+                     "the saved head comes from a search on all training rows")
+    if p.overlap:
+        notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
+    result = ProtocolResult(summarize(runs), runs, keep.best_estimator_, p, seconds, notes)
+    return SearchRun(result, searches)

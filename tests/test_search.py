@@ -1,0 +1,171 @@
+"""`fit-head --auto` / `HeadSearch`: the choice is made by inner CV on training rows only, is
+deterministic with a seed, keeps to its budget, and the winner is refitted and saved with its
+search record; few-shot runs search inside each sample."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_guarantees_support import run_cli
+from test_heads_support import toy_store
+
+from featstore.heads import load_head
+from featstore.heads.errors import HeadError
+from featstore.heads.protocols import plan_evaluation
+from featstore.heads.search import HeadSearch, default_candidates, search_protocol
+from featstore.services.head_runs import search_and_save
+from featstore.store import open_store
+
+# a small, fast grid whose members really differ on the weak-signal toy store
+GRID = [{"pool": "mean", "head": "logreg", "C": 0.01},
+        {"pool": "mean", "head": "logreg", "C": 1.0},
+        {"pool": "weighted", "of": "mean", "head": "logreg", "C": 1.0},
+        {"pool": "cls", "head": "logreg", "C": 0.1},
+        {"pool": "mean-max", "head": "mlp", "epochs": 5, "hidden": 16}]
+
+
+def _store(root, corrupt_eval: bool = False, n: int = 240):
+    """Weak planted signal (candidates score differently); `corrupt_eval` shuffles the
+    labels of the test rows only."""
+    y = np.arange(n) % 3
+    labels = [f"c{v}" for v in y]
+    if corrupt_eval:
+        test = [i for i in range(n) if i % 4 == 0]
+        perm = np.random.default_rng(7).permutation(test)
+        labels = list(labels)
+        for i, j in zip(test, perm, strict=True):
+            labels[i] = f"c{(y[j] + 1) % 3}"
+    toy_store(root, n=n, strength=0.7, labels=labels)
+    return open_store(root)
+
+
+def _record(s: HeadSearch) -> list[tuple]:
+    return [(r["name"], tuple(r["scores"]), r["status"]) for r in s.cv_results_]
+
+
+def test_search_never_reads_evaluation_labels(tmp_path):
+    runs = []
+    for corrupt in (False, True):
+        store = _store(tmp_path / str(corrupt), corrupt_eval=corrupt)
+        plan = plan_evaluation(store, "toy")
+        runs.append(search_protocol(store, plan, budget=300, folds=3, candidates=GRID))
+    clean, corrupted = runs
+    assert _record(clean.searches[0]) == _record(corrupted.searches[0])
+    assert clean.searches[0].best_params_ == corrupted.searches[0].best_params_
+    scores = [r["mean"] for r in clean.searches[0].cv_results_ if r["mean"] is not None]
+    assert len(set(scores)) > 1  # the candidates really differ; the choice is not a tie-break
+    # the corrupted eval labels did reach the evaluation: only the winner's eval score moved
+    assert clean.result.metrics["accuracy"] > corrupted.result.metrics["accuracy"] + 0.2
+
+
+def test_search_is_deterministic_with_its_seed(tmp_path):
+    store = _store(tmp_path / "s")
+    df = store.dataset("toy")
+    train = df[df.split == "train"]
+    a = HeadSearch(store, budget=300, candidates=GRID, seed=3).fit(train)
+    b = HeadSearch(store, budget=300, candidates=GRID, seed=3).fit(train)
+    assert _record(a) == _record(b)
+    assert a.best_params_ == b.best_params_
+    np.testing.assert_allclose(a.predict_proba(df), b.predict_proba(df))
+    # successive halving: every candidate gets the first fold, fewer get the last
+    folds = [r["folds"] for r in a.cv_results_]
+    assert min(folds) == 1 and max(folds) == 3 and folds.count(3) < len(GRID)
+    win = next(r for r in a.cv_results_ if r["status"] == "winner")
+    full = [r for r in a.cv_results_ if r["folds"] == 3]
+    assert win["mean"] == max(r["mean"] for r in full)
+
+
+def test_budget_is_kept(tmp_path):
+    store = _store(tmp_path / "s")
+    df = store.dataset("toy")
+    train = df[df.split == "train"]
+    tiny = HeadSearch(store, budget=1e-3, candidates=GRID).fit(train)
+    scored = [r for r in tiny.cv_results_ if r["folds"]]
+    assert len(scored) == 1 and scored[0]["folds"] == 1  # one fold of the cheapest, no more
+    assert sum(r["status"] == "out of budget" for r in tiny.cv_results_) == len(GRID) - 1
+    budget = 2.0
+    mid = HeadSearch(store, budget=budget, candidates=GRID * 4).fit(train)
+    longest = max(r["seconds"] / max(1, r["folds"]) for r in mid.cv_results_)
+    assert mid.search_seconds_ <= budget + longest + 0.5
+    assert any(r["status"].startswith("out of budget") for r in mid.cv_results_)
+
+
+def test_winner_is_refitted_and_saved_with_its_search(tmp_path, capsys):
+    _store(tmp_path / "s")
+    code, out, err = run_cli(capsys, "fit-head", "--store", tmp_path / "s", "--auto",
+                             "--budget", "120", "--folds", "2", "--out", "auto", "--json",
+                             "--no-progress")
+    assert code == 0, err
+    res = json.loads(out)
+    doc = json.loads((tmp_path / "s" / "heads" / "auto" / "head.json").read_text())
+    search = doc["search"]
+    assert search["folds"] == 2 and search["winner"] == res["searches"][0]["winner"]
+    names = {r["name"] for r in search["candidates"]}
+    assert len(names) == len(default_candidates(open_store(tmp_path / "s"), rows_per_class=60))
+    assert doc["fit"]["rows"] == 180  # refitted on every training row, not a fold
+    head = load_head(tmp_path / "s", "auto")
+    store = open_store(tmp_path / "s")
+    test = store.dataset("toy").query("split == 'test'")
+    assert head.score(store, test) == pytest.approx(res["metrics"]["accuracy"])
+    code, text, _ = run_cli(capsys, "fit-head", "--store", tmp_path / "s", "--auto",
+                            "--budget", "5", "--out", "auto2", "--no-progress")
+    assert code == 0 and "inner accuracy" in text and "winner" in text
+
+
+def test_few_shot_searches_inside_each_sample(tmp_path):
+    store = _store(tmp_path / "s")
+    plan = plan_evaluation(store, "toy")
+    saved = search_and_save(store, plan, shots=4, repeats=2, seed=1, budget=200,
+                            candidates=GRID[:3], name="few")
+    assert len(saved.searches) == 2 and len(saved.result.runs) == 2
+    for s in saved.searches:
+        assert s.best_estimator_.fit_info_["rows"] == 12  # 4 shots x 3 classes
+        assert s.n_folds_ == 3
+    samples = [s.best_estimator_.predict_proba(store, plan.eval) for s in saved.searches]
+    assert not np.allclose(samples[0], samples[1])  # different samples, different heads
+    doc = json.loads((tmp_path / "s" / "heads" / "few" / "head.json").read_text())
+    assert doc["evaluation"]["shots"] == 4 and len(doc["other_searches"]) == 1
+
+
+def test_compare_save_best_chooses_without_the_eval_set(tmp_path, capsys):
+    winners = []
+    for corrupt in (False, True):
+        root = tmp_path / str(corrupt)
+        _store(root, corrupt_eval=corrupt)
+        code, _, err = run_cli(capsys, "compare", "--store", root, "--pools", "mean", "cls",
+                               "mean-max", "--heads", "logreg", "--plot", tmp_path / "c.png",
+                               "--no-progress", "--save-best", "best", "--folds", "2")
+        assert code == 0, err
+        doc = json.loads((root / "heads" / "best" / "head.json").read_text())
+        winners.append((doc["search"]["winner"], doc["search"]["winner_inner_score"]))
+    assert winners[0] == winners[1]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--budget", "30"], "add --auto"),
+    (["--folds", "4"], "add --auto"),
+    (["--auto", "--head", "mlp"], "drop --head"),
+    (["--auto", "--pool", "cls"], "drop --pool"),
+    (["--auto", "--budget", "-5"], "must be positive"),
+    (["--auto", "--folds", "1"], "must be at least 2"),
+])
+def test_bad_auto_flags_are_one_line_errors(tmp_path, capsys, argv, msg):
+    _store(tmp_path / "s", n=60)
+    code, out, err = run_cli(capsys, "fit-head", "--store", tmp_path / "s", *argv)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and msg in err
+    assert not (tmp_path / "s" / "heads").exists()
+
+
+def test_library_refuses_bad_search_settings(tmp_path):
+    store = _store(tmp_path / "s", n=60)
+    df = store.dataset("toy")
+    for kwargs, msg in (({"budget": 0}, "--budget"), ({"folds": 1}, "--folds"),
+                        ({"budget": float("nan")}, "--budget")):
+        with pytest.raises(HeadError, match=msg):
+            HeadSearch(store, candidates=GRID, **kwargs).fit(df)
+    one = df.iloc[:4].assign(label=["c0", "c0", "c1", "c2"])
+    with pytest.raises(HeadError, match="at least 2 examples of every class"):
+        HeadSearch(store, candidates=GRID).fit(one)
