@@ -85,7 +85,9 @@ def test_budget_is_kept(tmp_path):
     scored = [r for r in tiny.cv_results_ if r["folds"]]
     assert len(scored) == 1 and scored[0]["folds"] == 1  # one fold of the cheapest, no more
     assert sum(r["status"] == "out of budget" for r in tiny.cv_results_) == len(GRID) - 1
-    budget = 2.0
+    # a budget of a few of the cheapest folds, against 20 candidates: it must run out, however
+    # fast or loaded the machine is
+    budget = 3 * max(scored[0]["seconds"], 0.01)
     mid = HeadSearch(store, budget=budget, candidates=GRID * 4).fit(train)
     longest = max(r["seconds"] / max(1, r["folds"]) for r in mid.cv_results_)
     assert mid.search_seconds_ <= budget + longest + 0.5
@@ -136,7 +138,7 @@ def test_compare_save_best_chooses_without_the_eval_set(tmp_path, capsys):
         _store(root, corrupt_eval=corrupt)
         code, _, err = run_cli(capsys, "compare", "--store", root, "--pools", "mean", "cls",
                                "mean-max", "--heads", "logreg", "--plot", tmp_path / "c.png",
-                               "--no-progress", "--save-best", "best", "--folds", "2")
+                               "--overwrite", "--no-progress", "--save-best", "best", "--folds", "2")
         assert code == 0, err
         doc = json.loads((root / "heads" / "best" / "head.json").read_text())
         winners.append((doc["search"]["winner"], doc["search"]["winner_inner_score"]))
