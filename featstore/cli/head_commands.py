@@ -24,13 +24,15 @@ DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--task", "
 HEAD_FLAGS = ("--pool", "--layers", "--layer-start", "--of", "--fuse", "--fuse-mode",
               "--normalize", "--head", "--hidden", "--dropout", "--epochs", "--lr",
               "--batch-size", "--label-smoothing", "--valid-fraction", "--C", "--ensemble")
+SEQUENCE_FLAGS = ("--group-by", "--order-by", "--time-col", "--labels")
 
 
 def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-head", help="train a pooling/fusion head on stored features",
                        description="Train a head from the store (no encoder pass), report "
                                    "metrics, save it under STORE/heads/NAME.")
-    add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out")
+    add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out", *SEQUENCE_FLAGS,
+              "--seq-head")
     p.set_defaults(func=cmd_fit_head)
 
     p = sub.add_parser("predict", help="predict with a saved head",
@@ -46,11 +48,14 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                        description="Fit every pooling x head (x fusion) on one dataset; print a "
                                    "leaderboard (score, train seconds) and draw a bar chart.")
     add_flags(p, *DATA_FLAGS, "--pools", "--heads", "--fuse", "--compare-epochs", "--plot",
-              "--save-best",
+              "--save-best", *SEQUENCE_FLAGS, "--seq-heads", "--pool", "--layers",
               pools={"help": f"poolings to try (default: {' '.join(COMPARE_POOLS)})"},
               heads={"help": f"heads to try (default: {' '.join(COMPARE_HEADS)})"},
               fuse={"help": "also try mean + these sources (default: laser when stored)"},
-              plot={"help": "bar chart PNG (default: compare-DATASET.png)"})
+              plot={"help": "bar chart PNG (default: compare-DATASET.png)"},
+              pool={"help": "with --group-by: the pooling of each message's vector (default: "
+                            "mean)"},
+              layers={"help": "with --group-by: layers the message vectors average"})
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("probe-layers", help="logistic regression per layer on cls and mean",
@@ -66,9 +71,24 @@ def check_data_flags(args: argparse.Namespace) -> None:
         raise HeadError("use either --eval or --cv, not both")
 
 
+def check_sequence_flags(args: argparse.Namespace) -> None:
+    """Sequence flags without --group-by mean nothing."""
+    if args.group_by is None:
+        for flag in ("order_by", "time_col", "labels"):
+            if getattr(args, flag) is not None:
+                raise HeadError(f"--{flag.replace('_', '-')} applies to sequences; it needs "
+                                "--group-by")
+        if getattr(args, "seq_head", "auto") != "auto" or getattr(args, "seq_heads", None):
+            raise HeadError("--seq-head applies to sequences; it needs --group-by")
+        if args.func is cmd_compare and (args.pool != "mean" or args.layers):
+            raise HeadError("compare takes --pool and --layers with --group-by; rank per-text "
+                            "poolings with --pools")
+
+
 def check_fit_head(args: argparse.Namespace) -> None:
     """Combinations of fit-head flags that cannot mean anything."""
     check_data_flags(args)
+    check_sequence_flags(args)
     if args.repeats != 1 and args.shots is None:
         raise HeadError("--repeats repeats few-shot samples; it needs --shots")
     if args.shots is not None and args.task != "classification":
@@ -126,6 +146,10 @@ def _metric_names(task: str) -> tuple[str, ...]:
 def cmd_fit_head(args: argparse.Namespace) -> int:
     from featstore.services.head_runs import fit_and_save
 
+    if args.group_by is not None:
+        from featstore.cli.sequence_commands import fit_sequence_head
+
+        return fit_sequence_head(args)
     check_fit_head(args)
     params = _params(args)
     store, plan = _plan(args, tokens=args.pool == "attention")
@@ -166,13 +190,19 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from featstore.heads.estimator import load_head
     from featstore.services.predictions import input_texts, predict_frame
+    from featstore.services.sequence_runs import is_sequence_head_name
     from featstore.store import open_store
 
     store = open_store(args.store)
-    head = load_head(store, args.head)
-    texts = input_texts(store, args.input, args.text_col)
-    out = predict_frame(store, head, texts, progress=not args.no_progress, say=_say,
-                        name=f"head {args.head}")
+    if is_sequence_head_name(store, args.head):
+        from featstore.cli.sequence_commands import predict_sequence_rows
+
+        out = predict_sequence_rows(store, args, _say)
+    else:
+        head = load_head(store, args.head)
+        texts = input_texts(store, args.input, args.text_col)
+        out = predict_frame(store, head, texts, progress=not args.no_progress, say=_say,
+                            name=f"head {args.head}")
     fmt = args.format or ("jsonl" if args.out and Path(args.out).suffix in (".jsonl", ".json")
                           else "csv")
     target = args.out or sys.stdout
@@ -192,6 +222,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from featstore.services.head_runs import compare_heads, comparison_grid, save_best
 
     check_data_flags(args)
+    if args.group_by is not None:
+        from featstore.cli.sequence_commands import compare_sequences
+
+        return compare_sequences(args)
+    check_sequence_flags(args)
     store, plan = _plan(args)
     pools = tuple(args.pools or COMPARE_POOLS)
     heads = tuple(args.heads or COMPARE_HEADS)
