@@ -29,7 +29,7 @@ from featstore.heads.estimator import HeadClassifier
 from featstore.heads.inputs import HeadInputs, InputLayout
 from featstore.heads.logreg import fit_logreg
 from featstore.heads.sequence_estimator import SequenceClassifier
-from featstore.heads.sequence_inputs import summarize
+from featstore.heads.sequence_inputs import summarize_sequences
 from featstore.heads.sequences import group_rows, grouped_folds
 from featstore.store import KEY_COLUMN, Store, open_store
 
@@ -80,7 +80,7 @@ def baseline_scores(store: Store, rows: pd.DataFrame, train_groups: set, seed: i
     tr = np.array([g in train_groups for g in seqs.groups])
     out = {}
     for name, kind in zip(BASELINES[:3], ("mean", "last", "mean-last"), strict=True):
-        x = summarize(kind, matrix, seqs.rows)
+        x = summarize_sequences(kind, matrix, seqs.rows)
         model, _ = fit_logreg(x[tr], y[tr], None, 200, seed)
         out[name] = float((model.predict(x[~tr]) == y[~tr]).mean())
     return out

@@ -16,7 +16,7 @@ from test_guarantees_support import run_cli, tree_digest
 
 from featstore.heads import HeadError
 from featstore.heads.sequence_estimator import SequenceClassifier
-from featstore.heads.sequence_inputs import SequenceBatches, summarize
+from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
 from featstore.heads.sequence_networks import build_sequence_network, masked_mean_max
 from featstore.heads.sequences import group_rows, time_buckets
 from featstore.heads.training import TrainOptions, torch_threads, train_network
@@ -57,11 +57,13 @@ def test_time_gaps_fall_in_log_buckets():
 
 
 def test_summaries_are_means_maxima_and_last_messages():
-    m = np.array([[1.0, 0.0], [3.0, 4.0], [5.0, -2.0]], dtype=np.float32)
+    m = np.array([[1.0, 0.0], [3.0, -4.0], [5.0, -2.0]], dtype=np.float32)
     rows = [np.array([0, 1]), np.array([2])]
-    np.testing.assert_allclose(summarize("mean-max", m, rows), [[2, 2, 3, 4], [5, -2, 5, -2]])
-    np.testing.assert_allclose(summarize("mean-last", m, rows), [[2, 2, 3, 4], [5, -2, 5, -2]])
-    np.testing.assert_allclose(summarize("last", m, rows), [[3, 4], [5, -2]])
+    got = {k: summarize_sequences(k, m, rows) for k in ("mean", "mean-max", "mean-last", "last")}
+    np.testing.assert_allclose(got["mean"], [[2, -2], [5, -2]])
+    np.testing.assert_allclose(got["mean-max"], [[2, -2, 3, 0], [5, -2, 5, -2]])
+    np.testing.assert_allclose(got["mean-last"], [[2, -2, 3, -4], [5, -2, 5, -2]])
+    np.testing.assert_allclose(got["last"], [[3, -4], [5, -2]])
     x = torch.tensor([[[1.0, -5.0], [3.0, -1.0], [99.0, 99.0]]])
     got = masked_mean_max(x, torch.tensor([[True, True, False]]))
     np.testing.assert_allclose(got.numpy(), [[2.0, -3.0, 3.0, -1.0]])  # padding never counts

@@ -22,7 +22,7 @@ _TUNED = {"epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size",
           "dropout": "--dropout", "valid_fraction": "--valid-fraction"}
 
 
-def _say(message: str) -> None:
+def _tell(message: str) -> None:
     print(message, file=sys.stderr)
 
 
@@ -62,12 +62,12 @@ def sequence_params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def _plan(args: argparse.Namespace) -> tuple[Any, Any]:
+def _sequence_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     from featstore.services.sequence_runs import plan_sequences
 
     return plan_sequences(args.store, args.train, args.group_by, args.order_by, args.time_col,
                           args.eval, args.cv, args.label_col, args.labels, args.seed, args.model,
-                          progress=not args.no_progress, say=_say)
+                          progress=not args.no_progress, say=_tell)
 
 
 def _bar(total: int, desc: str, disable: bool) -> Any:
@@ -81,7 +81,7 @@ def fit_sequence_head(args: argparse.Namespace) -> int:
 
     check_sequence_head_flags(args)
     params = sequence_params(args)
-    store, plan = _plan(args)
+    store, plan = _sequence_plan(args)
     with _bar(plan.cv or 1, "fit-head", args.no_progress) as bar:
         saved = fit_sequences_and_save(store, plan, params, args.seed, args.out, bar)
     result, head = saved.result, saved.result.head
@@ -128,7 +128,7 @@ def compare_sequences(args: argparse.Namespace) -> int:
     if args.epochs:
         params["epochs"] = args.epochs
     heads = tuple(args.seq_heads or COMPARE_SEQ_HEADS)
-    store, plan = _plan(args)
+    store, plan = _sequence_plan(args)
     start = time.perf_counter()
     with _bar(len(heads), "compare", args.no_progress) as bar:
         ranked = compare_sequence_heads(store, plan, heads, params, args.seed, bar)

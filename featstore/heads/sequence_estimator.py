@@ -43,7 +43,7 @@ from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
 from featstore.heads.normalizer import check_normalization
 from featstore.heads.poolings import check_pooling, is_trainable
 from featstore.heads.rows import store_from
-from featstore.heads.sequence_inputs import SequenceBatches, summarize
+from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
 from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_network
 from featstore.heads.sequences import Sequences, group_rows, labels_from_table
 from featstore.heads.splits import holdout
@@ -279,7 +279,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
     def _fit_kind(self, kind: str, matrix: np.ndarray, seqs: Sequences, y: np.ndarray
                   ) -> tuple[Any, SequenceNetwork | None, dict[str, Any]]:
         if kind in _SUMMARY_OF:
-            x = summarize(_SUMMARY_OF[kind], matrix, seqs.rows)
+            x = summarize_sequences(_SUMMARY_OF[kind], matrix, seqs.rows)
             model, info = fit_logreg(x, y, self.C, self.max_iter, self.seed)
             return model, None, info
         batches = SequenceBatches(matrix, seqs.rows, seqs.times, self.max_len)
@@ -329,7 +329,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
     def _proba(self, kind: str, model: Any, net: SequenceNetwork | None, matrix: np.ndarray,
                seqs: Sequences) -> np.ndarray:
         if kind in _SUMMARY_OF:
-            return model.predict_proba(summarize(_SUMMARY_OF[kind], matrix, seqs.rows))
+            return model.predict_proba(summarize_sequences(_SUMMARY_OF[kind], matrix, seqs.rows))
         assert net is not None
         batches = SequenceBatches(matrix, seqs.rows, seqs.times, self.max_len)
         with torch_threads(1):

@@ -64,7 +64,7 @@ class SequenceBatches:
         return Inputs(torch.from_numpy(x), sources, torch.from_numpy(mask))
 
 
-def summarize(kind: str, matrix: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
+def summarize_sequences(kind: str, matrix: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
     """One row per sequence: the mean of its message vectors, mean and max, the last message,
     or mean and last."""
     if kind not in SUMMARIES:

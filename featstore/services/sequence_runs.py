@@ -61,7 +61,7 @@ class SequencePlan:
         return self.rows.iloc[np.sort(keep)].reset_index(drop=True)
 
 
-def read_table(path: str | Path, what: str) -> pd.DataFrame:
+def read_rows_file(path: str | Path, what: str) -> pd.DataFrame:
     """A small table file (CSV, TSV, JSONL, Parquet), every column as read."""
     p = Path(path)
     if not p.is_file():
@@ -100,7 +100,7 @@ def plan_sequences(store_path: str | Path | None, train: str | None, group_by: s
     stratified K-fold CV. Corpus files are featurized first; bad groups refused in one line."""
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
-    label_table = read_table(labels, "--labels") if labels is not None else None
+    label_table = read_rows_file(labels, "--labels") if labels is not None else None
     train_name = dataset_for(store_path, train, model, False, progress, say)
     eval_name = dataset_for(store_path, eval, model, False, progress, say)
     store = open_store(store_path)
@@ -162,7 +162,7 @@ class SequenceResult:
                 "seq_head": self.head.kind_, "inner_cv": self.head.fit_info_.get("inner_cv")}
 
 
-def _trials(p: SequencePlan, seed: int) -> list[tuple[np.ndarray, pd.DataFrame, dict]]:
+def _sequence_trials(p: SequencePlan, seed: int) -> list[tuple[np.ndarray, pd.DataFrame, dict]]:
     """(train sequence indices, eval rows, eval labels by group) per run."""
     if p.eval_rows is not None:
         assert p.eval_seqs is not None and p.eval_seqs.labels is not None
@@ -186,7 +186,7 @@ def run_sequence_protocol(store: Store, p: SequencePlan, params: dict[str, Any],
     every training sequence under CV) and mean/std metrics over the runs."""
     make_sequence_head(p, params, seed).validate_params()
     runs, seconds, keep = [], 0.0, None
-    for tr, ev_rows, ev_labels in _trials(p, seed):
+    for tr, ev_rows, ev_labels in _sequence_trials(p, seed):
         head = make_sequence_head(p, params, seed)
         t0 = time.perf_counter()
         head.fit(store, p.rows_of(tr), p.labels_of(tr))
@@ -266,7 +266,7 @@ def predict_sequences(store: Store, head: SequenceClassifier, value: str,
     if value in store.manifest.datasets:
         rows = store.dataset(value)
     else:
-        rows = read_table(value, "input")
+        rows = read_rows_file(value, "input")
         if "text" not in rows.columns:
             raise HeadError(f"{value} has no 'text' column (columns: "
                             f"{', '.join(map(str, rows.columns))})")
