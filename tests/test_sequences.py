@@ -145,6 +145,12 @@ def test_output_ignores_batch_neighbours_batch_size_and_padding(order_task, kind
     assert float(alone.std(0).min()) > 1e-3  # outputs really differ between sequences
 
 
+def store_rows(root):
+    from featstore.store import open_store
+
+    return open_store(root).dataset("messages")
+
+
 def _unpack(part):
     return part.enc, part.sources, part.mask
 
@@ -192,6 +198,16 @@ def test_cli_fits_predicts_and_compares_sequence_heads(tmp_path, capsys):
     assert len(pred) == 30 and set(pred["seq"]) == {f"s{i}" for i in range(30)}
     assert (pred["messages"] == 4).all()
     np.testing.assert_allclose(pred["p_no"] + pred["p_yes"], 1.0, atol=1e-5)
+    rows = store_rows(tmp_path / "s")  # a file of rows: the same groups, predicted the same
+    rows[rows.seq.isin(["s3", "s8"])][["seq", "turn", "text"]].to_csv(tmp_path / "r.csv",
+                                                                    index=False)
+    code, out, err = run_cli(capsys, "predict", str(tmp_path / "r.csv"), "--store", store,
+                             "--head", "conv", "--no-progress")
+    assert code == 0, err
+    again = pd.read_csv(io.StringIO(out)).set_index("seq")
+    assert sorted(again.index) == ["s3", "s8"]
+    np.testing.assert_allclose(again["p_yes"], pred.set_index("seq").loc[again.index, "p_yes"],
+                               atol=1e-6)
     code, out, err = run_cli(capsys, "compare", "--store", store, "--group-by", "seq",
                              "--seq-heads", "mean", "last", "--cv", "3", "--json",
                              "--plot", str(tmp_path / "c.png"), "--no-progress")
