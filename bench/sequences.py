@@ -132,6 +132,9 @@ def main() -> int:
             seconds[head] += time.perf_counter() - t0
             if head == "auto":
                 chosen.append(clf.kind_)
+        if args.json:  # after every fold, so a long run leaves what it measured
+            args.json.write_text(json.dumps({"folds": results, "seconds": seconds,
+                                             "auto_chose": chosen}, indent=1))
         log(f"fold {f + 1}/{args.folds}: " + ", ".join(
             f"{k} {v[-1] * 100:.1f}" for k, v in results.items()) +
             (f" (auto chose {chosen[-1]})" if chosen else ""))
@@ -148,9 +151,6 @@ def main() -> int:
         print(f"auto chose: {counts}")
         verdict = "met" if np.mean(results["auto"]) >= np.mean(results[best_base]) else "NOT met"
         print(f"goal auto >= best baseline ({best_base}): {verdict}")
-    if args.json:
-        args.json.write_text(json.dumps({"folds": results, "seconds": seconds,
-                                         "auto_chose": chosen}, indent=1))
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -80,8 +80,8 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         epochs: int = 40,
         lr: float = 2e-3,
         weight_decay: float = 0.05,
-        batch_size: int = 32,
-        patience: int = 8,
+        batch_size: int = 64,
+        patience: int = 6,
         valid_fraction: float = 0.15,
         max_len: int = 64,
         C: float | None = None,  # noqa: N803  scikit-learn's name for it
