@@ -83,7 +83,8 @@ def test_every_valued_flag_is_declared_with_a_checking_type():
                 name = getattr(a.type, "__name__", None)
                 assert name in known or name in {"pooling", "head", "--of", "--fuse-mode",
                                                  "--normalize", "--task", "--dtype",
-                                                 "--compute-dtype", "--engine", "--format"}, \
+                                                 "--compute-dtype", "--engine", "--format",
+                                                 "--seq-head"}, \
                     f"{command} {a.option_strings[0]} has no declared check ({name})"
 
 

@@ -138,7 +138,8 @@ def test_compare_save_best_chooses_without_the_eval_set(tmp_path, capsys):
         _store(root, corrupt_eval=corrupt)
         code, _, err = run_cli(capsys, "compare", "--store", root, "--pools", "mean", "cls",
                                "mean-max", "--heads", "logreg", "--plot", tmp_path / "c.png",
-                               "--overwrite", "--no-progress", "--save-best", "best", "--folds", "2")
+                               "--overwrite", "--no-progress", "--save-best", "best",
+                               "--folds", "2")
         assert code == 0, err
         doc = json.loads((root / "heads" / "best" / "head.json").read_text())
         winners.append((doc["search"]["winner"], doc["search"]["winner_inner_score"]))

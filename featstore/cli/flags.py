@@ -21,6 +21,7 @@ from featstore.heads.choices import (
     NORMALIZATIONS,
     OF_CHOICES,
     POOLINGS,
+    SEQ_HEADS,
     TASKS,
 )
 from featstore.store.manifest import check_name
@@ -285,6 +286,22 @@ FLAGS: dict[str, Flag] = {
     "--folds": Flag("inner cross-validation folds on the training rows for --auto and "
                     "compare --save-best (default: %(default)s)", int_at_least(2), default=3,
                     metavar="K"),
+    # sequence heads (fit-head/compare --group-by)
+    "--group-by": Flag("group rows into sequences by this column; one label per group, "
+                       "evaluation keeps each sequence whole"),
+    "--order-by": Flag("with --group-by: order each sequence by this column (default: row "
+                       "order)"),
+    "--time-col": Flag("with --group-by: event times (seconds or dates); the time since the "
+                       "previous event enters transformer/gru heads, log-bucketed"),
+    "--seq-head": Flag("with --group-by: the model over a sequence (default: %(default)s: "
+                       "picked by inner CV on the training sequences)", default="auto",
+                       choices=SEQ_HEADS, what="--seq-head"),
+    "--seq-heads": Flag("compare --group-by: sequence heads to rank (default: mean last "
+                        "mean-last gru transformer)", nargs="+", metavar="SEQ_HEAD",
+                        choices=SEQ_HEADS, what="--seq-head"),
+    "--labels": Flag("with --group-by: labels keyed by group, a file with the group column "
+                     "and a label column (default: the dataset's label column, constant per "
+                     "group)"),
     # predict
     "--head-name": Flag("head name under STORE/heads", _checked_name("head")),
     "--predictions": Flag(".csv or .jsonl file (default: CSV on stdout)"),

@@ -24,6 +24,7 @@ DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--task", "
 HEAD_FLAGS = ("--pool", "--layers", "--layer-start", "--of", "--fuse", "--fuse-mode",
               "--normalize", "--head", "--hidden", "--dropout", "--epochs", "--lr",
               "--batch-size", "--label-smoothing", "--valid-fraction", "--C", "--ensemble")
+SEQUENCE_FLAGS = ("--group-by", "--order-by", "--time-col", "--labels")
 
 
 def register_head_commands(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                        description="Train a head from the store (no encoder pass), report "
                                    "metrics, save it under STORE/heads/NAME.")
     add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out", "--overwrite",
-              "--report")
+              "--report", *SEQUENCE_FLAGS, "--seq-head")
     add_flags(p, "--auto", "--budget", "--folds")
     p.set_defaults(func=cmd_fit_head)
 
@@ -61,11 +62,15 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                        description="Fit every pooling x head (x fusion) on one dataset; print a "
                                    "leaderboard (score, train seconds) and draw a bar chart.")
     add_flags(p, *DATA_FLAGS, "--pools", "--heads", "--fuse", "--compare-epochs", "--plot",
-              "--charts", "--save-best", "--overwrite",
+              "--charts", "--save-best", "--overwrite", *SEQUENCE_FLAGS, "--seq-heads", "--pool",
+              "--layers",
               pools={"help": f"poolings to try (default: {' '.join(COMPARE_POOLS)})"},
               heads={"help": f"heads to try (default: {' '.join(COMPARE_HEADS)})"},
               fuse={"help": "also try mean + these sources (default: laser when stored)"},
-              plot={"help": "bar chart PNG (default: CHARTS/compare-DATASET.png)"})
+              plot={"help": "bar chart PNG (default: CHARTS/compare-DATASET.png)"},
+              pool={"help": "with --group-by: the pooling of each message's vector (default: "
+                            "mean)"},
+              layers={"help": "with --group-by: layers the message vectors average"})
     add_flags(p, "--budget", "--folds",
               budget={"help": "seconds --save-best's inner-CV choice may spend (default: "
                               "%(default)s)"})
@@ -84,9 +89,24 @@ def check_data_flags(args: argparse.Namespace) -> None:
         raise HeadError("use either --eval or --cv, not both")
 
 
+def check_sequence_flags(args: argparse.Namespace) -> None:
+    """Sequence flags without --group-by mean nothing."""
+    if args.group_by is None:
+        for flag in ("order_by", "time_col", "labels"):
+            if getattr(args, flag) is not None:
+                raise HeadError(f"--{flag.replace('_', '-')} applies to sequences; it needs "
+                                "--group-by")
+        if getattr(args, "seq_head", "auto") != "auto" or getattr(args, "seq_heads", None):
+            raise HeadError("--seq-head applies to sequences; it needs --group-by")
+        if args.func is cmd_compare and (args.pool != "mean" or args.layers):
+            raise HeadError("compare takes --pool and --layers with --group-by; rank per-text "
+                            "poolings with --pools")
+
+
 def check_fit_head(args: argparse.Namespace) -> None:
     """Combinations of fit-head flags that cannot mean anything."""
     check_data_flags(args)
+    check_sequence_flags(args)
     if args.repeats != 1 and args.shots is None:
         raise HeadError("--repeats repeats few-shot samples; it needs --shots")
     if args.shots is not None and args.task != "classification":
@@ -167,6 +187,10 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     from featstore.heads.artifacts import refuse_existing_head
     from featstore.services.head_runs import default_head_name, fit_and_save
 
+    if args.group_by is not None:
+        from featstore.cli.sequence_commands import fit_sequence_head
+
+        return fit_sequence_head(args)
     check_fit_head(args)
     if args.auto:
         return _fit_auto(args)
@@ -281,20 +305,26 @@ def _fit_auto(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from featstore.heads.estimator import load_head
     from featstore.services.predictions import input_rows, predict_frame
+    from featstore.services.sequence_runs import is_sequence_head_name
     from featstore.store import open_store
 
     if args.json and (args.out or args.format):
         raise HeadError("--json prints to stdout; it does not combine with --out or --format")
     store = open_store(args.store)
-    head = load_head(store, args.head)
-    texts = list(args.text or [])
-    source = args.input
-    if source == "-":
-        texts += [line.rstrip("\n") for line in sys.stdin]
-        source = None
-    rows = input_rows(store, source, args.text_col, texts)
-    out = predict_frame(store, head, rows, progress=not args.no_progress, say=_say,
-                        name=f"head {args.head}", top_k=args.top_k)
+    if is_sequence_head_name(store, args.head):
+        from featstore.cli.sequence_commands import predict_sequence_rows
+
+        out = predict_sequence_rows(store, args, _say)
+    else:
+        head = load_head(store, args.head)
+        texts = list(args.text or [])
+        source = args.input
+        if source == "-":
+            texts += [line.rstrip("\n") for line in sys.stdin]
+            source = None
+        rows = input_rows(store, source, args.text_col, texts)
+        out = predict_frame(store, head, rows, progress=not args.no_progress, say=_say,
+                            name=f"head {args.head}", top_k=args.top_k)
     if args.json:
         print(json.dumps({"head": args.head, "rows": len(out),
                           "predictions": out.to_dict(orient="records")},
@@ -345,6 +375,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from featstore.services.head_runs import compare_heads, comparison_grid, save_best
 
     check_data_flags(args)
+    if args.group_by is not None:
+        from featstore.cli.sequence_commands import compare_sequences
+
+        return compare_sequences(args)
+    check_sequence_flags(args)
     if not args.save_best and (args.budget, args.folds) != (FLAGS["--budget"].default,
                                                              FLAGS["--folds"].default):
         raise HeadError("--budget and --folds set how --save-best chooses; add --save-best")

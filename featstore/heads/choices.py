@@ -20,3 +20,9 @@ TASKS = ("classification", "regression")
 COMPARE_POOLS = ("cls", "pooler", "mean", "mean-max", "concat", "weighted", "lstm", "attention")
 COMPARE_HEADS = ("logreg", "mlp")
 PROBE_C = 1.0  # probe-layers' fixed C: one logistic regression per layer and feature
+
+# sequence heads (fit-head --group-by): the models over a sequence of message vectors; `auto`
+# picks among AUTO_CANDIDATES by inner CV, and `compare --group-by` ranks COMPARE_SEQ_HEADS
+SEQ_HEADS = ("transformer", "gru", "mean", "last", "mean-last", "auto")
+AUTO_CANDIDATES = ("mean", "mean-last", "gru", "transformer")
+COMPARE_SEQ_HEADS = ("mean", "last", "mean-last", "gru", "transformer")

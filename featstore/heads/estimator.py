@@ -404,6 +404,9 @@ class HeadEstimator(BaseEstimator):
     def load(cls, store: Store | str | Path, name: str) -> HeadEstimator:
         """A fitted head read back from STORE/heads/NAME; it predicts what the saved one did."""
         doc, tensors = read_head(store, name)
+        if doc.get("kind") == "sequence":
+            raise HeadError(f"head {name} is a sequence head; load it with "
+                            "featstore.heads.sequence_estimator.SequenceClassifier.load")
         try:
             return cls._restore(doc, tensors, name, store)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
