@@ -18,6 +18,7 @@ from featstore.heads.errors import HeadError
 from featstore.heads.inputs import find_by_fingerprint
 from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.metrics import classification_scores, summarize
+from featstore.heads.protocols import default_training_dataset
 from featstore.heads.sequence_estimator import SequenceClassifier, is_sequence_head
 from featstore.heads.sequences import (
     Sequences,
@@ -104,7 +105,7 @@ def plan_sequences(store_path: str | Path | None, train: str | None, group_by: s
     train_name = dataset_for(store_path, train, model, False, progress, say)
     eval_name = dataset_for(store_path, eval, model, False, progress, say)
     store = open_store(store_path)
-    name = train_name or store.latest_dataset()
+    name = train_name or default_training_dataset(store)
     rows = store.dataset(name)
     where = f"dataset {name!r}"
     seqs = _labelled(rows, group_by, order_by, time_col, label_col, label_table, where)
