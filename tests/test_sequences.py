@@ -215,6 +215,19 @@ def test_cli_fits_predicts_and_compares_sequence_heads(tmp_path, capsys):
     board = json.loads(out)["leaderboard"]
     assert {e["name"] for e in board} == {"mean", "last"}
     assert board[0]["accuracy"] >= board[1]["accuracy"]
+    before = (tmp_path / "s" / "heads" / "conv" / "head.json").read_bytes()
+    code, out, err = run_cli(capsys, "fit-head", "--store", store, "--group-by", "seq",
+                             "--seq-head", "mean", "--cv", "3", "--out", "conv", "--no-progress")
+    assert code == 2 and "--overwrite" in err
+    assert (tmp_path / "s" / "heads" / "conv" / "head.json").read_bytes() == before
+    code, out, err = run_cli(capsys, "compare", "--store", store, "--group-by", "seq",
+                             "--seq-heads", "mean", "last", "--cv", "3", "--save-best", "best",
+                             "--plot", str(tmp_path / "c.png"), "--overwrite", "--no-progress")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "s" / "heads" / "best" / "head.json").read_text())
+    # chosen by inner CV on the training sequences among the compared heads
+    assert doc["config"]["seq_head"] == "auto" and doc["seq_head"] in ("mean", "last")
+    assert set(doc["fit"]["inner_cv"]) == {"mean", "last"}
 
 
 # -- bad input: one line, store untouched ---------------------------------------------------------
