@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from featstore.featurize import cpu_features
 from featstore.featurize.errors import EncoderError
 from featstore.featurize.hub_access import check_model_source
 from featstore.featurize.reductions import reduce_hidden_states
@@ -171,6 +172,11 @@ class Encoder:
         self.fast_linears = 0
         if self.device.type == "cpu" and self.compute_dtype is None:
             self.fast_linears = _use_onednn_linears(self.model, probe, self._probe)
+        # On a CPU, bf16 weights cast once beat autocast, which converts every activation at
+        # every linear layer and back; reductions still accumulate in float32.
+        self.half_weights = self.device.type == "cpu" and self.compute_dtype == torch.bfloat16
+        if self.half_weights:
+            self.model.to(torch.bfloat16)
         self.cls_last = (config.model_type in _LAST_TOKEN_TYPES
                          or self.tokenizer.padding_side == "left")
         self._separate_cls = bool(getattr(config, "separate_cls", True))
@@ -183,6 +189,11 @@ class Encoder:
         ids = ids.to(self.device)
         with torch.inference_mode():
             return self.model(input_ids=ids, output_hidden_states=True).hidden_states
+
+    @property
+    def compute_dtype_name(self) -> str:
+        """The precision the encoder computes in, as recorded in each shard."""
+        return str(self.compute_dtype or torch.float32).removeprefix("torch.")
 
     # -- identity -----------------------------------------------------------------------------
     @property
@@ -251,9 +262,11 @@ class Encoder:
         ids = to_device(batch["input_ids"], self.device)
         mask = to_device(batch["attention_mask"], self.device)
         out_dtype = torch.float16 if self.dtype == "float16" else torch.float32
-        with torch.inference_mode(), _autocast(self.device, self.compute_dtype):
+        autocast = None if self.half_weights else self.compute_dtype
+        with torch.inference_mode(), _autocast(self.device, autocast):
             out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-            states = [out.hidden_states[i].float() for i in self.layers]
+            # Half-precision states stay so: the reductions accumulate in float32 themselves.
+            states = [out.hidden_states[i] for i in self.layers]
             if self.cls_last:
                 cls_index = (mask.sum(1) - 1 if self.tokenizer.padding_side == "right"
                              else torch.full_like(mask[:, 0], mask.shape[1] - 1))
@@ -385,10 +398,13 @@ def _pick_device(device: str) -> torch.device:
 
 
 def _compute_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """None means plain float32; half precision is autocast, and only on a GPU by default."""
+    """None means plain float32. `auto`: float16 on a GPU, bfloat16 on a CPU with native bf16
+    matrix units (AMX-BF16, AVX512-BF16), float32 on any other CPU."""
     table = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if name == "auto":
-        return torch.float16 if device.type == "cuda" else None
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_features.cpu_has_native_bf16() else None
     if name not in table:
         raise EncoderError(f"--compute-dtype must be auto, float32, float16 or bfloat16, not "
                            f"{name!r}")

@@ -59,7 +59,7 @@ class LocalEngine:
                 self.report.encode_seconds += time.perf_counter() - t0
                 self.report.windows += shard.windows
                 self._committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,
-                                       shard.ragged, shard.meta)
+                                       shard.ragged, shard.meta, shard.attrs)
                 self.report.new += len(shard.keys)
                 self._progress(len(shard.keys))
                 t0 = time.perf_counter()

@@ -45,7 +45,9 @@ def reduce_hidden_states(
     separate_cls: bool = True,
     truncate_seq: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Reduce each [batch, seq, hidden] layer to [batch, hidden]; stacked: [batch, layers, hidden].
+    """Reduce each [batch, seq, hidden] layer to [batch, hidden]; stacked: [batch, layers, hidden],
+    always float32. Half-precision states are reduced without a float32 copy of each layer: CLS
+    and max are exact in any precision, and the mean accumulates in float32.
 
     `cls_index` ([batch]) gives the summary token's position in the full-length sequence; for a
     shortened layer it stays valid because Funnel keeps the first token in place.
@@ -58,10 +60,14 @@ def reduce_hidden_states(
         m = masks[h.shape[1]].to(h.dtype).unsqueeze(-1)
         if "cls" in out:
             idx = cls_index.clamp(max=h.shape[1] - 1)
-            out["cls"].append(h[rows, idx])
+            out["cls"].append(h[rows, idx].float())
         if "mean" in out:
-            out["mean"].append((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+            if h.dtype == torch.float32:
+                out["mean"].append((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+            else:  # half states: h * m is exact, the sum and the count are float32
+                count = masks[h.shape[1]].float().sum(1, keepdim=True).clamp(min=1.0)
+                out["mean"].append((h * m).sum(1, dtype=torch.float32) / count)
         if "max" in out:
             neg = torch.finfo(h.dtype).min
-            out["max"].append(h.masked_fill(m == 0, neg).amax(1))
+            out["max"].append(h.masked_fill(m == 0, neg).amax(1).float())
     return {f: torch.stack(v, dim=1) for f, v in out.items()}

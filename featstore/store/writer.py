@@ -63,6 +63,7 @@ def write_shard_file(
     features: Mapping[str, np.ndarray],
     ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     meta: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, str] | None = None,
 ) -> ShardEntry:
     """Write a shard under tmp/ and publish it into encoders/<id>/, without taking the lock.
 
@@ -84,7 +85,7 @@ def write_shard_file(
                          f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; everything "
                          "committed so far is kept")
     try:
-        write_shard(tmp, keys, features, ragged, meta)
+        write_shard(tmp, keys, features, ragged, meta, attrs)
         final = real_dir(root, ENCODERS_DIR, encoder_id, create=True) / name
         publish(tmp, final)
     except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
@@ -242,10 +243,11 @@ class StoreWriter:
         features: Mapping[str, np.ndarray],
         ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
         meta: Mapping[str, np.ndarray] | None = None,
+        attrs: Mapping[str, str] | None = None,
     ) -> ShardEntry:
         """Write and publish a shard file (not yet committed). Safe to call from a thread."""
         self._refuse_read_only(f"store {len(keys)} new texts")
-        return write_shard_file(self.root, encoder_id, keys, features, ragged, meta)
+        return write_shard_file(self.root, encoder_id, keys, features, ragged, meta, attrs)
 
     def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
         assert self.manifest is not None
