@@ -104,3 +104,14 @@ def test_each_shard_records_its_compute_dtype_and_bf16_reuses_fp32_features(tiny
             recorded.append((r.attr("compute_dtype"), sorted(r.keys().tolist())))
     assert [c for c, _ in recorded] == ["float32", "bfloat16"]
     assert len(featstore.open(store_dir).manifest.encoders) == 1
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batches_are_padded_as_the_tokenizer_pads_them(tiny_model_dir, side):
+    enc = Encoder(str(tiny_model_dir("bert")), device="cpu")
+    enc.tokenizer.padding_side = side
+    rows = [enc.tokenizer(t)["input_ids"] for t in TEXTS]
+    want = enc.tokenizer.pad({"input_ids": rows}, padding="longest", return_tensors="pt",
+                             return_attention_mask=True)
+    ids, mask = enc._pad(rows)
+    assert torch.equal(ids, want["input_ids"]) and torch.equal(mask, want["attention_mask"])

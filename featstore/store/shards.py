@@ -110,7 +110,7 @@ def _write_shard(
     with h5py.File(path, "w", libver="latest") as f:
         f.attrs["featstore_shard"] = 1
         for name, value in (attrs or {}).items():
-            f.attrs[name] = str(value)
+            f.attrs[name] = np.bytes_(str(value).encode())  # fixed length: no 4 KB heap
         f.create_dataset("keys", data=np.array(keys, dtype=f"S{KEY_WIDTH}"),
                          chunks=(max(1, min(n, 4096)),), fletcher32=True)
         grp = f.create_group("features")

@@ -17,10 +17,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from featstore.store.atomic import fsync_path, publish, write_json_atomic
 from featstore.store.errors import StoreError
@@ -41,6 +40,9 @@ from featstore.store.safe_paths import check_no_links, real_dir
 from featstore.store.shards import io_error_text, shard_nbytes, write_shard
 from featstore.store.store import Store
 from featstore.store.tables import write_table
+
+if TYPE_CHECKING:  # pyarrow loads when a table is written: opening a store stays fast
+    import pyarrow as pa
 
 LOCK_NAME = ".lock"
 TMP_DIR = "tmp"
@@ -273,6 +275,8 @@ class StoreWriter:
         try:
             if not isinstance(table, Path):
                 write_table(tmp, table)
+            import pyarrow.parquet as pq
+
             rows = pq.ParquetFile(tmp).metadata.num_rows
             sha = sha256_file(tmp)
             old = self.manifest.datasets.get(name)
