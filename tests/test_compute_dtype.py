@@ -115,3 +115,26 @@ def test_batches_are_padded_as_the_tokenizer_pads_them(tiny_model_dir, side):
                              return_attention_mask=True)
     ids, mask = enc._pad(rows)
     assert torch.equal(ids, want["input_ids"]) and torch.equal(mask, want["attention_mask"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_reductions_equal_a_masked_reference(dtype, side):
+    from featstore.featurize.reductions import reduce_hidden_states
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([9, 9, 6, 2, 1])
+    pos = torch.arange(9)
+    mask = (pos < lengths[:, None]) if side == "right" else (pos >= 9 - lengths[:, None])
+    h = (torch.randn(5, 9, 4, generator=g) * 3).to(dtype)
+    h[~mask] = 1e4  # padding must never leak into mean or max
+    cls_index = torch.zeros(5, dtype=torch.long)
+    got = reduce_hidden_states([h, h * 2], mask.long(), ["cls", "mean", "max"], cls_index)
+    for j, layer in enumerate((h, h * 2)):
+        x = layer.double()
+        for i in range(5):
+            real = x[i][mask[i]]
+            torch.testing.assert_close(got["mean"][i, j].double(), real.mean(0), rtol=1e-6,
+                                       atol=1e-6)
+            assert torch.equal(got["max"][i, j].double(), real.amax(0))
+            assert torch.equal(got["cls"][i, j].double(), x[i, 0])
