@@ -7,8 +7,9 @@ What is timed (each corpus):
                  max (+ pooler), float16, LASER off, `--compute-dtype` (default auto: bfloat16 on
                  CPUs with AMX-BF16/AVX512-BF16, else float32). In-process: the summary's
                  `pass_seconds` (reading rows, hashing, tokenizing, forward, reductions, HDF5
-                 writes with fsync, Parquet table). Whole process: `featstore featurize` wall
-                 time, imports and model loading included.
+                 writes with fsync, Parquet table) and, since the warm-up filled the fingerprint
+                 cache, loading the model (about 1 s; st's in-process time leaves it out). Whole
+                 process: `featstore featurize` wall time, imports and model loading included.
   no-op          the same featurize again on the same store (nothing new), as a fraction of
                  the first pass; whole process and in-process.
   st-CONFIG      `SentenceTransformer(...).encode(texts)` with its default batch size (32):
