@@ -163,4 +163,9 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # the directory they were started from (charts land in the current directory by default).
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FEATSTORE_DIR", raising=False)
+    # Each test starts with an empty fingerprint cache of its own, never the user's.
+    monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / "featstore-cache"))
+    # `--compute-dtype auto` means float32 in every test, whatever this CPU's matrix units;
+    # tests of bfloat16 ask for it.
+    monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16", lambda: False)
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")

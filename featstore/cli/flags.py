@@ -197,7 +197,8 @@ FLAGS: dict[str, Flag] = {
     "--dtype": Flag("storage precision (default: %(default)s)", default="float16",
                     choices=("float16", "float32"), what="--dtype"),
     "--compute-dtype": Flag("encoder precision (default: %(default)s: float16 autocast on "
-                            "GPU, float32 on CPU)", default="auto",
+                            "GPU, bfloat16 on CPUs with AMX-BF16 or AVX512-BF16, float32 on "
+                            "other CPUs)", default="auto",
                             choices=("auto", "float32", "float16", "bfloat16"),
                             what="--compute-dtype"),
     "--shard-rows": Flag("texts per committed shard: what a killed run can lose at most "

@@ -25,7 +25,6 @@ from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
 from featstore.featurize.options import FeaturizeOptions
-from featstore.featurize.ray_engine import RayEngine
 from featstore.featurize.sources import ENCODER, LASER, PassSources, identify_sources
 from featstore.store import (
     KEY_COLUMN,
@@ -142,6 +141,8 @@ def make_engine(options: FeaturizeOptions, warn: Warn) -> Engine:
     if options.engine == "local":
         return LocalEngine(options)
     if options.engine == "ray":
+        from featstore.featurize.ray_engine import RayEngine
+
         return RayEngine(options, warn)
     raise FeatstoreError(f"--engine must be local or ray, not {options.engine!r}")
 

@@ -19,30 +19,12 @@ import torch
 from laserembeddings import Laser
 
 from featstore.featurize.errors import LaserError
-from featstore.store.hashing import sha256_file
-
-LASER_FILES = ("93langs.fcodes", "93langs.fvocab", "bilstm.93langs.2018-12-26.pt")
-MISSING_LASER_HINT = (
-    "LASER models not found: run `python -m laserembeddings download-models [DIR]` "
-    "or pass --laser-dir DIR"
+from featstore.featurize.laser_files import (  # noqa: F401 (find_laser_dir: re-exported)
+    LASER_FILES,
+    MISSING_LASER_HINT,
+    find_laser_dir,
 )
-
-
-def _is_complete(directory: pathlib.Path) -> bool:
-    return all((directory / name).is_file() for name in LASER_FILES)
-
-
-def find_laser_dir(laser_dir: str | os.PathLike | None) -> pathlib.Path | None:
-    """Directory holding the three LASER files, or None.
-
-    An explicit ``laser_dir`` is never second-guessed: if it is incomplete the answer is None
-    rather than a silent switch to laserembeddings' own data dir (the default download target).
-    """
-    if laser_dir is not None:
-        path = pathlib.Path(laser_dir).expanduser()
-        return path if _is_complete(path) else None
-    default = pathlib.Path(Laser.DATA_DIR)
-    return default if _is_complete(default) else None
+from featstore.store.hashing import sha256_file
 
 
 class LaserVectors:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from featstore.featurize import shard_encoding, sources
-from featstore.featurize.encoder import Encoder
+from featstore.featurize import sources
 from featstore.featurize.engine import EngineReport
-from featstore.featurize.laser import LaserVectors
+from featstore.featurize.errors import LaserError
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.shard_committer import ShardCommitter
 from featstore.store import StoreWriter
+
+if TYPE_CHECKING:  # torch loads only when there is something to encode
+    from featstore.featurize.encoder import Encoder
+    from featstore.featurize.laser import LaserVectors
 
 
 class LocalEngine:
@@ -41,13 +45,15 @@ class LocalEngine:
         if self._encoder is None:
             assert self._sources is not None
             self._encoder = sources.load_encoder(self.options)
-            sources.check_same_encoder(self._encoder, self._sources.encoder)
+            sources.check_loaded(self._sources, encoder=self._encoder)
         return self._encoder
 
     def submit(self, role: str, keys: list[str], texts: list[str]) -> None:
         assert self._committer is not None, "open() first"
         if not keys:
             return
+        from featstore.featurize import shard_encoding
+
         if role == sources.ENCODER:
             encoder = self._encoder_model()
             t0 = time.perf_counter()
@@ -59,14 +65,18 @@ class LocalEngine:
                 self.report.encode_seconds += time.perf_counter() - t0
                 self.report.windows += shard.windows
                 self._committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,
-                                       shard.ragged, shard.meta)
+                                       shard.ragged, shard.meta, shard.attrs)
                 self.report.new += len(shard.keys)
                 self._progress(len(shard.keys))
                 t0 = time.perf_counter()
         elif role == sources.LASER:
             if self._laser is None:
+                assert self._sources is not None
                 self._laser = sources.load_laser(self.options, warn=lambda msg: None)
-            assert self._laser is not None
+                if self._laser is None:
+                    raise LaserError("the LASER models the pass identified are gone; run the "
+                                     "pass again")
+                sources.check_loaded(self._sources, laser=self._laser)
             for shard in shard_encoding.laser_shards(self._laser, keys, texts,
                                                      shard_rows=self.options.shard_rows,
                                                      dtype=self.options.dtype):

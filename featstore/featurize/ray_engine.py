@@ -102,7 +102,7 @@ class ShardWorker:
                                       dtype=self.options.dtype)
             for shard in shards:
                 entry = write_shard_file(self.root, self.ids[role], shard.keys, shard.features,
-                                         shard.ragged, shard.meta)
+                                         shard.ragged, shard.meta, shard.attrs)
                 rows.append(_result(role, entry, shard.windows, time.perf_counter() - t0))
                 t0 = time.perf_counter()
         return pd.DataFrame(rows, columns=_RESULT_COLUMNS)

@@ -45,23 +45,45 @@ def reduce_hidden_states(
     separate_cls: bool = True,
     truncate_seq: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Reduce each [batch, seq, hidden] layer to [batch, hidden]; stacked: [batch, layers, hidden].
+    """Reduce each [batch, seq, hidden] layer to [batch, hidden]; stacked: [batch, layers, hidden],
+    always float32. Half-precision states are reduced without a float32 copy of each layer: CLS
+    and max are exact in any precision, and the mean accumulates in float32. Only the padded tail
+    of a layer is masked (copied); the positions every row fills are reduced in place.
 
     `cls_index` ([batch]) gives the summary token's position in the full-length sequence; for a
     shortened layer it stays valid because Funnel keeps the first token in place.
     """
     masks = masks_for_lengths(attention_mask, [h.shape[1] for h in hidden_states],
                               separate_cls, truncate_seq)
+    # Columns every row fills need no mask: only the padded tail is masked (a copy of the tail,
+    # not of the layer). Length-sorted batches keep that tail short.
+    dense = {n: _full_prefix(m) for n, m in masks.items()}
     rows = torch.arange(attention_mask.shape[0], device=attention_mask.device)
     out: dict[str, list[torch.Tensor]] = {f: [] for f in features}
     for h in hidden_states:
-        m = masks[h.shape[1]].to(h.dtype).unsqueeze(-1)
+        mask, full = masks[h.shape[1]], dense[h.shape[1]]
+        head, tail = h[:, :full], h[:, full:]
+        m = mask[:, full:].to(h.dtype).unsqueeze(-1)
         if "cls" in out:
             idx = cls_index.clamp(max=h.shape[1] - 1)
-            out["cls"].append(h[rows, idx])
+            out["cls"].append(h[rows, idx].float())
         if "mean" in out:
-            out["mean"].append((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+            # float32 sums and counts for any precision (tail * m is exact: m is 0 or 1)
+            count = mask.float().sum(1, keepdim=True).clamp(min=1.0)
+            total = head.sum(1, dtype=torch.float32)
+            if tail.shape[1]:
+                total = total + (tail * m).sum(1, dtype=torch.float32)
+            out["mean"].append(total / count)
         if "max" in out:
-            neg = torch.finfo(h.dtype).min
-            out["max"].append(h.masked_fill(m == 0, neg).amax(1))
+            top = head.amax(1) if full else None
+            if tail.shape[1]:
+                rest = tail.masked_fill(m == 0, torch.finfo(h.dtype).min).amax(1)
+                top = rest if top is None else torch.maximum(top, rest)
+            out["max"].append(top.float())
     return {f: torch.stack(v, dim=1) for f, v in out.items()}
+
+
+def _full_prefix(mask: torch.Tensor) -> int:
+    """How many leading positions hold a real token in every row (right padding)."""
+    filled = mask.bool().all(0)
+    return int(filled.long().cumprod(0).sum())

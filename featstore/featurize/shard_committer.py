@@ -30,10 +30,11 @@ class ShardCommitter:
 
     def submit(self, encoder_id: str, keys: list[str], features: Mapping[str, np.ndarray],
                ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-               meta: Mapping[str, np.ndarray] | None = None) -> None:
+               meta: Mapping[str, np.ndarray] | None = None,
+               attrs: Mapping[str, str] | None = None) -> None:
         self._raise_if_failed()
         if keys:
-            self._queue.put((encoder_id, keys, features, ragged, meta))
+            self._queue.put((encoder_id, keys, features, ragged, meta, attrs))
 
     def close(self) -> None:
         """Wait for every submitted shard to be committed; closing twice is harmless."""
@@ -55,8 +56,9 @@ class ShardCommitter:
             if self._error is not None:
                 continue
             try:
-                encoder_id, keys, features, ragged, meta = item
-                entry = self._writer.write_shard_file(encoder_id, keys, features, ragged, meta)
+                encoder_id, keys, features, ragged, meta, attrs = item
+                entry = self._writer.write_shard_file(encoder_id, keys, features, ragged, meta,
+                                                      attrs)
                 self._writer.commit_shard(encoder_id, entry)
                 self.bytes_written += entry.bytes
                 self.rows_written += entry.rows

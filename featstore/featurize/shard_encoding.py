@@ -23,6 +23,7 @@ class EncodedShard:
     ragged: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     meta: dict[str, np.ndarray] | None = None
     windows: int = 0
+    attrs: dict[str, str] | None = None  # shard-wide facts: the encoder's compute dtype
 
 
 def default_batch_tokens(encoder: Encoder, batch_tokens: int | None) -> int:
@@ -49,7 +50,8 @@ def encode_shards(encoder: Encoder, keys: list[str], texts: list[str], *, shard_
         meta = {"n_windows": n_windows,
                 "n_tokens": np.array([sum(int(lengths[w]) for w in window_of_text[t])
                                       for t in group], dtype=np.int32)}
-        yield EncodedShard([keys[t] for t in group], feats, ragged, meta, len(wins))
+        yield EncodedShard([keys[t] for t in group], feats, ragged, meta, len(wins),
+                           {"compute_dtype": encoder.compute_dtype_name})
 
 
 def encode_windows(encoder: Encoder, win: Windows, wins: np.ndarray, group: np.ndarray,

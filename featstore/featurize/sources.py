@@ -1,16 +1,26 @@
 """The vector sources a pass computes (the encoder, LASER): loading them, and what the store must
-know of each (fingerprint, dtype, feature shapes) to find, register and check their features."""
+know of each (fingerprint, dtype, feature shapes) to find, register and check their features.
+
+A source's identity comes from the fingerprint cache when its model files are unchanged, so a
+pass that finds nothing new imports no torch and loads no model; torch, transformers and
+laserembeddings are imported only where a model is loaded."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from featstore.featurize.encoder import LAYERED_FEATURES, Encoder
-from featstore.featurize.errors import EncoderError
-from featstore.featurize.laser import MISSING_LASER_HINT, LaserVectors, find_laser_dir
+from featstore.featurize import fingerprint_cache as fpcache
+from featstore.featurize.errors import EncoderError, LaserError
+from featstore.featurize.laser_files import MISSING_LASER_HINT, find_laser_dir
+from featstore.featurize.model_names import LAYERED_FEATURES, resolve_model
 from featstore.featurize.options import FeaturizeOptions
 from featstore.store import fingerprints_match
+
+if TYPE_CHECKING:
+    from featstore.featurize.encoder import Encoder
+    from featstore.featurize.laser import LaserVectors
 
 ENCODER, LASER = "encoder", "laser"
 
@@ -32,6 +42,8 @@ class SourceSpec:
 
 
 def load_encoder(options: FeaturizeOptions) -> Encoder:
+    from featstore.featurize.encoder import Encoder
+
     features = options.features
     enc = Encoder(options.model, device=options.device, max_length=options.max_length,
                   stride=options.stride, truncate=options.truncate, layers=options.layers,
@@ -53,6 +65,8 @@ def load_laser(options: FeaturizeOptions, warn: Callable[[str], None]) -> LaserV
         if options.laser or options.laser_dir:
             warn(f"warning: {MISSING_LASER_HINT}; continuing without LASER vectors")
         return None
+    from featstore.featurize.laser import LaserVectors
+
     device = options.device if options.device != "auto" else "cpu"
     return LaserVectors(laser_dir, device=device)
 
@@ -63,8 +77,11 @@ def encoder_spec(encoder: Encoder, tokens: bool) -> SourceSpec:
 
 
 def laser_spec(laser: LaserVectors, dtype: str) -> SourceSpec:
-    return SourceSpec(LASER, "laser", {**laser.fingerprint, "dtype": dtype}, dtype,
-                      {"vector": [laser.dim]})
+    return _laser_spec(laser.fingerprint, laser.dim, dtype)
+
+
+def _laser_spec(fingerprint: dict, dim: int, dtype: str) -> SourceSpec:
+    return SourceSpec(LASER, "laser", {**fingerprint, "dtype": dtype}, dtype, {"vector": [dim]})
 
 
 @dataclass
@@ -79,23 +96,105 @@ class PassSources:
     loaded_encoder: Encoder | None = None
     loaded_laser: LaserVectors | None = None
     options: FeaturizeOptions | None = None  # pins what `load_encoder` chose (pooler, laser dir)
+    cache_keys: dict[str, str] = field(default_factory=dict)  # role -> fingerprint cache entry
 
     @property
     def specs(self) -> list[SourceSpec]:
         return [self.encoder, *([self.laser] if self.laser is not None else [])]
 
 
+def _encoder_cache_key(options: FeaturizeOptions) -> str | None:
+    try:
+        name, source = resolve_model(options.model)
+    except EncoderError:
+        return None
+    identity = fpcache.files_identity(source)
+    if identity is None:
+        return None
+    settings = {"name": name, "max_length": options.max_length, "stride": options.stride,
+                "truncate": options.truncate, "layers": options.layers,
+                "features": options.features, "dtype": options.dtype,
+                "trust_remote_code": options.trust_remote_code,
+                "transformers": fpcache.package_version("transformers"),
+                "tokenizers": fpcache.package_version("tokenizers")}
+    return fpcache.cache_key(ENCODER, identity, settings)
+
+
+def _laser_cache_key(options: FeaturizeOptions) -> str | None:
+    laser_dir = find_laser_dir(options.laser_dir) if options.laser else None
+    identity = fpcache.files_identity(str(laser_dir)) if laser_dir is not None else None
+    if identity is None:
+        return None
+    return fpcache.cache_key(LASER, identity, {
+        "laser_dir": str(laser_dir), "laserembeddings": fpcache.package_version("laserembeddings")})
+
+
+def _cached_encoder_spec(value: dict, tokens: bool) -> tuple[SourceSpec, list[str]]:
+    fp, shapes = value["fingerprint"], {k: list(v) for k, v in value["shapes"].items()}
+    if tokens:
+        shapes["tokens"] = [len(fp["layers"]), int(fp["hidden"])]
+    return SourceSpec(ENCODER, value["name"], fp, fp["dtype"], shapes), list(value["features"])
+
+
 def identify_sources(options: FeaturizeOptions, warn: Callable[[str], None]) -> PassSources:
-    """Load the encoder (and LASER) once to learn their fingerprints and shapes."""
-    encoder = load_encoder(options)
-    laser = load_laser(options, warn)
-    pinned = replace(options, features=tuple(encoder.features),
-                     laser_dir=str(laser.model_dir) if laser is not None else None,
-                     laser=laser is not None)
-    return PassSources(encoder=encoder_spec(encoder, options.tokens),
-                       laser=laser_spec(laser, options.dtype) if laser is not None else None,
-                       model_name=encoder.name, layers=len(encoder.layers),
-                       loaded_encoder=encoder, loaded_laser=laser, options=pinned)
+    """Learn each source's fingerprint and shapes: from the fingerprint cache when the model
+    files are unchanged, else by loading the model (the pass then reuses that model)."""
+    keys = {ENCODER: _encoder_cache_key(options)}
+    cached = fpcache.lookup(keys[ENCODER]) if keys[ENCODER] else None
+    encoder = None
+    try:
+        enc_spec, features = _cached_encoder_spec(cached, options.tokens) if cached else (
+            None, None)
+    except (KeyError, TypeError, ValueError, AttributeError):  # a damaged entry is a miss
+        enc_spec = features = None
+    if enc_spec is None or features is None:
+        encoder = load_encoder(options)
+        enc_spec, features = encoder_spec(encoder, options.tokens), list(encoder.features)
+        if keys[ENCODER]:
+            fpcache.remember(keys[ENCODER], {
+                "name": encoder.name, "fingerprint": encoder.fingerprint,
+                "features": features, "shapes": encoder.feature_shapes(False)})
+    laser, laser_found, laser_source = None, None, None
+    keys[LASER] = _laser_cache_key(options)
+    value = fpcache.lookup(keys[LASER]) if keys[LASER] else None
+    if value is not None:
+        try:
+            laser_source = _laser_spec(value["fingerprint"], int(value["dim"]), options.dtype)
+            laser_found = find_laser_dir(options.laser_dir)
+        except (KeyError, TypeError, ValueError):
+            laser_source = None
+    if laser_source is None:
+        laser = load_laser(options, warn)
+        if laser is not None:
+            laser_source, laser_found = laser_spec(laser, options.dtype), laser.model_dir
+            if keys[LASER]:
+                fpcache.remember(keys[LASER], {"fingerprint": laser.fingerprint,
+                                               "dim": laser.dim})
+    pinned = replace(options, features=tuple(features),
+                     laser_dir=str(laser_found) if laser_source is not None else None,
+                     laser=laser_source is not None)
+    return PassSources(encoder=enc_spec, laser=laser_source, model_name=enc_spec.label,
+                       layers=len(enc_spec.fingerprint["layers"]), loaded_encoder=encoder,
+                       loaded_laser=laser, options=pinned,
+                       cache_keys={k: v for k, v in keys.items() if v})
+
+
+def check_loaded(pass_sources: PassSources, encoder: Encoder | None = None,
+                 laser: LaserVectors | None = None) -> None:
+    """A model loaded after the pass was identified (from the cache) must be the one
+    identified; if not, the cache entry goes, so the next pass identifies afresh."""
+    try:
+        if encoder is not None:
+            check_same_encoder(encoder, pass_sources.encoder)
+        spec = pass_sources.laser
+        if laser is not None and spec is not None and not fingerprints_match(
+                laser_spec(laser, spec.dtype).fingerprint, spec.fingerprint):
+            raise LaserError("the LASER models loaded now differ from the ones the pass "
+                             "identified; run the pass again")
+    except (EncoderError, LaserError):
+        for key in pass_sources.cache_keys.values():
+            fpcache.forget(key)
+        raise
 
 
 def check_same_encoder(encoder: Encoder, spec: SourceSpec) -> None:

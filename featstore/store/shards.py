@@ -5,7 +5,8 @@ Layout (all readable with h5py alone):
   /features/NAME   per-row arrays, [rows, ...]; chunked by rows, Fletcher-32 checksummed
   /ragged/NAME/data     concatenated variable-length rows, [total, ...]
   /ragged/NAME/offsets  int64 [rows + 1]; row i is data[offsets[i]:offsets[i+1]]; checksummed
-Scalars per row that are not features (window and token counts) live under /meta.
+Scalars per row that are not features (window and token counts) live under /meta; facts about
+the whole shard (the precision the encoder computed in: `compute_dtype`) are attributes of /.
 
 Every dataset that holds data carries a Fletcher-32 checksum, and libver="latest" checksums the
 HDF5 metadata, so a flipped byte anywhere a reader looks is refused rather than read: keys and
@@ -90,10 +91,11 @@ def write_shard(
     features: Mapping[str, np.ndarray],
     ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     meta: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, str] | None = None,
 ) -> None:
     """Write a complete shard to `path` (a temporary name; the caller publishes it)."""
     with _quiet_h5py_teardown():
-        _write_shard(path, keys, features, ragged, meta)
+        _write_shard(path, keys, features, ragged, meta, attrs)
 
 
 def _write_shard(
@@ -102,10 +104,13 @@ def _write_shard(
     features: Mapping[str, np.ndarray],
     ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None,
     meta: Mapping[str, np.ndarray] | None,
+    attrs: Mapping[str, str] | None = None,
 ) -> None:
     n = len(keys)
     with h5py.File(path, "w", libver="latest") as f:
         f.attrs["featstore_shard"] = 1
+        for name, value in (attrs or {}).items():
+            f.attrs[name] = np.bytes_(str(value).encode())  # fixed length: no 4 KB heap
         f.create_dataset("keys", data=np.array(keys, dtype=f"S{KEY_WIDTH}"),
                          chunks=(max(1, min(n, 4096)),), fletcher32=True)
         grp = f.create_group("features")
@@ -213,6 +218,16 @@ class ShardReader:
 
     def meta(self, name: str) -> np.ndarray:
         return self._read(f"meta/{name}")
+
+    def attr(self, name: str) -> str | None:
+        """A shard-wide fact (`compute_dtype`), or None when the writer recorded none."""
+        try:
+            value = self._f.attrs.get(name)
+        except _H5_ERRORS as exc:
+            raise self._damaged(f"attribute {name}", exc) from None
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def ragged(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         return self._read(f"ragged/{name}/data"), self._read(f"ragged/{name}/offsets")

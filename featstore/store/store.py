@@ -6,10 +6,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from featstore.store.errors import DamagedShardError, StoreError
 from featstore.store.featurizer_hook import installed_featurizer
@@ -23,6 +22,9 @@ from featstore.store.manifest import (
 )
 from featstore.store.shards import ShardReader
 from featstore.store.tables import read_table
+
+if TYPE_CHECKING:  # pandas and pyarrow load on first table read: `featstore info` stays fast
+    import pandas as pd
 
 ENV_STORE = "FEATSTORE_DIR"
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from featstore.store.errors import DamagedShardError
 from featstore.store.hashing import sha256_bytes
 
+if TYPE_CHECKING:  # loaded on first use, so opening a store imports neither
+    import pandas as pd
+    import pyarrow as pa
+
 
 def write_table(path: Path, table: pa.Table) -> None:
+    import pyarrow.parquet as pq
+
     pq.write_table(table, path, compression="zstd")
 
 
@@ -22,6 +25,9 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
     Parquet pages carry no checksum by default, so a flipped byte could otherwise change a key
     or a label silently. Tables are small next to the shards, so hashing them costs little.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -42,6 +48,8 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
 def numpy_backed(df: pd.DataFrame) -> pd.DataFrame:
     """String columns as numpy object arrays of str (missing: None), as scikit-learn and numpy
     indexing expect; pandas would otherwise hand back Arrow-backed string arrays."""
+    import pandas as pd
+
     for col in df.columns:
         if isinstance(df[col].dtype, pd.StringDtype):
             values = df[col].to_numpy(dtype=object, na_value=None)

@@ -17,10 +17,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from featstore.store.atomic import fsync_path, publish, write_json_atomic
 from featstore.store.errors import StoreError
@@ -41,6 +40,9 @@ from featstore.store.safe_paths import check_no_links, real_dir
 from featstore.store.shards import io_error_text, shard_nbytes, write_shard
 from featstore.store.store import Store
 from featstore.store.tables import write_table
+
+if TYPE_CHECKING:  # pyarrow loads when a table is written: opening a store stays fast
+    import pyarrow as pa
 
 LOCK_NAME = ".lock"
 TMP_DIR = "tmp"
@@ -63,6 +65,7 @@ def write_shard_file(
     features: Mapping[str, np.ndarray],
     ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     meta: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, str] | None = None,
 ) -> ShardEntry:
     """Write a shard under tmp/ and publish it into encoders/<id>/, without taking the lock.
 
@@ -84,7 +87,7 @@ def write_shard_file(
                          f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; everything "
                          "committed so far is kept")
     try:
-        write_shard(tmp, keys, features, ragged, meta)
+        write_shard(tmp, keys, features, ragged, meta, attrs)
         final = real_dir(root, ENCODERS_DIR, encoder_id, create=True) / name
         publish(tmp, final)
     except (OSError, RuntimeError) as exc:  # h5py reports some write failures as RuntimeError
@@ -242,10 +245,11 @@ class StoreWriter:
         features: Mapping[str, np.ndarray],
         ragged: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
         meta: Mapping[str, np.ndarray] | None = None,
+        attrs: Mapping[str, str] | None = None,
     ) -> ShardEntry:
         """Write and publish a shard file (not yet committed). Safe to call from a thread."""
         self._refuse_read_only(f"store {len(keys)} new texts")
-        return write_shard_file(self.root, encoder_id, keys, features, ragged, meta)
+        return write_shard_file(self.root, encoder_id, keys, features, ragged, meta, attrs)
 
     def commit_source(self, encoder_id: str, fingerprint: dict, dtype: str,
                       feature_shapes: Mapping[str, list[int]], shards: list[ShardEntry],
@@ -290,6 +294,8 @@ class StoreWriter:
         try:
             if not isinstance(table, Path):
                 write_table(tmp, table)
+            import pyarrow.parquet as pq
+
             rows = pq.ParquetFile(tmp).metadata.num_rows
             sha = sha256_file(tmp)
             old = self.manifest.datasets.get(name)
