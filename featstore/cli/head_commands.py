@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from featstore.cli.flags import FLAGS, add_flags, joined, text_value
-from featstore.cli.text_output import score, table
+from featstore.cli.text_output import metrics_table, score, table
 from featstore.heads.choices import COMPARE_HEADS, COMPARE_POOLS
 from featstore.heads.errors import HeadError
 
@@ -229,12 +229,7 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
           + (f" · fuse {'+'.join(args.fuse)} ({args.fuse_mode})" if args.fuse else "")
           + (f" · C {head.fit_info_['C']:g}" if "C" in head.fit_info_ else "")
           + (f" · {args.shots} shots x {args.repeats}" if args.shots else ""))
-    rows = []
-    for m in _metric_names(args.task):
-        std = result.metrics.get(f"{m}_std", 0.0)
-        spread = f"± {score(args.task, std)}" if len(result.runs) > 1 else ""
-        rows.append([m, score(args.task, result.metrics[m]), spread])
-    print(table(["metric", "value", ""], rows))
+    print(metrics_table(args.task, result.metrics, _metric_names(args.task), len(result.runs)))
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
@@ -289,12 +284,8 @@ def _fit_auto(args: argparse.Namespace) -> int:
         print(f"winner    {s.best_name_} (inner {score(args.task, s.best_score_)}; search "
               f"{s.search_seconds_:.0f} s, refit {s.refit_seconds_:.0f} s)"
               + (f" [sample {i + 1}]" if len(searches) > 1 else ""))
-    metric_rows = []
-    for m in _metric_names(args.task):
-        std = result.metrics.get(f"{m}_std", 0.0)
-        spread = f"± {score(args.task, std)}" if len(result.runs) > 1 else ""
-        metric_rows.append([m, score(args.task, result.metrics[m]), spread])
-    print(table(["winner's eval metric", "value", ""], metric_rows))
+    print(metrics_table(args.task, result.metrics, _metric_names(args.task), len(result.runs),
+                        header="winner's eval metric"))
     for note in result.notes:
         print(f"note      {note}")
     print(f"saved     {saved.path}")

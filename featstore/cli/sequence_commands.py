@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from featstore.cli.flags import FLAGS, joined
-from featstore.cli.text_output import score, table
+from featstore.cli.text_output import metrics_table, score, table
 from featstore.heads.choices import COMPARE_SEQ_HEADS
 from featstore.heads.errors import HeadError
 
@@ -104,12 +104,8 @@ def fit_sequence_head(args: argparse.Namespace) -> int:
     inner = head.fit_info_.get("inner_cv")
     if inner:
         print("inner CV  " + ", ".join(f"{k} {v * 100:.1f}" for k, v in inner.items()))
-    rows = []
-    for m in ("accuracy", "macro_f1"):
-        spread = f"± {score('classification', result.metrics[f'{m}_std'])}" \
-            if len(result.runs) > 1 else ""
-        rows.append([m, score("classification", result.metrics[m]), spread])
-    print(table(["metric", "value", ""], rows))
+    print(metrics_table("classification", result.metrics, ("accuracy", "macro_f1"),
+                        len(result.runs)))
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")

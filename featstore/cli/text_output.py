@@ -29,3 +29,12 @@ def score(task: str, value: float | None) -> str:
     if task == "classification":
         return f"{100 * value:.2f}"
     return f"{value:.4f}"
+
+
+def metrics_table(task: str, metrics: dict, names: tuple[str, ...], runs: int,
+                  header: str = "metric") -> str:
+    """One row per metric: its value and, over several runs, its spread."""
+    rows = [[m, score(task, metrics[m]),
+             f"± {score(task, metrics.get(f'{m}_std', 0.0))}" if runs > 1 else ""]
+            for m in names]
+    return table([header, "value", ""], rows)
