@@ -21,9 +21,10 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from safetensors import SafetensorError
@@ -268,6 +269,22 @@ def read_head(store: Store | str | os.PathLike, name: str
         except (SafetensorError, ValueError, TypeError, KeyError) as exc:
             raise HeadError(f"head {name}: {entry['file']} is damaged ({exc})") from None
     raise HeadError(f"head {name}: its weights file is missing (damaged)")
+
+
+Restored = TypeVar("Restored")
+
+
+def restore_head(store: Store | str | os.PathLike, name: str,
+                 restore: Callable[[dict[str, Any], dict[str, np.ndarray]], Restored]
+                 ) -> Restored:
+    """Read head NAME and rebuild it with `restore(doc, tensors)`; a document whose fields do
+    not fit what `restore` expects is one line, never a traceback."""
+    doc, tensors = read_head(store, name)
+    try:
+        return restore(doc, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise HeadError(f"head {name}: head.json is malformed ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def verify_heads(store: Store | str | os.PathLike) -> tuple[list[str], list[str]]:

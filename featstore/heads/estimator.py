@@ -28,7 +28,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 
-from featstore.heads.artifacts import read_head, write_head
+from featstore.heads.artifacts import restore_head, write_head
 from featstore.heads.choices import FUSE_MODES, TASKS
 from featstore.heads.errors import HeadError
 from featstore.heads.inputs import HeadInputs, InputLayout
@@ -403,19 +403,15 @@ class HeadEstimator(BaseEstimator):
     @classmethod
     def load(cls, store: Store | str | Path, name: str) -> HeadEstimator:
         """A fitted head read back from STORE/heads/NAME; it predicts what the saved one did."""
-        doc, tensors = read_head(store, name)
-        if doc.get("kind") == "sequence":
-            raise HeadError(f"head {name} is a sequence head; load it with "
-                            "featstore.heads.sequence_estimator.SequenceClassifier.load")
-        try:
-            return cls._restore(doc, tensors, name, store)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise HeadError(f"head {name}: head.json is malformed ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        return restore_head(store, name,
+                            lambda doc, tensors: cls._restore(doc, tensors, name, store))
 
     @classmethod
     def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
                  store: Store | str | Path) -> HeadEstimator:
+        if doc.get("kind") == "sequence":
+            raise HeadError(f"head {name} is a sequence head; load it with "
+                            "featstore.heads.sequence_estimator.SequenceClassifier.load")
         cfg = dict(doc["config"])
         klass = HeadRegressor if cfg.pop("task", None) == "regression" else HeadClassifier
         if not issubclass(klass, cls):

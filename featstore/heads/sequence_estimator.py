@@ -33,7 +33,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
 
-from featstore.heads.artifacts import read_head, write_head
+from featstore.heads.artifacts import restore_head, write_head
 from featstore.heads.choices import AUTO_CANDIDATES, SEQ_HEADS
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadNotFittedError
@@ -415,18 +415,14 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, store: Store | str | Path, name: str) -> SequenceClassifier:
         """A fitted sequence head read back from STORE/heads/NAME."""
-        doc, tensors = read_head(store, name)
-        if doc.get("kind") != KIND:
-            raise HeadError(f"head {name} is a per-text head, not a sequence head")
-        try:
-            return cls._restore(doc, tensors, name, store)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            raise HeadError(f"head {name}: head.json is malformed ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        return restore_head(store, name,
+                            lambda doc, tensors: cls._restore(doc, tensors, name, store))
 
     @classmethod
     def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
                  store: Store | str | Path) -> SequenceClassifier:
+        if doc.get("kind") != KIND:
+            raise HeadError(f"head {name} is a per-text head, not a sequence head")
         cfg = dict(doc["config"])
         names = set(cls().get_params())
         cfg["fuse"] = tuple(cfg.get("fuse", ()))
