@@ -11,7 +11,8 @@ import pytest
 from test_guarantees_support import run_cli
 from test_heads_support import toy_store
 
-from featstore.heads import load_head
+from featstore.heads import HeadClassifier, load_head
+from featstore.heads.ensemble import HeadEnsemble, select_ensemble
 from featstore.heads.errors import HeadError
 from featstore.heads.protocols import plan_evaluation
 from featstore.heads.search import HeadSearch, default_candidates, search_protocol
@@ -64,8 +65,8 @@ def test_search_is_deterministic_with_its_seed(tmp_path):
     store = _store(tmp_path / "s")
     df = store.dataset("toy")
     train = df[df.split == "train"]
-    a = HeadSearch(store, budget=300, candidates=GRID, seed=3).fit(train)
-    b = HeadSearch(store, budget=300, candidates=GRID, seed=3).fit(train)
+    a = HeadSearch(store, budget=300, candidates=GRID, seed=3, ensemble=False).fit(train)
+    b = HeadSearch(store, budget=300, candidates=GRID, seed=3, ensemble=False).fit(train)
     assert _record(a) == _record(b)
     assert a.best_params_ == b.best_params_
     np.testing.assert_allclose(a.predict_proba(df), b.predict_proba(df))
@@ -172,3 +173,62 @@ def test_library_refuses_bad_search_settings(tmp_path):
     one = df.iloc[:4].assign(label=["c0", "c0", "c1", "c2"])
     with pytest.raises(HeadError, match="at least 2 examples of every class"):
         HeadSearch(store, candidates=GRID).fit(one)
+
+
+def test_select_ensemble_keeps_a_mix_only_when_it_is_more_accurate():
+    truth = np.array([0, 0, 1, 1])
+    # a is right on rows 0 and 2 with confidence and wrong on 1 and 3 by a little; b mirrors it
+    a = np.array([[0.9, 0.1], [0.45, 0.55], [0.1, 0.9], [0.55, 0.45]])
+    b = np.array([[0.45, 0.55], [0.9, 0.1], [0.55, 0.45], [0.1, 0.9]])
+    picks, acc = select_ensemble([a, b], truth)
+    assert picks == [1, 1] and acc == 1.0  # each alone: 0.5; their average: every row right
+    # a candidate that is right everywhere needs no partner, whatever else is offered
+    picks, acc = select_ensemble([a, np.eye(2)[truth] * 0.8 + 0.1, b], truth)
+    assert picks == [0, 1, 0] and acc == 1.0
+
+
+def test_search_mixes_finalists_when_inner_folds_prefer_it(tmp_path):
+    store = _store(tmp_path / "s")
+    df = store.dataset("toy")
+    train, test = df[df.split == "train"], df[df.split == "test"]
+    s = HeadSearch(store, budget=300, candidates=GRID, seed=3).fit(train)
+    mix = s.ensemble_
+    assert mix["chosen"] and mix["inner_score"] > mix["single_best_inner_score"]
+    assert isinstance(s.best_estimator_, HeadEnsemble) and s.best_score_ == mix["inner_score"]
+    members = s.best_estimator_.members_
+    assert len(members) == len(mix["members"]) >= 2
+    assert all(m.fit_info_["rows"] == len(train) for m in members)  # refitted on all rows
+    # the mix is the weighted average of its members' probabilities
+    w = np.array([m["picks"] for m in mix["members"]], dtype=float)
+    expect = sum(wi / w.sum() * m.predict_proba(store, test) for wi, m in zip(w, members))
+    np.testing.assert_allclose(s.predict_proba(store, test), expect, rtol=1e-6)
+    # saved as one head; it loads and predicts the same, from the CLI too
+    s.save(store, "mix")
+    again = load_head(tmp_path / "s", "mix")
+    assert isinstance(again, HeadEnsemble)
+    np.testing.assert_allclose(again.predict_proba(store, test), expect, rtol=1e-6)
+    assert list(again.predict(store, test)) == list(s.predict(store, test))
+    doc = json.loads((tmp_path / "s" / "heads" / "mix" / "head.json").read_text())
+    assert doc["kind"] == "ensemble" and doc["search"]["ensemble"]["chosen"]
+    with pytest.raises(HeadError, match="ensemble of heads"):
+        HeadClassifier.load(tmp_path / "s", "mix")
+    # the same search without ensembles keeps its single winner
+    single = HeadSearch(store, budget=300, candidates=GRID, seed=3, ensemble=False).fit(train)
+    assert not isinstance(single.best_estimator_, HeadEnsemble)
+    assert single.ensemble_ == {"chosen": False, "why": "ensembles are off"}
+
+
+def test_ensemble_head_predicts_from_the_command_line(tmp_path, capsys):
+    store = _store(tmp_path / "s")
+    texts = store.dataset("toy").text.tolist()[:5]
+    head = HeadEnsemble([GRID[0], GRID[2]], [2, 1]).fit(store, "toy")
+    head.save(store, "pair")
+    code, out, err = run_cli(capsys, "predict", "--store", tmp_path / "s", "--head", "pair",
+                             "--json", "--no-progress",
+                             *[a for t in texts for a in ("--text", t)])
+    assert code == 0, err
+    got = [r["prediction"] for r in json.loads(out)["predictions"]]
+    assert got == list(head.predict(store, texts))
+    assert head.weights_.tolist() == pytest.approx([2 / 3, 1 / 3])
+    with pytest.raises(HeadError, match="positive weights"):
+        HeadEnsemble([GRID[0], GRID[2]], [1, 0]).fit(store, "toy")

@@ -280,6 +280,11 @@ def _fit_auto(args: argparse.Namespace) -> int:
              f"{score(args.task, t.std)}", str(len(t.scores)), f"{t.seconds:.1f}", t.status]
             for t in first.trials_]
     print(table(["candidate", f"inner {first.metric_}", "folds", "s", "status"], rows))
+    mix = first.ensemble_
+    if "inner_score" in mix:
+        print(f"ensemble  inner {score(args.task, mix['inner_score'])} vs best single "
+              f"{score(args.task, mix['single_best_inner_score'])}: "
+              + ("chosen" if mix["chosen"] else f"not chosen, {mix['why']}"))
     for i, s in enumerate(searches):
         print(f"winner    {s.best_name_} (inner {score(args.task, s.best_score_)}; search "
               f"{s.search_seconds_:.0f} s, refit {s.refit_seconds_:.0f} s)"
@@ -294,7 +299,7 @@ def _fit_auto(args: argparse.Namespace) -> int:
 
 # -- predict -------------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from featstore.heads.estimator import load_head
+    from featstore.heads.ensemble import load_head
     from featstore.services.predictions import input_rows, predict_frame
     from featstore.services.sequence_runs import is_sequence_head_name
     from featstore.store import open_store

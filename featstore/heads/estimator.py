@@ -335,6 +335,12 @@ class HeadEstimator(BaseEstimator):
         self.check_fitted()
         return self.inputs_.layout.layers
 
+    @property
+    def layouts_(self) -> list[InputLayout]:
+        """What the head reads from a store (one layout; an ensemble has one per member)."""
+        self.check_fitted()
+        return [self.inputs_.layout]
+
     # -- predict ------------------------------------------------------------------------------
     def raw_output(self, X: Any, *args: Any) -> np.ndarray:
         """Class probabilities [n, classes], or regression predictions [n]."""
@@ -378,10 +384,10 @@ class HeadEstimator(BaseEstimator):
         cfg["task"] = self.task
         return cfg
 
-    def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
-             extra: dict | None = None, overwrite: bool = False) -> Path:
-        """Write this head to STORE/heads/NAME (safetensors + JSON); `load` reads it back. A head
-        already saved under NAME is replaced only with `overwrite`."""
+    def artifact(self, metrics: dict | None = None, extra: dict | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(named arrays, document): what `save` writes, and what an ensemble of heads keeps
+        per member."""
         self.check_fitted()
         tensors = self.inputs_.state()
         if self.head_kind_ == "logreg":
@@ -398,20 +404,31 @@ class HeadEstimator(BaseEstimator):
         else:
             doc["target"] = {"mean": self.target_mean_, "std": self.target_std_}
         doc.update(extra or {})
+        return tensors, doc
+
+    def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
+             extra: dict | None = None, overwrite: bool = False) -> Path:
+        """Write this head to STORE/heads/NAME (safetensors + JSON); `load` reads it back. A head
+        already saved under NAME is replaced only with `overwrite`."""
+        tensors, doc = self.artifact(metrics, extra)
         return write_head(store, name, tensors, doc, overwrite=overwrite)
 
     @classmethod
     def load(cls, store: Store | str | Path, name: str) -> HeadEstimator:
         """A fitted head read back from STORE/heads/NAME; it predicts what the saved one did."""
         return restore_head(store, name,
-                            lambda doc, tensors: cls._restore(doc, tensors, name, store))
+                            lambda doc, tensors: cls.from_artifact(doc, tensors, name, store))
 
     @classmethod
-    def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
-                 store: Store | str | Path) -> HeadEstimator:
+    def from_artifact(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
+                      store: Store | str | Path) -> HeadEstimator:
+        """The head `artifact` described, predicting from `store`."""
         if doc.get("kind") == "sequence":
             raise HeadError(f"head {name} is a sequence head; load it with "
                             "featstore.heads.sequence_estimator.SequenceClassifier.load")
+        if doc.get("kind") == "ensemble":
+            raise HeadError(f"head {name} is an ensemble of heads; load it with "
+                            "featstore.heads.load_head")
         cfg = dict(doc["config"])
         klass = HeadRegressor if cfg.pop("task", None) == "regression" else HeadClassifier
         if not issubclass(klass, cls):
@@ -497,8 +514,3 @@ def make_head(task: str = "classification", **params: Any) -> HeadEstimator:
     if task not in TASKS:
         raise HeadError(f"unknown --task {task!r}; choose classification or regression")
     return (HeadRegressor if task == "regression" else HeadClassifier)(**params)
-
-
-def load_head(store: Store | str | Path, name: str) -> HeadEstimator:
-    """Whichever head (classifier or regressor) is saved as STORE/heads/NAME."""
-    return HeadEstimator.load(store, name)

@@ -7,7 +7,10 @@ stratified inner folds of the training rows, never on evaluation rows. The budge
 successive halving: every candidate, cheapest first, is scored on the first fold; the better
 half goes on to the next fold, and so on, so a hopeless candidate costs one fold and the last
 fold is spent on the few that can win. The winner (best mean over the most folds any candidate
-completed) is refitted on all training rows and saved with the whole search record.
+completed) is refitted on all training rows and saved with the whole search record. For
+classification, the held-out probabilities of the candidates that completed every fold then
+go through greedy ensemble selection: a weighted mix (`HeadEnsemble`) replaces the winner only
+when it is more accurate on those inner folds than the winner alone.
 
 With a budget that cuts the search short, which candidates were scored depends on the
 machine's speed; with a budget that lets it finish, the same seed gives the same choice.
@@ -26,11 +29,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from featstore.heads.ensemble import HeadEnsemble, select_ensemble
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
 from featstore.heads.gather import encoder_layers
 from featstore.heads.labels import LabelMap, label_column
-from featstore.heads.metrics import primary_metric, summarize
+from featstore.heads.metrics import primary_metric, scores, summarize
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, trials
 from featstore.heads.rows import Data, keys_and_labels, store_from
 from featstore.heads.splits import kfold, stratified_folds
@@ -68,6 +72,7 @@ class Trial:
     scores: list[float] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "not run"  # scored on all folds | dropped after fold k | out of budget | skipped
+    oof: np.ndarray | None = None  # class probabilities of each row from the fold that held it out
 
     @property
     def mean(self) -> float:
@@ -96,6 +101,8 @@ def describe(params: dict[str, Any]) -> str:
         name += f"({params['of']})"
     if params.get("layers"):
         name += f"[L{','.join(str(x) for x in params['layers'])}]"
+    if params.get("normalize", "standard") != "standard":
+        name += f" {params['normalize']}"
     if params.get("pool") == "weighted" and params.get("head") == "logreg":
         name = name.replace("weighted", "avg-layers", 1)
     name += f" + {params.get('head') or 'default'}"
@@ -151,8 +158,9 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
                    ("mean-max", {}, 1.0), ("concat", {"of": "mean"}, 0.1),
                    ("concat", {"of": "mean"}, 1.0), ("weighted", {"of": "mean"}, 0.1),
                    ("weighted", {"of": "mean-max"}, 0.1)]
-        if small:
-            logregs += [("mean-max", {}, 10.0), ("mean", {}, 1.0)]
+        if small:  # few rows: weaker regularisation, and unit-length rows for the top mean
+            logregs += [("mean-max", {}, 10.0), ("mean", {}, 1.0),
+                        ("mean", {"normalize": "l2"}, 30.0)]
         for i, (pool, extra, c) in enumerate(logregs):
             out.append(_cand({"pool": pool, **extra, "head": "logreg", "C": c}, 1.0 + i / 100))
     out.append(_seeded(mlp, 5.0, seeds))
@@ -161,6 +169,7 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
         out.append(_seeded({**mlp, "pool": "weighted", "of": "mean-max"}, 5.2, seeds))
     if small:
         out.append(_seeded({**mlp, "dropout": 0.5}, 5.1, seeds))
+        out.append(_seeded({**mlp, "pool": "mean"}, 5.05, seeds))
     if len(layers) > 2:
         out.append(_cand({"pool": "lstm", "head": "mlp"}, 8.0))
     if "tokens" in stored:
@@ -198,17 +207,19 @@ class HeadSearch(BaseEstimator):
     `candidates`: parameter dicts to search, each as given (default: `default_candidates` for
     the store, whose torch heads are scored with one seed and refitted averaging `seeds`);
     `budget`: seconds for the search and the refit (estimated; at least one candidate is scored
-    on one fold); `folds`: inner folds. After `fit`: `best_params_`, `best_estimator_` (a
-    fitted `HeadClassifier` or `HeadRegressor`), `cv_results_` (one dict per candidate),
-    `search_seconds_`, `refit_seconds_`; `predict`, `predict_proba`, `score` and `save` use the
-    winner. The evaluation rows are never seen: `fit` is given training rows only.
+    on one fold); `folds`: inner folds; `ensemble`: let a mix of the finalists replace the
+    winner when the inner folds say it is better (classification). After `fit`:
+    `best_params_`, `best_estimator_` (a fitted `HeadClassifier`, `HeadRegressor` or
+    `HeadEnsemble`), `ensemble_` (the selection's record), `cv_results_` (one dict per
+    candidate), `search_seconds_`, `refit_seconds_`; `predict`, `predict_proba`, `score` and
+    `save` use the winner. The evaluation rows are never seen: `fit` is given training rows only.
     """
 
     def __init__(self, store: str | Path | Store | None = None, *, task: str = "classification",
                  budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
                  candidates: Sequence[dict[str, Any]] | None = None, encoder: str | None = None,
                  fuse: Sequence[str] | None = None, label_col: str | None = None,
-                 seeds: int = 5, seed: int = 0) -> None:
+                 seeds: int = 5, ensemble: bool = True, seed: int = 0) -> None:
         self.store = store
         self.task = task
         self.budget = budget
@@ -218,6 +229,7 @@ class HeadSearch(BaseEstimator):
         self.fuse = fuse
         self.label_col = label_col
         self.seeds = seeds
+        self.ensemble = ensemble
         self.seed = seed
 
     def _check(self) -> None:
@@ -250,9 +262,10 @@ class HeadSearch(BaseEstimator):
             store, data = store_from(self.store), X
         start = time.perf_counter()
         rows, col = self._rows(store, data, y)
-        codes = None
+        labels, codes = None, None
         if self.task == "classification":
-            codes = LabelMap.fit(rows[col]).encode(rows[col], "the training rows")
+            labels = LabelMap.fit(rows[col])
+            codes = labels.encode(rows[col], "the training rows")
         folds = inner_folds(codes, len(rows), int(self.folds), self.seed)
         per_class = len(rows) / (len(np.unique(codes)) if codes is not None else 1)
         cands = ([_cand(dict(p), float(i)) for i, p in enumerate(self.candidates)]
@@ -276,7 +289,8 @@ class HeadSearch(BaseEstimator):
                 try:
                     head = make_head(self.task, **self._fixed(t.candidate.params, col))
                     head.fit(store, rows.iloc[tr].reset_index(drop=True))
-                    s = head.evaluate(store, rows.iloc[te].reset_index(drop=True))[metric]
+                    s = self._score_fold(t, head, store, rows.iloc[te].reset_index(drop=True),
+                                         te, labels, codes, metric)
                 except HeadError as exc:
                     t.status = f"skipped: {exc}"
                     continue
@@ -301,22 +315,94 @@ class HeadSearch(BaseEstimator):
             if t.status.startswith("scored on") and len(t.scores) == len(folds):
                 t.status = "all folds"
         best.status = "winner"
+        self.ensemble_ = self._mix(found, best, codes, len(folds),
+                                   self.budget - (time.perf_counter() - start))
         self.search_seconds_ = round(time.perf_counter() - start, 3)
-        self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit}, col)
         t0 = time.perf_counter()
-        self.best_estimator_: HeadEstimator = make_head(self.task, **self.best_params_)
-        if self.store is not None:
-            self.best_estimator_.set_params(store=self.store)
+        self.best_name_ = best.candidate.name
+        self.best_score_ = best.mean
+        if self.ensemble_.get("chosen"):
+            members = [self._fixed(m["params"], col) for m in self.ensemble_["members"]]
+            weights = [m["picks"] for m in self.ensemble_["members"]]
+            self.best_params_ = {"members": members, "weights": weights}
+            self.best_estimator_: HeadEstimator | HeadEnsemble = HeadEnsemble(
+                members, weights, store=self.store, label_col=col, seed=self.seed)
+            self.best_name_ = self.ensemble_["name"]
+            self.best_score_ = self.ensemble_["inner_score"]
+        else:
+            self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit},
+                                            col)
+            self.best_estimator_ = make_head(self.task, **self.best_params_)
+            if self.store is not None:
+                self.best_estimator_.set_params(store=self.store)
         self.best_estimator_.fit(store, rows, valid=valid)
         self.refit_seconds_ = round(time.perf_counter() - t0, 3)
-        self.best_name_ = best.candidate.name
         self.best_index_ = next(i for i, c in enumerate(cands) if c is best.candidate)
-        self.best_score_ = best.mean
         self.n_folds_ = len(folds)
         self.metric_ = metric
         self.trials_ = found
         self.cv_results_ = [t.to_json() for t in found]
         return self
+
+    def _score_fold(self, t: Trial, head: HeadEstimator, store: Store, held: pd.DataFrame,
+                    te: np.ndarray, labels: LabelMap | None, codes: np.ndarray | None,
+                    metric: str) -> float:
+        """The fold's score; for classification, the held-out rows' probabilities are kept
+        in `t.oof` (columns in the order of all training rows' classes) for the ensemble."""
+        if labels is None or codes is None:
+            return head.evaluate(store, held)[metric]
+        out = head.raw_output(store, held)
+        if t.oof is None:
+            t.oof = np.zeros((len(codes), len(labels.classes)), dtype=np.float32)
+        cols = labels.encode(pd.Series(list(head.classes_)), "a fold's classes")
+        t.oof[np.ix_(te, cols)] = out
+        return scores(self.task, codes[te], t.oof[te].argmax(axis=1))[metric]
+
+    def _mix(self, found: list[Trial], best: Trial, codes: np.ndarray | None, n_folds: int,
+             left: float) -> dict[str, Any]:
+        """The ensemble record: greedy selection over the out-of-fold probabilities of the
+        candidates scored on every fold, chosen only when a mix of two or more is more
+        accurate on the inner folds than the best single candidate and its refit fits the
+        budget (torch members share the seed budget by their picks)."""
+        if not self.ensemble:
+            return {"chosen": False, "why": "ensembles are off"}
+        if codes is None:
+            return {"chosen": False, "why": "ensembles are for classification"}
+        pool = sorted((t for t in found if len(t.scores) == n_folds and t.oof is not None),
+                      key=_rank)
+        if len(pool) < 2:
+            return {"chosen": False, "why": "fewer than two candidates were scored on every fold"}
+        picks, acc = select_ensemble([t.oof for t in pool], codes)
+        total = sum(picks)
+        members, cost = [], 0.0
+        for t, k in zip(pool, picks, strict=True):
+            if not k:
+                continue
+            params = dict(t.candidate.params)
+            if "ensemble" in t.candidate.refit:
+                params["ensemble"] = max(1, round(self.seeds * k / total))
+            cost += REFIT_FACTOR * t.fold_seconds() * params.get("ensemble", 1) \
+                / t.candidate.params.get("ensemble", 1)
+            members.append({"name": t.candidate.name, "params": params, "picks": k})
+        single = float(np.mean(pool[0].oof.argmax(axis=1) == codes))
+        record: dict[str, Any] = {
+            "method": "greedy forward selection with replacement over the out-of-fold "
+                      "probabilities of the candidates scored on every inner fold",
+            "inner_score": round(acc, 6), "single_best_inner_score": round(single, 6),
+            "members": members, "chosen": False,
+            "name": "ensemble of " + " + ".join(f"{m['name']} ({m['picks']}/{total})"
+                                                for m in members)}
+        if len(members) < 2 or acc <= single:
+            record["why"] = "no mix beat the best single candidate on the inner folds"
+        elif cost > max(left, _refit_estimate(best)):
+            record["why"] = f"its refit (about {cost:.0f} s) would not fit the budget"
+        else:
+            record["chosen"] = True
+            names = {m["name"]: m["picks"] for m in members}
+            for t in pool:
+                if t.candidate.name in names:
+                    t.status = f"in the ensemble ({names[t.candidate.name]}/{total})"
+        return record
 
     def _fixed(self, params: dict[str, Any], col: str) -> dict[str, Any]:
         return {**params, "label_col": col, "seed": self.seed,
@@ -336,7 +422,7 @@ class HeadSearch(BaseEstimator):
                 "seed": self.seed, "seconds": self.search_seconds_,
                 "refit_seconds": self.refit_seconds_, "winner": self.best_name_,
                 "winner_inner_score": round(self.best_score_, 6),
-                "candidates": self.cv_results_}
+                "ensemble": self.ensemble_, "candidates": self.cv_results_}
 
     def predict(self, *args: Any) -> np.ndarray:
         self.check_fitted()

@@ -131,8 +131,9 @@ def save_best(store: Store, plan: EvaluationPlan, ranked: list[GridEntry], name:
     with its search record."""
     refuse_existing_head(store, name, overwrite)
     done = [e for e in ranked if e.result]
-    search = HeadSearch(task=task, budget=budget, folds=folds,
-                        candidates=[e.params for e in done], label_col=plan.label_col, seed=seed)
+    # one of the compared configurations is saved, so no mix of them
+    search = HeadSearch(task=task, budget=budget, folds=folds, candidates=[e.params for e in done],
+                        label_col=plan.label_col, ensemble=False, seed=seed)
     search.fit(store, plan.train, valid=plan.valid)
     chosen = done[search.best_index_]
     metrics = (search.best_estimator_.evaluate(store, plan.eval) if plan.eval is not None

@@ -4,6 +4,7 @@ included), the prediction and class probabilities (all of them, or the top k).""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from featstore.featurize.corpus import open_corpus
+from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator
 from featstore.heads.inputs import find_by_fingerprint
@@ -57,8 +59,9 @@ def _rows_of(store: Store, value: str, text_col: str | None) -> pd.DataFrame:
     return df[[TEXT, *(c for c in df.columns if c != TEXT)]]
 
 
-def predict_frame(store: Store, head: HeadEstimator, rows: pd.DataFrame | Sequence[str],
-                  progress: bool = False, say: Say | None = None, name: str = "the head",
+def predict_frame(store: Store, head: HeadEstimator | HeadEnsemble,
+                  rows: pd.DataFrame | Sequence[str], progress: bool = False,
+                  say: Say | None = None, name: str = "the head",
                   top_k: int | None = None) -> pd.DataFrame:
     """The rows (texts, or a frame with a `text` column) with `prediction` and, for classifiers,
     `p_CLASS` per class, or with `top_k`, `label_1, p_1, ... label_K, p_K`. Texts the store
@@ -69,10 +72,14 @@ def predict_frame(store: Store, head: HeadEstimator, rows: pd.DataFrame | Sequen
     if "prediction" in out.columns:
         out = out.rename(columns={"prediction": "prediction_given"})
     texts = out[TEXT].astype(str).tolist()
-    layout = head.inputs_.layout
-    find_by_fingerprint(store, layout.encoder_fingerprint, name)
-    featurize_missing(store, texts, layout.encoder_fingerprint, layout.features,
-                      progress=progress, say=say)
+    needs: dict[str, tuple[dict, list[str]]] = {}  # per encoder: the features any part reads
+    for layout in head.layouts_:
+        fp, feats = needs.setdefault(json.dumps(layout.encoder_fingerprint, sort_keys=True),
+                                     (layout.encoder_fingerprint, []))
+        feats.extend(f for f in layout.features if f not in feats)
+    for fp, feats in needs.values():
+        find_by_fingerprint(store, fp, name)
+        featurize_missing(store, texts, fp, feats, progress=progress, say=say)
     keys = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
     if head.task == "regression":
         out["prediction"] = head.raw_output(store, keys)
