@@ -45,6 +45,12 @@ def show(tag: str, run, goal: float, budget: float) -> float:
         log(f"  {t.candidate.name:48s} {inner}  {len(t.scores)} fold(s) {t.seconds:6.1f} s  "
             f"{t.status}")
     for i, s in enumerate(run.searches):
+        mix = s.ensemble_
+        if "inner_score" in mix:
+            log(f"  ensemble{'' if len(run.searches) == 1 else f' {i + 1}'}: inner "
+                f"{100 * mix['inner_score']:.2f} vs best single "
+                f"{100 * mix['single_best_inner_score']:.2f} -> "
+                + ("chosen" if mix["chosen"] else f"not chosen ({mix['why']})"))
         log(f"  winner{'' if len(run.searches) == 1 else f' {i + 1}'}: {s.best_name_} "
             f"(inner {100 * s.best_score_:.2f}; search {s.search_seconds_:.0f} s, "
             f"refit {s.refit_seconds_:.0f} s)")

@@ -200,7 +200,8 @@ def test_search_mixes_finalists_when_inner_folds_prefer_it(tmp_path):
     assert all(m.fit_info_["rows"] == len(train) for m in members)  # refitted on all rows
     # the mix is the weighted average of its members' probabilities
     w = np.array([m["picks"] for m in mix["members"]], dtype=float)
-    expect = sum(wi / w.sum() * m.predict_proba(store, test) for wi, m in zip(w, members))
+    expect = sum(wi / w.sum() * m.predict_proba(store, test)
+                 for wi, m in zip(w, members, strict=True))
     np.testing.assert_allclose(s.predict_proba(store, test), expect, rtol=1e-6)
     # saved as one head; it loads and predicts the same, from the CLI too
     s.save(store, "mix")
