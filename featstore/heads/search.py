@@ -4,13 +4,14 @@ training rows alone, within a time budget; what `fit-head --auto` and `compare -
 Every candidate trains from stored rows in seconds, so an honest search is cheap: candidates
 (poolings x heads x a few hyperparameters, plus fusion sources the store holds) are scored on
 stratified inner folds of the training rows, never on evaluation rows. The budget is spent by
-successive halving: every candidate, cheapest first, is scored on the first fold; the better
-half goes on to the next fold, and so on, so a hopeless candidate costs one fold and the last
-fold is spent on the few that can win. The winner (best mean over the most folds any candidate
-completed) is refitted on all training rows and saved with the whole search record. For
-classification, the held-out probabilities of the candidates that completed every fold then
-go through greedy ensemble selection: a weighted mix (`HeadEnsemble`) replaces the winner only
-when it is more accurate on those inner folds than the winner alone.
+racing: every candidate, cheapest first, is scored on the first fold; those within two
+standard errors of the leader go on to the next fold (the better half, for regression), and so
+on, so a hopeless candidate costs one fold and the last fold is spent on the few that can win.
+The winner (best mean over the most folds any candidate completed) is refitted on all training
+rows and saved with the whole search record. For classification, the held-out probabilities
+of the candidates that completed every fold then go through greedy ensemble selection: a
+weighted mix (`HeadEnsemble`) replaces the winner only when it is more accurate on those inner
+folds than the winner alone.
 
 With a budget that cuts the search short, which candidates were scored depends on the
 machine's speed; with a budget that lets it finish, the same seed gives the same choice.
@@ -302,8 +303,9 @@ class HeadSearch(BaseEstimator):
             scored = [t for t in alive if len(t.scores) == k + 1]
             if not scored:
                 break
-            keep = len(scored) if k == len(folds) - 1 else max(2, math.ceil(len(scored) / 2))
             ranked = sorted(scored, key=_rank)
+            held = sum(len(te) for _, te in folds[:k + 1])
+            keep = len(scored) if k == len(folds) - 1 else _survivors(ranked, held, self.task)
             for t in ranked[keep:]:
                 t.status = f"dropped after fold {k + 1}"
             alive = ranked[:keep]
@@ -417,7 +419,7 @@ class HeadSearch(BaseEstimator):
     def record(self) -> dict[str, Any]:
         """The search as JSON: what was tried, how it scored on inner folds, what won."""
         self.check_fitted()
-        return {"method": "successive halving over stratified inner folds of the training rows",
+        return {"method": "racing over stratified inner folds of the training rows",
                 "metric": self.metric_, "folds": self.n_folds_, "budget_seconds": self.budget,
                 "seed": self.seed, "seconds": self.search_seconds_,
                 "refit_seconds": self.refit_seconds_, "winner": self.best_name_,
@@ -462,6 +464,23 @@ def _refit_estimate(leader: Trial | None) -> float:
         return 0.0
     seeds = leader.candidate.refit.get("ensemble", 1) / leader.candidate.params.get("ensemble", 1)
     return REFIT_FACTOR * leader.fold_seconds() * seeds
+
+
+RACE_Z = 2.0  # standard errors behind the leader at which a classifier candidate is dropped
+
+
+def _survivors(ranked: list[Trial], held: int, task: str) -> int:
+    """How many of the ranked candidates go on to the next fold. Classification races them:
+    a candidate stays while its mean accuracy is within RACE_Z standard errors of the leader's
+    (the binomial error over the `held` rows scored so far), so a close candidate that may win
+    or join the ensemble is not dropped by a coin toss, and a hopeless one costs one fold.
+    Regression halves them. At least two go on."""
+    if task == "classification":
+        p = min(max(ranked[0].mean, 0.0), 1.0)
+        margin = RACE_Z * math.sqrt(max(p * (1 - p), 1e-4) / max(held, 1))
+        close = sum(1 for t in ranked if ranked[0].mean - t.mean <= margin)
+        return max(2, close)
+    return max(2, math.ceil(len(ranked) / 2))
 
 
 def _rank(t: Trial) -> tuple[float, float]:
