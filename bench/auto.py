@@ -40,8 +40,8 @@ def show(tag: str, run, goal: float, budget: float) -> float:
     log(f"[{tag}] inner {first.n_folds_}-fold CV on the training rows, budget {budget:g} s"
         + (f" shared by {len(run.searches)} searches" if len(run.searches) > 1 else ""))
     for t in first.trials_:
-        inner = "      -      " if not t.scores else \
-            f"{100 * t.mean:6.2f} ± {100 * t.std:4.2f}"
+        inner = "      -      " if not t.scores else f"{100 * t.mean:6.2f}        " \
+            if len(t.scores) == 1 else f"{100 * t.mean:6.2f} ± {100 * t.std:4.2f}"
         log(f"  {t.candidate.name:48s} {inner}  {len(t.scores)} fold(s) {t.seconds:6.1f} s  "
             f"{t.status}")
     for i, s in enumerate(run.searches):

@@ -276,8 +276,9 @@ def _fit_auto(args: argparse.Namespace) -> int:
           f"training rows · {first.metric_} · budget {args.budget:g} s"
           + (f" shared by {len(searches)} searches" if len(searches) > 1 else ""))
     rows = [[t.candidate.name,
-             "-" if not t.scores else f"{score(args.task, t.mean)} ± "
-             f"{score(args.task, t.std)}", str(len(t.scores)), f"{t.seconds:.1f}", t.status]
+             "-" if not t.scores else score(args.task, t.mean) if len(t.scores) == 1 else
+             f"{score(args.task, t.mean)} ± {score(args.task, t.std)}",
+             str(len(t.scores)), f"{t.seconds:.1f}", t.status]
             for t in first.trials_]
     print(table(["candidate", f"inner {first.metric_}", "folds", "s", "status"], rows))
     mix = first.ensemble_
