@@ -21,7 +21,7 @@ from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadClassifier, HeadEstimator, HeadNotFittedError
 from featstore.heads.inputs import InputLayout
 from featstore.heads.metrics import classification_scores
-from featstore.heads.rows import Data, keys_and_labels, store_from
+from featstore.heads.rows import Data, keys_and_labels, store_and_data
 from featstore.store import Store
 
 MAX_ROUNDS = 10  # greedy additions (with replacement) before the selection stops
@@ -81,11 +81,7 @@ class HeadEnsemble(ClassifierMixin, BaseEstimator):
         return w / w.sum()
 
     def _split(self, X: Any, rest: tuple) -> tuple[Store, Any, tuple]:
-        if isinstance(X, Store):
-            if not rest:
-                raise HeadError("after a store, pass the data: fit(store, data, y)")
-            return X, rest[0], rest[1:]
-        return store_from(self.store), X, rest
+        return store_and_data(X, rest, self.store)
 
     def fit(self, X: Any, y: Any = None, *args: Any, valid: Data | None = None,
             progress: object | None = None) -> HeadEnsemble:

@@ -38,7 +38,7 @@ from featstore.heads.metrics import scores
 from featstore.heads.networks import HeadNetwork, build_network, check_head
 from featstore.heads.normalizer import check_normalization
 from featstore.heads.poolings import check_pooling, is_trainable
-from featstore.heads.rows import Data, keys_and_labels, store_from, texts_of
+from featstore.heads.rows import Data, keys_and_labels, store_and_data, texts_of
 from featstore.heads.splits import holdout
 from featstore.heads.training import (
     LazyInputs,
@@ -171,16 +171,7 @@ class HeadEstimator(BaseEstimator):
 
     # -- where the data lives ------------------------------------------------------------------
     def _split(self, X: Any, rest: tuple) -> tuple[Store, Any, tuple]:
-        """(store, data, remaining arguments): `X` may be an open store followed by the data
-        (`fit(store, data, y)`); otherwise the store is the `store` parameter."""
-        if isinstance(X, Store):
-            if not rest:
-                raise HeadError("after a store, pass the data: fit(store, data, y)")
-            return X, rest[0], rest[1:]
-        return self._store(), X, rest
-
-    def _store(self) -> Store:
-        return store_from(self.store)
+        return store_and_data(X, rest, self.store)
 
     def _featurize_given_texts(self, store: Store, data: Data, layout: InputLayout | None
                                ) -> None:

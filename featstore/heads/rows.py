@@ -72,3 +72,15 @@ def store_from(param: str | Path | Store | None) -> Store:
         return open_store(param)
     except StoreError as exc:
         raise HeadError(f"store={param!r}: {exc}") from None
+
+
+def store_and_data(X: Any, rest: tuple, param: str | Path | Store | None
+                   ) -> tuple[Store, Any, tuple]:
+    """(store, data, remaining arguments) of an estimator call: `X` may be an open store
+    followed by the data (`fit(store, data, y)`); otherwise the store is the estimator's
+    `store` parameter."""
+    if isinstance(X, Store):
+        if not rest:
+            raise HeadError("after a store, pass the data: fit(store, data, y)")
+        return X, rest[0], rest[1:]
+    return store_from(param), X, rest

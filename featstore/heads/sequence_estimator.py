@@ -42,7 +42,7 @@ from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
 from featstore.heads.normalizer import check_normalization
 from featstore.heads.poolings import check_pooling, is_trainable
-from featstore.heads.rows import store_from
+from featstore.heads.rows import store_and_data
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
 from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_network
 from featstore.heads.sequences import Sequences, group_rows, labels_from_table
@@ -155,11 +155,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
 
     # -- data ---------------------------------------------------------------------------------
     def _split(self, X: Any, rest: tuple) -> tuple[Store, Any, tuple]:
-        if isinstance(X, Store):
-            if not rest:
-                raise HeadError("after a store, pass the data: fit(store, data, y)")
-            return X, rest[0], rest[1:]
-        return store_from(self.store), X, rest
+        return store_and_data(X, rest, self.store)
 
     def _table(self, store: Store, data: Any) -> tuple[pd.DataFrame, str]:
         """The rows (one message each) with a key column, and a name for messages."""
