@@ -245,3 +245,26 @@ def test_racing_keeps_candidates_within_two_standard_errors_of_the_leader():
     assert _survivors(ranked, 300, "classification") == 3
     assert _survivors(ranked, 30000, "classification") == 2
     assert _survivors(ranked, 300, "regression") == 2  # the better half
+
+
+def test_auto_reports_the_winner_on_the_evaluation_rows(tmp_path, capsys):
+    import pandas as pd
+
+    _store(tmp_path / "s")
+    rep = tmp_path / "rep"
+    args = ("fit-head", "--store", tmp_path / "s", "--auto", "--budget", "120", "--folds", "2",
+            "--report", rep, "--no-progress")
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    errors = pd.read_csv(rep / "errors.csv")
+    classes = pd.read_csv(rep / "classes.csv")
+    assert len(errors) == round((1 - res["metrics"]["accuracy"]) * res["eval_rows"])
+    assert (errors.gold != errors.predicted).all() and set(classes.label) == {"c0", "c1", "c2"}
+    assert classes.support.sum() == res["eval_rows"]
+    assert (rep / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert res["report"]["errors"] == str(rep / "errors.csv")
+    # the report is never replaced silently, and the refusal comes before any search
+    code, _, err = run_cli(capsys, *args, "--out", "again")
+    assert code == 2 and "--overwrite" in err and "\n" not in err.strip()
+    assert not (tmp_path / "s" / "heads" / "again").exists()

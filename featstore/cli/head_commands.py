@@ -213,12 +213,9 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
            "pool": args.pool, "head_kind": head.head_kind_, "layers": head.layers_, **summary,
            "fit": head.fit_info_, "notes": result.notes}
-    report = None
-    if args.report:
-        from featstore.services.head_runs import write_report
-
-        report, paths = write_report(store, saved, args.report, args.overwrite)
-        out["report"] = {k: str(v) for k, v in paths.items()}
+    report, report_files = _write_report(store, saved, args)
+    if report_files:
+        out["report"] = report_files
     if args.json:
         print(json.dumps(out, indent=1, default=str))
         return 0
@@ -233,14 +230,29 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
-    if report is not None:
-        worst = report.per_class.head(5)
-        print(f"report    {report.rows} evaluated rows, {len(report.errors)} misclassified; "
-              "lowest F1: " + ", ".join(f"{r.label} {100 * r.f1:.1f}"
-                                        for r in worst.itertuples()))
-        print(f"          {args.report}/classes.csv · confusion.png · errors.csv")
+    _print_report(report, args)
     print(f"saved     {saved.path}")
     return 0
+
+
+def _write_report(store: Any, saved: Any, args: argparse.Namespace
+                  ) -> tuple[Any, dict[str, str] | None]:
+    """`--report DIR`: the evaluation rows' per-class scores, confusion matrix and errors."""
+    if not args.report:
+        return None, None
+    from featstore.services.head_runs import write_report
+
+    report, paths = write_report(store, saved, args.report, args.overwrite)
+    return report, {k: str(v) for k, v in paths.items()}
+
+
+def _print_report(report: Any, args: argparse.Namespace) -> None:
+    if report is None:
+        return
+    worst = report.per_class.head(5)
+    print(f"report    {report.rows} evaluated rows, {len(report.errors)} misclassified; "
+          "lowest F1: " + ", ".join(f"{r.label} {100 * r.f1:.1f}" for r in worst.itertuples()))
+    print(f"          {args.report}/classes.csv · confusion.png · errors.csv")
 
 
 def _fit_auto(args: argparse.Namespace) -> int:
@@ -248,8 +260,9 @@ def _fit_auto(args: argparse.Namespace) -> int:
     from featstore.services.head_runs import search_and_save
 
     if args.report:
-        raise HeadError("--report is not available with --auto yet; fit the chosen "
-                        "configuration again with --report")
+        from featstore.services.head_runs import report_paths
+
+        report_paths(args.report, args.overwrite)  # refused now, not after the search
     store, plan = _plan(args)
     name = args.out or f"{plan.train_name}-auto"
     refuse_existing_head(store, name, args.overwrite)  # before the search, not after
@@ -258,15 +271,17 @@ def _fit_auto(args: argparse.Namespace) -> int:
                                 repeats=args.repeats, seed=args.seed, name=name,
                                 budget=args.budget, folds=args.folds, encoder=args.model,
                                 fuse=tuple(args.fuse) or None, progress=bar,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, keep_predictions=bool(args.report))
     result, head = saved.result, saved.result.head
     searches = saved.searches or []
+    report, report_files = _write_report(store, saved, args)
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
     if args.json:
         print(json.dumps({"head": saved.name, "path": str(saved.path),
                           "encoder": head.encoder_id_, "winner": searches[0].best_params_,
                           **summary, "fit": head.fit_info_, "notes": result.notes,
+                          **({"report": report_files} if report_files else {}),
                           "searches": [s.record() for s in searches]}, indent=1, default=str))
         return 0
     first = searches[0]
@@ -294,6 +309,7 @@ def _fit_auto(args: argparse.Namespace) -> int:
                         header="winner's eval metric"))
     for note in result.notes:
         print(f"note      {note}")
+    _print_report(report, args)
     print(f"saved     {saved.path}")
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
 from featstore.heads.labels import (
@@ -56,7 +57,7 @@ class EvaluationPlan:
 class ProtocolResult:
     metrics: dict[str, float]
     runs: list[dict[str, float]]
-    head: HeadEstimator
+    head: HeadEstimator | HeadEnsemble
     plan: EvaluationPlan
     train_seconds: float
     notes: list[str] = field(default_factory=list)
@@ -169,6 +170,16 @@ def trials(p: EvaluationPlan, task: str, shots: int | None, repeats: int, seed: 
     return out
 
 
+def run_predictions(store: Store, head: Any, ev: pd.DataFrame, label_col: str, run: int
+                    ) -> pd.DataFrame:
+    """One run's predictions on its evaluation rows (_key, gold, predicted, run), as reports
+    read them."""
+    return pd.DataFrame({KEY_COLUMN: ev[KEY_COLUMN].to_numpy(),
+                         "gold": ev[label_col].astype(str).to_numpy(),
+                         "predicted": np.asarray(head.predict(store, ev)).astype(str),
+                         "run": run})
+
+
 def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
                  task: str = "classification", shots: int | None = None, repeats: int = 1,
                  seed: int = 0, progress: Any = None, refit: bool = True,
@@ -195,10 +206,7 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any],
         seconds += time.perf_counter() - t0
         runs.append(head.evaluate(store, ev))
         if keep_predictions and task == "classification":
-            predicted.append(pd.DataFrame({KEY_COLUMN: ev[KEY_COLUMN].to_numpy(),
-                                           "gold": ev[p.label_col].astype(str).to_numpy(),
-                                           "predicted": head.predict(store, ev).astype(str),
-                                           "run": i}))
+            predicted.append(run_predictions(store, head, ev, p.label_col, i))
         if i == 0:
             keep = head
         if progress is not None:

@@ -36,7 +36,7 @@ from featstore.heads.estimator import HeadEstimator, make_head
 from featstore.heads.gather import encoder_layers
 from featstore.heads.labels import LabelMap, label_column
 from featstore.heads.metrics import primary_metric, scores, summarize
-from featstore.heads.protocols import EvaluationPlan, ProtocolResult, trials
+from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_predictions, trials
 from featstore.heads.rows import Data, keys_and_labels, store_from
 from featstore.heads.splits import kfold, stratified_folds
 from featstore.store import KEY_COLUMN, Store
@@ -508,7 +508,7 @@ def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification
                     budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
                     candidates: Sequence[dict[str, Any]] | None = None,
                     encoder: str | None = None, fuse: Sequence[str] | None = None,
-                    progress: Any = None) -> SearchRun:
+                    progress: Any = None, keep_predictions: bool = False) -> SearchRun:
     """The plan's protocol with a search inside every training sample: the split's train rows,
     each few-shot sample, each outer CV fold (plus, for CV, one search on all rows for the head
     kept). The budget is shared equally; evaluation rows only score each trial's winner."""
@@ -519,7 +519,7 @@ def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification
     pairs = trials(p, task, shots, repeats, seed)
     final = bool(p.cv and not shots)
     share = budget / (len(pairs) + int(final))
-    runs, searches, seconds = [], [], 0.0
+    runs, searches, seconds, predicted = [], [], 0.0, []
 
     def search(rows: pd.DataFrame, valid: pd.DataFrame | None) -> HeadSearch:
         s = HeadSearch(task=task, budget=share, folds=folds, candidates=candidates,
@@ -531,6 +531,9 @@ def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification
         s = search(p.train.iloc[tr_idx].reset_index(drop=True), None if shots else p.valid)
         seconds += time.perf_counter() - t0
         runs.append(s.best_estimator_.evaluate(store, ev))
+        if keep_predictions and task == "classification":
+            predicted.append(run_predictions(store, s.best_estimator_, ev, p.label_col,
+                                             len(searches)))
         searches.append(s)
     keep = searches[0]
     notes = [f"chosen by {searches[0].n_folds_}-fold inner CV on the training rows; the "
@@ -542,5 +545,6 @@ def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification
                      "the saved head comes from a search on all training rows")
     if p.overlap:
         notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
-    result = ProtocolResult(summarize(runs), runs, keep.best_estimator_, p, seconds, notes)
+    result = ProtocolResult(summarize(runs), runs, keep.best_estimator_, p, seconds, notes,
+                            pd.concat(predicted, ignore_index=True) if predicted else None)
     return SearchRun(result, searches)
