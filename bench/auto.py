@@ -9,6 +9,7 @@ folds, seconds, how far it got), the winner, and the winner's evaluation score n
 The corpora are read from ../shared/data (or --data) and featurized once into --store.
 
     .venv/bin/python bench/auto.py --store /tmp/b77 --data ../shared/data [--parts full,shots,sst2]
+        [--sst2-store PATH] [--tokens]   # --tokens: token states stored, attention searched
 """
 
 from __future__ import annotations
@@ -70,12 +71,16 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=600.0, help="seconds per task")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sst2-store", default=None, help="store for SST-2 (default: --store)")
+    ap.add_argument("--tokens", action="store_true",
+                    help="featurize with token states, so the search also tries attention "
+                         "pooling (a store already holding the dataset is used as it is)")
     args = ap.parse_args()
     parts = args.parts.split(",")
     root, data = Path(args.store), Path(args.data)
     out = {}
     if "full" in parts or "shots" in parts:
-        ensure(root, "banking77", banking_csv, data)
+        ensure(root, "banking77", banking_csv, data, tokens=args.tokens)
         store = open_store(root)
         plan = plan_evaluation(store, "banking77")
         log(f"banking77: {len(plan.train)} train, {len(plan.eval)} test rows")
@@ -92,8 +97,9 @@ def main() -> int:
             out["shots"] = show("10-shot x5", run, GOALS["shots"], args.budget)
             log(f"[10-shot x5] total {time.perf_counter() - t:.0f} s")
     if "sst2" in parts:
-        ensure(root, "sst2", sst2_csv, data)
-        store = open_store(root)
+        sst2_root = Path(args.sst2_store) if args.sst2_store else root
+        ensure(sst2_root, "sst2", sst2_csv, data, tokens=args.tokens)
+        store = open_store(sst2_root)
         plan = plan_evaluation(store, "sst2")
         log(f"sst2: {len(plan.train)} train, {len(plan.eval)} test rows ({plan.protocol})")
         t = time.perf_counter()

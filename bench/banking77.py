@@ -58,7 +58,8 @@ def sst2_csv(data: Path, out: Path) -> Path:
     return out
 
 
-def ensure(store_path: Path, name: str, make_csv, data: Path) -> None:
+def ensure(store_path: Path, name: str, make_csv, data: Path, tokens: bool = False) -> None:
+    """Featurize the corpus into the store once (with token states if `tokens`)."""
     if (store_path / "manifest.json").exists() and name in open_store(store_path).manifest.datasets:
         return
     from featstore.featurize.driver import featurize_corpus
@@ -66,7 +67,8 @@ def ensure(store_path: Path, name: str, make_csv, data: Path) -> None:
 
     csv = make_csv(data, Path(f"/tmp/featstore-bench-{name}.csv"))
     t = time.perf_counter()
-    s = featurize_corpus(csv, store_path, FeaturizeOptions(laser=False), name=name).to_dict()
+    s = featurize_corpus(csv, store_path, FeaturizeOptions(laser=False, tokens=tokens),
+                         name=name).to_dict()
     log(f"featurized {name}: {s['texts']} texts in {time.perf_counter() - t:.0f} s")
 
 
