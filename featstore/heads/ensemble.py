@@ -91,9 +91,8 @@ class HeadEnsemble(ClassifierMixin, BaseEstimator):
         y = rest[0] if rest else None
         members = []
         for params in self.members:
-            head = HeadClassifier(**{"seed": self.seed, **params, "label_col": self.label_col})
-            if self.store is not None:
-                head.set_params(store=self.store)
+            head = HeadClassifier(**{"seed": self.seed, **params, "label_col": self.label_col,
+                                     "store": self.store})
             members.append(head.fit(store, data, y, valid=valid, progress=progress))
         self._adopt(members, weights)
         return self

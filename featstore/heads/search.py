@@ -37,7 +37,7 @@ from featstore.heads.gather import encoder_layers
 from featstore.heads.labels import LabelMap, label_column
 from featstore.heads.metrics import primary_metric, scores, summarize
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_predictions, trials
-from featstore.heads.rows import Data, keys_and_labels, store_from
+from featstore.heads.rows import Data, keys_and_labels, store_and_data
 from featstore.heads.splits import kfold, stratified_folds
 from featstore.store import KEY_COLUMN, Store
 
@@ -259,11 +259,8 @@ class HeadSearch(BaseEstimator):
         """Search on `X` (training rows only), refit the winner on all of them; `valid`
         rows, if given, only drive the refit's early stopping, as in a plain fit."""
         self._check()
-        if isinstance(X, Store):
-            store, data = X, y
-            y = args[0] if args else None
-        else:
-            store, data = store_from(self.store), X
+        store, data, rest = store_and_data(X, (y, *args), self.store)
+        y = rest[0] if rest else None
         start = time.perf_counter()
         rows, col = self._rows(store, data, y)
         labels, codes = None, None
@@ -337,9 +334,7 @@ class HeadSearch(BaseEstimator):
         else:
             self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit},
                                             col)
-            self.best_estimator_ = make_head(self.task, **self.best_params_)
-            if self.store is not None:
-                self.best_estimator_.set_params(store=self.store)
+            self.best_estimator_ = make_head(self.task, **self.best_params_, store=self.store)
         self.best_estimator_.fit(store, rows, valid=valid)
         self.refit_seconds_ = round(time.perf_counter() - t0, 3)
         self.best_index_ = next(i for i, c in enumerate(cands) if c is best.candidate)
