@@ -4,12 +4,15 @@ Prints, for each task, the inner-CV table of the search (candidate, mean ± spre
 folds, seconds, how far it got), the winner, and the winner's evaluation score next to its goal:
   full   Banking77 train -> test, budget 600 s                         goal >= 94.5
   shots  Banking77, 10 examples per label x 5 repeats (budget shared)   goal >= 87.2
+         with --unlabeled, the train split's other rows join as unlabeled texts (self-training;
+         the test rows never do)
   sst2   SST-2 train -> test (dev for the refit's early stopping)       goal >= 85.0
 
 The corpora are read from ../shared/data (or --data) and featurized once into --store.
 
     .venv/bin/python bench/auto.py --store /tmp/b77 --data ../shared/data [--parts full,shots,sst2]
         [--sst2-store PATH] [--tokens]   # --tokens: token states stored, attention searched
+        [--unlabeled] [--shots-budget SECONDS]
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ def show(tag: str, run, goal: float, budget: float) -> float:
                 f"{100 * mix['inner_score']:.2f} vs best single "
                 f"{100 * mix['single_best_inner_score']:.2f} -> "
                 + ("chosen" if mix["chosen"] else f"not chosen ({mix['why']})"))
+        st = s.self_training_
+        if "inner_score_with" in st:
+            log(f"  self-training{'' if len(run.searches) == 1 else f' {i + 1}'}: inner "
+                f"{100 * st['inner_score_with']:.2f} vs {100 * st['inner_score_without']:.2f} "
+                "without -> " + (f"chosen ({st['pseudo_rows']} pseudo-labeled rows)"
+                                 if st["chosen"] else f"not chosen ({st['why']})"))
+        elif st.get("why") != "no unlabeled rows":
+            log(f"  self-training: not chosen ({st['why']})")
         log(f"  winner{'' if len(run.searches) == 1 else f' {i + 1}'}: {s.best_name_} "
             f"(inner {100 * s.best_score_:.2f}; search {s.search_seconds_:.0f} s, "
             f"refit {s.refit_seconds_:.0f} s)")
@@ -72,6 +83,10 @@ def main() -> int:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sst2-store", default=None, help="store for SST-2 (default: --store)")
+    ap.add_argument("--unlabeled", action="store_true",
+                    help="10-shot: offer the train split's rows as unlabeled texts")
+    ap.add_argument("--shots-budget", type=float, default=None,
+                    help="seconds shared by the five 10-shot searches (default: --budget)")
     ap.add_argument("--tokens", action="store_true",
                     help="featurize with token states, so the search also tries attention "
                          "pooling (a store already holding the dataset is used as it is)")
@@ -92,9 +107,12 @@ def main() -> int:
             log(f"[full] total {time.perf_counter() - t:.0f} s")
         if "shots" in parts:
             t = time.perf_counter()
-            run = search_protocol(store, plan, shots=10, repeats=5, budget=args.budget,
-                                  folds=args.folds, seed=args.seed)
-            out["shots"] = show("10-shot x5", run, GOALS["shots"], args.budget)
+            budget = args.shots_budget or args.budget
+            run = search_protocol(store, plan, shots=10, repeats=5, budget=budget,
+                                  folds=args.folds, seed=args.seed,
+                                  unlabeled="banking77" if args.unlabeled else None)
+            out["shots"] = show("10-shot x5" + (" +unlabeled" if args.unlabeled else ""), run,
+                                GOALS["shots"], budget)
             log(f"[10-shot x5] total {time.perf_counter() - t:.0f} s")
     if "sst2" in parts:
         sst2_root = Path(args.sst2_store) if args.sst2_store else root

@@ -15,7 +15,15 @@ from featstore.heads import HeadClassifier, load_head
 from featstore.heads.ensemble import HeadEnsemble, select_ensemble
 from featstore.heads.errors import HeadError
 from featstore.heads.protocols import plan_evaluation
-from featstore.heads.search import HeadSearch, default_candidates, search_protocol
+from featstore.heads.search import (
+    FEW,
+    STRONG,
+    HeadSearch,
+    default_candidates,
+    grown_recipe,
+    search_protocol,
+)
+from featstore.heads.self_training import pseudo_labels
 from featstore.services.head_runs import search_and_save
 from featstore.store import open_store
 
@@ -154,6 +162,9 @@ def test_compare_save_best_chooses_without_the_eval_set(tmp_path, capsys):
     (["--auto", "--pool", "cls"], "drop --pool"),
     (["--auto", "--budget", "-5"], "must be positive"),
     (["--auto", "--folds", "1"], "must be at least 2"),
+    (["--unlabeled", "toy"], "add --auto"),
+    (["--auto", "--unlabeled", "toy", "--task", "regression"], "needs --task classification"),
+    (["--auto", "--unlabeled", "nope"], "neither a dataset"),
 ])
 def test_bad_auto_flags_are_one_line_errors(tmp_path, capsys, argv, msg):
     _store(tmp_path / "s", n=60)
@@ -268,3 +279,80 @@ def test_auto_reports_the_winner_on_the_evaluation_rows(tmp_path, capsys):
     code, _, err = run_cli(capsys, *args, "--out", "again")
     assert code == 2 and "--overwrite" in err and "\n" not in err.strip()
     assert not (tmp_path / "s" / "heads" / "again").exists()
+
+
+def test_pseudo_labels_take_each_class_its_most_confident_rows():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55], [0.7, 0.3],
+                      [0.1, 0.9], [0.3, 0.7]])
+    # class 0 (rows 0, 1, 4 predicted) may take 1 x its 2 labeled rows; class 1 (rows 2, 3, 5,
+    # 6) 1 x its 1 labeled row
+    idx, cls = pseudo_labels(probs, np.array([2, 1]), factor=1)
+    assert idx.tolist() == [0, 4, 5] and cls.tolist() == [0, 0, 1]
+    # factor 3: class 0 takes all 3 rows predicted as it (fewer than 6), class 1 its 3 most
+    # confident of 4 (row 3, at 0.55, is left out)
+    idx, cls = pseudo_labels(probs, np.array([2, 1]), factor=3)
+    assert idx.tolist() == [0, 1, 2, 4, 5, 6] and cls.tolist() == [0, 0, 1, 0, 1, 1]
+    assert pseudo_labels(probs, np.array([0, 0]))[0].tolist() == []
+
+
+def test_grown_recipe_swaps_only_the_few_shot_training_settings():
+    few = {**FEW, "layers": [5, 6], "ensemble": 1}
+    grown = grown_recipe(few)
+    assert {k: grown[k] for k in ("batch_size", "epochs", "lr", "dropout")} == \
+        {"batch_size": STRONG["batch_size"], "epochs": STRONG["epochs"], "lr": STRONG["lr"],
+         "dropout": 0.5}
+    assert grown["layers"] == [5, 6] and grown["ensemble"] == 1
+    for other in (STRONG, {"pool": "mean", "head": "logreg", "C": 1.0}):
+        assert grown_recipe(other) == other
+
+
+def test_self_training_uses_unlabeled_training_rows_never_evaluation_rows(tmp_path):
+    store = _store(tmp_path / "s", n=600)  # 450 train-split rows, 150 test-split rows
+    plan = plan_evaluation(store, "toy")
+    grid = GRID[:2]
+    run = search_protocol(store, plan, shots=8, repeats=1, budget=300, candidates=grid,
+                          unlabeled="toy")
+    s = run.searches[0]
+    st = s.self_training_
+    # the pool: the dataset's rows less the 150 evaluation rows and the 24 labeled ones
+    assert st["unlabeled_rows"] == 450 - 24
+    assert len(st["pseudo_rows_per_fold"]) == s.n_folds_
+    assert all(0 < n <= 5 * 16 for n in st["pseudo_rows_per_fold"])  # 5 x 16 labeled fold rows
+    # on this weak signal, eight examples per class gain from 426 unlabeled ones
+    assert st["inner_score_with"] > st["inner_score_without"] and st["chosen"]
+    assert s.best_estimator_.fit_info_["rows"] == 24 + st["pseudo_rows"] <= 24 + 5 * 24
+    assert s.record()["self_training"] == st
+    # the same search without unlabeled rows: the same winner, fitted on the 24 rows alone
+    plain = search_protocol(store, plan, shots=8, repeats=1, budget=300, candidates=grid)
+    assert plain.searches[0].self_training_ == {"chosen": False, "why": "no unlabeled rows"}
+    assert plain.searches[0].best_estimator_.fit_info_["rows"] == 24
+    assert s.best_name_ == plain.searches[0].best_name_
+    assert run.result.metrics["accuracy"] > plain.result.metrics["accuracy"]
+
+
+def test_self_training_is_not_kept_when_the_inner_folds_see_no_gain(tmp_path):
+    toy_store(tmp_path / "s", n=600, strength=1.5)  # strong signal: 8 examples already suffice
+    store = open_store(tmp_path / "s")
+    run = search_protocol(store, plan_evaluation(store, "toy"), shots=8, repeats=1, budget=300,
+                          candidates=GRID[:2], unlabeled="toy")
+    st = run.searches[0].self_training_
+    assert st["inner_score_with"] == st["inner_score_without"] == 1.0 and not st["chosen"]
+    assert "did not beat" in st["why"] and "pseudo_rows" not in st
+    assert run.searches[0].best_estimator_.fit_info_["rows"] == 24
+    # unlabeled rows that are all among the labeled ones leave no pool
+    df = store.dataset("toy")
+    train = df[df.split == "train"]
+    s = HeadSearch(store, budget=300, candidates=GRID[:2]).fit(train, unlabeled=train)
+    assert s.self_training_ == {"chosen": False, "why": "no unlabeled rows"}
+
+
+def test_fit_head_auto_prints_the_self_training_line(tmp_path, capsys):
+    _store(tmp_path / "s", n=600)
+    code, out, err = run_cli(capsys, "fit-head", "--store", tmp_path / "s", "--auto",
+                             "--budget", "120", "--shots", "8", "--unlabeled", "toy",
+                             "--no-progress")
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("self-train"))
+    assert "426 unlabeled rows" in line
+    doc = json.loads((tmp_path / "s" / "heads" / "toy-auto" / "head.json").read_text())
+    assert doc["search"]["self_training"]["unlabeled_rows"] == 426

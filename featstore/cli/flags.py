@@ -284,6 +284,10 @@ FLAGS: dict[str, Flag] = {
     "--budget": Flag("seconds the --auto search (and refit) may spend; few-shot repeats share "
                      "it (default: %(default)s)", positive_float, default=600.0,
                      metavar="SECONDS"),
+    "--unlabeled": Flag("with --auto (classification): texts without labels, a dataset in the "
+                        "store or a corpus file; the search scores self-training on them "
+                        "(pseudo-labels) and keeps it only if the inner folds say it helps; "
+                        "evaluation rows are left out", text_value, metavar="DATA"),
     "--folds": Flag("inner cross-validation folds on the training rows for --auto and "
                     "compare --save-best (default: %(default)s)", int_at_least(2), default=3,
                     metavar="K"),

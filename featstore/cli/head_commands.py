@@ -33,7 +33,7 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                                    "metrics, save it under STORE/heads/NAME.")
     add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out", "--overwrite",
               "--report", *SEQUENCE_FLAGS, "--seq-head")
-    add_flags(p, "--auto", "--budget", "--folds")
+    add_flags(p, "--auto", "--budget", "--folds", "--unlabeled")
     p.set_defaults(func=cmd_fit_head)
 
     p = sub.add_parser("predict", help="predict with a saved head",
@@ -132,12 +132,15 @@ _SEARCHED = {"pool": "mean", "head": None, "layers": None, "layer_start": None, 
 
 
 def check_auto(args: argparse.Namespace) -> None:
-    """--auto chooses pooling and head itself; --budget and --folds belong to it."""
+    """--auto chooses pooling and head itself; --budget, --folds and --unlabeled belong to
+    it."""
     if not args.auto:
-        for flag in ("budget", "folds"):
-            if getattr(args, flag) != FLAGS[f"--{flag}"].default:
+        for flag in ("budget", "folds", "unlabeled"):
+            if getattr(args, flag, None) != FLAGS[f"--{flag}"].default:
                 raise HeadError(f"--{flag} sets the --auto search; add --auto")
         return
+    if args.unlabeled is not None and args.task != "classification":
+        raise HeadError("--unlabeled serves self-training, which needs --task classification")
     for dest, default in _SEARCHED.items():
         if getattr(args, dest) != default:
             flag = "--" + dest.replace("_", "-")
@@ -266,12 +269,19 @@ def _fit_auto(args: argparse.Namespace) -> int:
     store, plan = _plan(args)
     name = args.out or f"{plan.train_name}-auto"
     refuse_existing_head(store, name, args.overwrite)  # before the search, not after
+    unlabeled = None
+    if args.unlabeled is not None:
+        from featstore.services.datasets import dataset_for
+
+        unlabeled = dataset_for(args.store, args.unlabeled, args.model,
+                                progress=not args.no_progress, say=_say)
     with _progress(0, "fit-head --auto", args.no_progress) as bar:
         saved = search_and_save(store, plan, task=args.task, shots=args.shots,
                                 repeats=args.repeats, seed=args.seed, name=name,
                                 budget=args.budget, folds=args.folds, encoder=args.model,
-                                fuse=tuple(args.fuse) or None, progress=bar,
-                                overwrite=args.overwrite, keep_predictions=bool(args.report))
+                                fuse=tuple(args.fuse) or None, unlabeled=unlabeled,
+                                progress=bar, overwrite=args.overwrite,
+                                keep_predictions=bool(args.report))
     result, head = saved.result, saved.result.head
     searches = saved.searches or []
     report, report_files = _write_report(store, saved, args)
@@ -301,6 +311,15 @@ def _fit_auto(args: argparse.Namespace) -> int:
         print(f"ensemble  inner {score(args.task, mix['inner_score'])} vs best single "
               f"{score(args.task, mix['single_best_inner_score'])}: "
               + ("chosen" if mix["chosen"] else f"not chosen, {mix['why']}"))
+    st = first.self_training_
+    if "inner_score_with" in st:
+        print(f"self-train inner {score(args.task, st['inner_score_with'])} with pseudo-labels "
+              f"vs {score(args.task, st['inner_score_without'])} without ("
+              f"{st['unlabeled_rows']} unlabeled rows): "
+              + (f"chosen, {st['pseudo_rows']} pseudo-labeled rows joined the refit"
+                 if st["chosen"] else f"not chosen, {st['why']}"))
+    elif args.unlabeled is not None:
+        print(f"self-train not chosen, {st['why']}")
     for i, s in enumerate(searches):
         print(f"winner    {s.best_name_} (inner {score(args.task, s.best_score_)}; search "
               f"{s.search_seconds_:.0f} s, refit {s.refit_seconds_:.0f} s)"

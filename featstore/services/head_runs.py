@@ -75,17 +75,19 @@ def search_and_save(store: Store, plan: EvaluationPlan, task: str = "classificat
                     folds: int = DEFAULT_FOLDS, encoder: str | None = None,
                     fuse: tuple[str, ...] | None = None,
                     candidates: list[dict[str, Any]] | None = None,
-                    progress: Any = None, overwrite: bool = False,
-                    keep_predictions: bool = False) -> SavedHead:
+                    unlabeled: str | None = None, progress: Any = None,
+                    overwrite: bool = False, keep_predictions: bool = False) -> SavedHead:
     """`fit-head --auto`: search poolings x heads by inner CV inside every training sample of
     the plan, report the winners' evaluation scores, save the kept winner (default name
     DATASET-auto) with its search record in head.json; an existing head of that name is
-    refused before the search, unless `overwrite`."""
+    refused before the search, unless `overwrite`. `unlabeled` (a dataset) offers each search
+    self-training on its rows, less the evaluation rows."""
     name = name or f"{plan.train_name}-auto"
     refuse_existing_head(store, name, overwrite)
     run = search_protocol(store, plan, task=task, shots=shots, repeats=repeats, seed=seed,
                           budget=budget, folds=folds, candidates=candidates, encoder=encoder,
-                          fuse=fuse, progress=progress, keep_predictions=keep_predictions)
+                          fuse=fuse, unlabeled=unlabeled, progress=progress,
+                          keep_predictions=keep_predictions)
     result = run.result
     evaluation = {**result.summary(), "shots": shots, "repeats": repeats if shots else None}
     extra = {"evaluation": evaluation}
