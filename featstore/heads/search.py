@@ -354,7 +354,7 @@ class HeadSearch(BaseEstimator):
         pool_probs = None
         if pool is not None and labels is not None and codes is not None:
             self.self_training_, pool_probs = self._self_train(
-                store, rows, col, folds, labels, codes, pool, best,
+                store, rows, col, folds, labels, codes, pool,
                 self.budget - (time.perf_counter() - start))
         self.search_seconds_ = round(time.perf_counter() - start, 3)
         t0 = time.perf_counter()
@@ -465,11 +465,11 @@ class HeadSearch(BaseEstimator):
 
     def _self_train(self, store: Store, rows: pd.DataFrame, col: str,
                     folds: list[tuple[np.ndarray, np.ndarray]], labels: LabelMap,
-                    codes: np.ndarray, pool: pd.DataFrame, best: Trial, left: float
+                    codes: np.ndarray, pool: pd.DataFrame, left: float
                     ) -> tuple[dict[str, Any], np.ndarray | None]:
         """Self-training scored on the inner folds with the winner's search-time
-        configuration (one seed per torch head), within the time left after the final refit
-        (which grows with the pseudo-labeled rows)."""
+        configuration (one seed per torch head); the check and the final refit (estimated
+        from a fold's grown fit) must fit in the `left` seconds."""
         one = [dict(self.best_params_)] if "members" not in self.best_params_ else \
             self.best_params_["members"]
         one = [{**m, **({"ensemble": 1} if "ensemble" in m else {})} for m in one]
@@ -481,7 +481,7 @@ class HeadSearch(BaseEstimator):
                 return make_head(self.task, **members[0])
             return HeadEnsemble(members, weights, label_col=col, seed=self.seed)
         # the refit has more rows (as the search's refit) and each torch member's seeds
-        refit = [m for m in self.best_params_.get("members", [self.best_params_])]
+        refit = self.best_params_.get("members", [self.best_params_])
         scale = REFIT_FACTOR * sum(m.get("ensemble", 1) for m in refit) / len(refit)
         try:
             return self_training_check(build, lambda: build(True), store, rows, col, folds,
