@@ -358,3 +358,20 @@ def test_fit_head_auto_prints_the_self_training_line(tmp_path, capsys):
     assert "426 unlabeled rows" in line
     doc = json.loads((tmp_path / "s" / "heads" / "toy-auto" / "head.json").read_text())
     assert doc["search"]["self_training"]["unlabeled_rows"] == 426
+
+
+@pytest.mark.parametrize("extra", [[], ["--auto", "--budget", "5"]])
+def test_an_ambiguous_encoder_is_refused_before_any_progress_bar(tmp_path, capsys, extra):
+    """Two encoders and no --model: one line on stderr, no half-drawn bar before it."""
+    from test_heads_support import build_store, make_features
+
+    _store(tmp_path / "s", n=60)
+    texts = [f"other text {i}" for i in range(30)]
+    build_store(tmp_path / "s", texts, {"label": ["a", "b"] * 15},
+                make_features(np.arange(30) % 2, np.random.default_rng(1), 3, 1.0),
+                name="other", encoder_id="enc-other", model="other-model")
+    code, out, err = run_cli(capsys, "fit-head", "--store", tmp_path / "s", "--train", "toy",
+                             *extra)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and not out and len(lines) == 1, err
+    assert "several encoders" in lines[0] and "--model" in lines[0]

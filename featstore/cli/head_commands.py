@@ -169,8 +169,11 @@ def _say(message: str) -> None:
 def _plan(args: argparse.Namespace, tokens: bool = False) -> tuple[Any, Any]:
     from featstore.services.head_runs import plan_data
 
-    return plan_data(args.store, args.train, args.eval, args.cv, args.label_col, args.task,
-                     args.seed, args.model, tokens, progress=not args.no_progress, say=_say)
+    store, plan = plan_data(args.store, args.train, args.eval, args.cv, args.label_col,
+                            args.task, args.seed, args.model, tokens,
+                            progress=not args.no_progress, say=_say)
+    store.resolve_encoder(args.model, kind="encoder")  # its one-line error before any bar
+    return store, plan
 
 
 def _progress(total: int, desc: str, disable: bool) -> Any:
