@@ -64,9 +64,11 @@ def sequence_params(args: argparse.Namespace) -> dict[str, Any]:
 def _sequence_plan(args: argparse.Namespace) -> tuple[Any, Any]:
     from featstore.services.sequence_runs import plan_sequences
 
-    return plan_sequences(args.store, args.train, args.group_by, args.order_by, args.time_col,
-                          args.eval, args.cv, args.label_col, args.labels, args.seed, args.model,
-                          progress=not args.no_progress, say=_tell)
+    store, plan = plan_sequences(args.store, args.train, args.group_by, args.order_by,
+                                 args.time_col, args.eval, args.cv, args.label_col, args.labels,
+                                 args.seed, args.model, progress=not args.no_progress, say=_tell)
+    store.resolve_encoder(args.model, kind="encoder")  # its one-line error before any bar
+    return store, plan
 
 
 def _bar(total: int, desc: str, disable: bool) -> Any:
