@@ -136,7 +136,7 @@ def check_auto(args: argparse.Namespace) -> None:
     it."""
     if not args.auto:
         for flag in ("budget", "folds", "unlabeled"):
-            if getattr(args, flag, None) != FLAGS[f"--{flag}"].default:
+            if getattr(args, flag) != FLAGS[f"--{flag}"].default:
                 raise HeadError(f"--{flag} sets the --auto search; add --auto")
         return
     if args.unlabeled is not None and args.task != "classification":

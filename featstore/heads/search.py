@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from featstore.heads.labels import LabelMap, label_column
 from featstore.heads.metrics import primary_metric, scores, summarize
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_predictions, trials
 from featstore.heads.rows import Data, keys_and_labels, store_and_data
-from featstore.heads.self_training import self_training_check, with_pseudo
+from featstore.heads.self_training import class_probs, self_training_check, with_pseudo
 from featstore.heads.splits import kfold, stratified_folds
 from featstore.store import KEY_COLUMN, Store
 
@@ -338,17 +338,14 @@ class HeadSearch(BaseEstimator):
         self.best_name_ = best.candidate.name
         self.best_score_ = best.mean
         if self.ensemble_.get("chosen"):
-            members = [self._fixed(m["params"], col) for m in self.ensemble_["members"]]
-            weights = [m["picks"] for m in self.ensemble_["members"]]
-            self.best_params_ = {"members": members, "weights": weights}
-            self.best_estimator_: HeadEstimator | HeadEnsemble = HeadEnsemble(
-                members, weights, store=self.store, label_col=col, seed=self.seed)
+            self.best_params_ = {
+                "members": [self._fixed(m["params"], col) for m in self.ensemble_["members"]],
+                "weights": [m["picks"] for m in self.ensemble_["members"]]}
             self.best_name_ = self.ensemble_["name"]
             self.best_score_ = self.ensemble_["inner_score"]
         else:
             self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit},
                                             col)
-            self.best_estimator_ = make_head(self.task, **self.best_params_, store=self.store)
         pool = self._pool(store, unlabeled, rows, col)
         self.self_training_: dict[str, Any] = {"chosen": False, "why": "no unlabeled rows"}
         pool_probs = None
@@ -363,7 +360,9 @@ class HeadSearch(BaseEstimator):
             fit_rows = with_pseudo(rows, col, pool, pool_probs, labels,
                                    np.bincount(codes, minlength=len(labels.classes)))
             self.self_training_["pseudo_rows"] = len(fit_rows) - len(rows)
-            self._grow_winner(col)
+            self.best_params_ = _each_member(self.best_params_, grown_recipe)
+        self.best_estimator_: HeadEstimator | HeadEnsemble = self._estimator(self.best_params_,
+                                                                             col)
         self.best_estimator_.fit(store, fit_rows, valid=valid)
         self.refit_seconds_ = round(time.perf_counter() - t0, 3)
         self.best_index_ = next(i for i, c in enumerate(cands) if c is best.candidate)
@@ -380,11 +379,9 @@ class HeadSearch(BaseEstimator):
         in `t.oof` (columns in the order of all training rows' classes) for the ensemble."""
         if labels is None or codes is None:
             return head.evaluate(store, held)[metric]
-        out = head.raw_output(store, held)
         if t.oof is None:
             t.oof = np.zeros((len(codes), len(labels.classes)), dtype=np.float32)
-        cols = labels.encode(pd.Series(list(head.classes_)), "a fold's classes")
-        t.oof[np.ix_(te, cols)] = out
+        t.oof[te] = class_probs(head, store, held, labels)
         return scores(self.task, codes[te], t.oof[te].argmax(axis=1))[metric]
 
     def _mix(self, found: list[Trial], best: Trial, codes: np.ndarray | None, n_folds: int,
@@ -434,16 +431,13 @@ class HeadSearch(BaseEstimator):
                     t.status = f"in the ensemble ({names[t.candidate.name]}/{total})"
         return record
 
-    def _grow_winner(self, col: str) -> None:
-        """The winner to refit on the rows grown by pseudo-labels (see `grown_recipe`)."""
-        if "members" in self.best_params_:
-            members = [grown_recipe(m) for m in self.best_params_["members"]]
-            self.best_params_ = {**self.best_params_, "members": members}
-            self.best_estimator_ = HeadEnsemble(members, self.best_params_["weights"],
-                                                store=self.store, label_col=col, seed=self.seed)
-        else:
-            self.best_params_ = grown_recipe(self.best_params_)
-            self.best_estimator_ = make_head(self.task, **self.best_params_, store=self.store)
+    def _estimator(self, params: dict[str, Any], col: str) -> HeadEstimator | HeadEnsemble:
+        """An unfitted winner from parameters shaped as `best_params_` (one head's, or an
+        ensemble's `members` and `weights`)."""
+        if "members" in params:
+            return HeadEnsemble(params["members"], params["weights"], store=self.store,
+                                label_col=col, seed=self.seed)
+        return make_head(self.task, **params, store=self.store)
 
     def _pool(self, store: Store, unlabeled: Data | None, rows: pd.DataFrame, col: str
               ) -> pd.DataFrame | None:
@@ -470,22 +464,16 @@ class HeadSearch(BaseEstimator):
         """Self-training scored on the inner folds with the winner's search-time
         configuration (one seed per torch head); the check and the final refit (estimated
         from a fold's grown fit) must fit in the `left` seconds."""
-        one = [dict(self.best_params_)] if "members" not in self.best_params_ else \
-            self.best_params_["members"]
-        one = [{**m, **({"ensemble": 1} if "ensemble" in m else {})} for m in one]
-        weights = self.best_params_.get("weights", [1])
-
-        def build(grown: bool = False) -> Any:
-            members = [grown_recipe(m) if grown else m for m in one]
-            if len(members) == 1:
-                return make_head(self.task, **members[0])
-            return HeadEnsemble(members, weights, label_col=col, seed=self.seed)
+        one = _each_member(self.best_params_,
+                           lambda m: {**m, "ensemble": 1} if "ensemble" in m else m)
+        grown = _each_member(one, grown_recipe)
         # the refit has more rows (as the search's refit) and each torch member's seeds
         refit = self.best_params_.get("members", [self.best_params_])
         scale = REFIT_FACTOR * sum(m.get("ensemble", 1) for m in refit) / len(refit)
         try:
-            return self_training_check(build, lambda: build(True), store, rows, col, folds,
-                                       labels, codes, pool, left, scale)
+            return self_training_check(lambda: self._estimator(one, col),
+                                       lambda: self._estimator(grown, col), store, rows, col,
+                                       folds, labels, codes, pool, left, scale)
         except HeadError as exc:
             return {"chosen": False, "why": f"skipped: {exc}"}, None
 
@@ -530,6 +518,15 @@ class HeadSearch(BaseEstimator):
         return self.best_estimator_.save(store, name, metrics, {"search": self.record(),
                                                                 **(extra or {})},
                                          overwrite=overwrite)
+
+
+def _each_member(params: dict[str, Any], change: Callable[[dict[str, Any]], dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """`best_params_`-shaped parameters with `change` applied to each member's (or the one
+    head's) parameter dict."""
+    if "members" in params:
+        return {**params, "members": [change(m) for m in params["members"]]}
+    return change(params)
 
 
 def _estimate(t: Trial, found: list[Trial]) -> float:
