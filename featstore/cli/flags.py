@@ -194,7 +194,9 @@ FLAGS: dict[str, Flag] = {
     "--device": Flag("auto, cpu, cuda or cuda:N (default: auto)", device, default="auto"),
     "--batch-tokens": Flag("padded tokens per batch (default 4096 on CPU, 16384 on GPU)",
                            int_at_least(1)),
-    "--dtype": Flag("storage precision (default: %(default)s)", default="float16",
+    "--dtype": Flag("precision the vectors are stored in (default: %(default)s); the encoder "
+                    "computes in --compute-dtype, so full float32 values need --compute-dtype "
+                    "float32 too", default="float16",
                     choices=("float16", "float32"), what="--dtype"),
     "--compute-dtype": Flag("encoder precision (default: %(default)s: float16 autocast on "
                             "GPU, bfloat16 on CPUs with AMX-BF16 or AVX512-BF16, float32 on "
@@ -231,7 +233,8 @@ FLAGS: dict[str, Flag] = {
                   "for a .raw/.bin file)", int_at_least(1)),
     # data for heads
     "--train": Flag("training data: a dataset in the store or a corpus file (default: the "
-                    "most recently featurized dataset)", metavar="DATASET_OR_FILE"),
+                    "store's only dataset, else the only one with a split column)",
+                    metavar="DATASET_OR_FILE"),
     "--eval": Flag("evaluation data (default: the split column, else --cv)",
                    metavar="DATASET_OR_FILE"),
     "--cv": Flag("stratified K-fold cross-validation", int_at_least(2), metavar="K"),
@@ -309,13 +312,14 @@ FLAGS: dict[str, Flag] = {
                      "group)"),
     # predict
     "--head-name": Flag("head name under STORE/heads", _checked_name("head")),
-    "--predictions": Flag(".csv or .jsonl file (default: CSV on stdout)"),
+    "--predictions": Flag("file for the predictions, in the format its extension names: .csv, "
+                          ".jsonl or .parquet (default: CSV on stdout)"),
     "--text": Flag("a text to predict (repeatable); INPUT may then be left out", text_value,
                    default=None, metavar="TEXT", action="append"),
     "--top-k": Flag("only the K most probable labels per text, with their probabilities",
                     int_at_least(1), metavar="K"),
-    "--format": Flag("output format (default: from --out's suffix, else csv)",
-                     choices=("csv", "jsonl"), what="--format"),
+    "--format": Flag("output format (default: from --out's extension, else csv)",
+                     choices=("csv", "jsonl", "parquet"), what="--format"),
     # compare, probe-layers
     "--pools": Flag("poolings to try", nargs="+", metavar="POOL", choices=POOLINGS, what="pooling"),
     "--heads": Flag("heads to try", nargs="+", metavar="HEAD", choices=HEADS, what="head"),

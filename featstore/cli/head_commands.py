@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from featstore.cli.flags import FLAGS, add_flags, joined, text_value
@@ -44,7 +43,8 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                    help="a dataset in the store, a corpus file, or - for one text per line on "
                         "stdin")
     add_flags(p, "--store", "--head-name", "--text", "--top-k", "--predictions", "--format",
-              "--text-col", "--json", "--no-progress")
+              "--overwrite", "--text-col", "--json", "--no-progress",
+              overwrite={"help": "replace an existing --out file"})
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("heads", help="list or remove saved heads",
@@ -339,13 +339,23 @@ def _fit_auto(args: argparse.Namespace) -> int:
 # -- predict -------------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
     from featstore.heads.ensemble import load_head
-    from featstore.services.predictions import input_rows, predict_frame
+    from featstore.services.predictions import (
+        input_rows,
+        output_target,
+        predict_frame,
+        stdin_texts,
+        write_predictions,
+    )
     from featstore.services.sequence_runs import is_sequence_head_name
     from featstore.store import open_store
 
     if args.json and (args.out or args.format):
         raise HeadError("--json prints to stdout; it does not combine with --out or --format")
+    if args.overwrite and not args.out:
+        raise HeadError("--overwrite replaces an --out file; it needs --out")
+    target, fmt = output_target(args.out, args.format, args.overwrite)  # before any work
     store = open_store(args.store)
+    skipped = 0
     if is_sequence_head_name(store, args.head):
         from featstore.cli.sequence_commands import predict_sequence_rows
 
@@ -355,24 +365,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         texts = list(args.text or [])
         source = args.input
         if source == "-":
-            texts += [line.rstrip("\n") for line in sys.stdin]
+            texts += stdin_texts(sys.stdin)
             source = None
-        rows = input_rows(store, source, args.text_col, texts)
-        out = predict_frame(store, head, rows, progress=not args.no_progress, say=_say,
+        given = input_rows(store, source, args.text_col, texts)
+        skipped = given.skipped
+        if skipped:
+            _say(f"skipped {skipped} input row(s) without text")
+        out = predict_frame(store, head, given.rows, progress=not args.no_progress, say=_say,
                             name=f"head {args.head}", top_k=args.top_k)
     if args.json:
-        print(json.dumps({"head": args.head, "rows": len(out),
+        print(json.dumps({"head": args.head, "rows": len(out), "skipped": skipped,
                           "predictions": out.to_dict(orient="records")},
                          indent=1, default=str, ensure_ascii=False))
         return 0
-    fmt = args.format or ("jsonl" if args.out and Path(args.out).suffix in (".jsonl", ".json")
-                          else "csv")
-    target = args.out or sys.stdout
-    if fmt == "jsonl":
-        out.to_json(target, orient="records", lines=True, force_ascii=False)
-    else:
-        out.to_csv(target, index=False)
-    if args.out:
+    write_predictions(out, target, fmt, sys.stdout)
+    if target is not None:
         print(f"wrote {len(out)} predictions to {args.out}", file=sys.stderr)
     return 0
 

@@ -39,7 +39,8 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
               "--dtype", "--replace", "--strict", "--shard-rows", "--wait", "--json",
               "--no-progress",
               name={"required": True},
-              dtype={"default": "float32"},
+              dtype={"default": "float32",
+                     "help": "precision the vectors are stored in (default: %(default)s)"},
               text_col={"help": "text column (default: text, sentence, else a _key or key "
                                 "column of store keys, else the only string column)"},
               shard_rows={"help": "vectors per shard file; the source is committed whole "

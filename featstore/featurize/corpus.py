@@ -69,6 +69,15 @@ def open_corpus(path: str | Path, text_col: str | None = None) -> Corpus:
     return Corpus(path, fmt, _text_column(path, first, text_col), columns)
 
 
+def read_rows(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
+    """A whole (small) table file read by the corpus rule: CSV/TSV cells as text, Parquet with
+    its schema, JSONL values as parsed. Side files (labels by group, rows to predict) are read
+    this way so their values have the types a dataset made from the same file has."""
+    path = Path(path)
+    chunks = list(_read_chunks(path, fmt or corpus_format(path), 65536))
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+
+
 def _text_column(path: Path, first: pd.DataFrame, text_col: str | None) -> str:
     cols = [str(c) for c in first.columns]
     listed = ", ".join(cols)
@@ -115,7 +124,7 @@ def _jsonl_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     surrogate escape visible, so it can be refused), values kept as Python objects."""
     records: list[dict] = []
     row = 0
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:  # a byte order mark is not part of line 1
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

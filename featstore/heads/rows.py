@@ -11,7 +11,7 @@ import pandas as pd
 
 from featstore.heads.errors import HeadError
 from featstore.heads.labels import check_label_values, label_column
-from featstore.store import KEY_COLUMN, Store, StoreError, keys_for, open_store
+from featstore.store import KEY_COLUMN, Store, StoreError, clean_text, open_store, text_key
 
 Data = str | pd.DataFrame | Sequence[str]
 
@@ -28,12 +28,12 @@ def keys_and_labels(store: Store, data: Data, y: Any, label_col: str | None,
             if "text" not in df.columns:
                 raise HeadError(f"rows need a {KEY_COLUMN!r} or 'text' column "
                                 f"(columns: {', '.join(map(str, df.columns))})")
-            df = df.assign(**{KEY_COLUMN: keys_for(df["text"].astype(str))})
+            df = df.assign(**{KEY_COLUMN: text_keys(df["text"].tolist(), "the given rows")})
     else:
         texts = list(data)
         if not all(isinstance(t, str) for t in texts):
             raise HeadError("data must be a dataset name, a DataFrame, or a list of texts")
-        df = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
+        df = pd.DataFrame({KEY_COLUMN: text_keys(texts, "the given texts")})
         where = "the given texts"
     if not len(df):
         raise HeadError(f"{where} has no rows")
@@ -49,6 +49,19 @@ def keys_and_labels(store: Store, data: Data, y: Any, label_col: str | None,
     labels = df[col].reset_index(drop=True)
     check_label_values(labels, col, where)
     return keys, labels, where
+
+
+def text_keys(values: Sequence[object], where: str) -> list[str]:
+    """Keys of given texts. An empty or missing text is refused: it has no vectors, and
+    featurize never stores any for it."""
+    keys = []
+    for i, value in enumerate(values):
+        text = clean_text(value)
+        if text is None:
+            raise HeadError(f"{where}: text {i + 1} is empty or missing, and an empty text has "
+                            "no vectors; drop it or give it a text")
+        keys.append(text_key(text))
+    return keys
 
 
 def texts_of(data: Data) -> list[str] | None:

@@ -42,13 +42,13 @@ from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
 from featstore.heads.normalizer import check_normalization
 from featstore.heads.poolings import check_pooling, is_trainable
-from featstore.heads.rows import store_and_data
+from featstore.heads.rows import store_and_data, text_keys
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
 from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_network
 from featstore.heads.sequences import Sequences, group_rows, labels_from_table
 from featstore.heads.splits import holdout
 from featstore.heads.training import TrainOptions, forward_all, torch_threads, train_network
-from featstore.store import KEY_COLUMN, FeatstoreError, Store, keys_for
+from featstore.store import KEY_COLUMN, FeatstoreError, Store
 
 _SUMMARY_OF = {"mean": "mean-max", "last": "last", "mean-last": "mean-last"}
 KIND = "sequence"
@@ -169,7 +169,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
             if "text" not in df.columns:
                 raise HeadError(f"rows need a {KEY_COLUMN!r} or 'text' column "
                                 f"(columns: {', '.join(map(str, df.columns))})")
-            df = df.assign(**{KEY_COLUMN: keys_for(df["text"].astype(str))})
+            df = df.assign(**{KEY_COLUMN: text_keys(df["text"].tolist(), "the given rows")})
         return df, "the given rows"
 
     def sequences(self, store: Store, data: Any, y: Any = None, need_labels: bool = True

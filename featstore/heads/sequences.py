@@ -7,7 +7,9 @@ wrong: an unknown column, a group whose label varies, a group with no rows, a ro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -58,14 +60,67 @@ def _group_name(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _as_number(value: object) -> float | None:
+    """A number, or text that spells one (a CSV cell: "10", "2.5", "1e3"), as a float; None
+    for anything else. One rule wherever a column comes from: a dataset made from a CSV file
+    holds "10" where a JSONL file or a DataFrame holds 10."""
+    if isinstance(value, bool | np.bool_ | int | float | np.integer | np.floating):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return float(value)
+    return None
+
+
+def _order_kind(value: object) -> str:
+    if _as_number(value) is not None:
+        return "number"
+    return "date" if isinstance(value, date | np.datetime64) else "text"
+
+
+def order_keys(values: pd.Series, column: str, where: str) -> np.ndarray:
+    """Sort keys of an --order-by column: numbers (or text spelling numbers) order
+    numerically, dates and times chronologically, other text as text; a column mixing these
+    kinds (numbers and words) is refused, naming a row of each."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64)
+    items = values.tolist()
+    kinds = [_order_kind(v) for v in items]
+    first = kinds[0] if kinds else "text"
+    other = next((j for j, k in enumerate(kinds) if k != first), None)
+    if other is not None:
+        raise HeadError(f"{where}: order column {column!r} mixes kinds of values (row 1: "
+                        f"{items[0]!r} is a {first}, row {other + 1}: {items[other]!r} a "
+                        f"{kinds[other]}); give every row a number, or every row a text")
+    if first == "number":
+        return np.array([_as_number(v) for v in items], dtype=np.float64)
+    if first == "date":
+        return pd.to_datetime(pd.Series(items), utc=True).to_numpy().astype(np.int64)
+    return np.unique(np.array([str(v) for v in items], dtype=object), return_inverse=True)[1]
+
+
 def event_seconds(values: pd.Series, column: str, where: str) -> np.ndarray:
-    """A time column as float seconds: numbers as given, else dates and times parsed."""
+    """A time column as float seconds: numbers as given, else dates and times parsed; a
+    column mixing the two is refused."""
     if values.isna().any():
         raise HeadError(f"{where}: {int(values.isna().sum())} row(s) have no value in time "
                         f"column {column!r}")
-    numeric = pd.to_numeric(values, errors="coerce")
-    if not numeric.isna().any():
-        return numeric.to_numpy(dtype=np.float64)
+    if pd.api.types.is_numeric_dtype(values.dtype) and \
+            not pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64)
+    if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        numbers = [_as_number(v) for v in values.tolist()]
+        given = [n is not None for n in numbers]
+        if all(given):
+            return np.array(numbers, dtype=np.float64)
+        if any(given):
+            i = given.index(True)
+            raise HeadError(f"{where}: time column {column!r} mixes numbers (row {i + 1}: "
+                            f"{values.iloc[i]!r}) with dates or text; use one or the other")
     try:
         stamps = pd.to_datetime(values, errors="raise", utc=True)
     except (ValueError, TypeError):
@@ -94,14 +149,13 @@ def group_rows(df: pd.DataFrame, group_by: str, order_by: str | None = None,
     if time_col is not None:
         seconds = event_seconds(_column(df, time_col, "--time-col", where), time_col, where)
     codes, uniques = pd.factorize(groups, sort=False)
+    if len({str(g) for g in uniques}) < len(uniques):
+        raise HeadError(f"{where}: group column {group_by!r} holds values that read the same "
+                        "but differ in type (such as 1 and '1'); give it one type")
     position = np.arange(len(df))
     if order is not None:
-        try:  # a stable sort by the order column, ties kept in row order
-            ranks = order.rank(method="first").to_numpy()
-        except TypeError:
-            raise HeadError(f"{where}: order column {order_by!r} mixes values that cannot be "
-                            "compared") from None
-        position = np.argsort(ranks, kind="stable")
+        # a stable sort by the order column: ties keep their row order
+        position = np.argsort(order_keys(order, order_by, where), kind="stable")
     by_group = codes[position]
     sorted_pos = position[np.argsort(by_group, kind="stable")]
     bounds = np.searchsorted(np.sort(by_group, kind="stable"), np.arange(len(uniques) + 1))

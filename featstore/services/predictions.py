@@ -4,12 +4,18 @@ included), the prediction and class probabilities (all of them, or the top k).""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
+from pyarrow import ArrowException
 
 from featstore.featurize.corpus import open_corpus
 from featstore.heads.ensemble import HeadEnsemble
@@ -18,29 +24,61 @@ from featstore.heads.estimator import HeadEstimator
 from featstore.heads.inputs import find_by_fingerprint
 from featstore.services.featurizing import Say, featurize_missing
 from featstore.store import KEY_COLUMN, Store, clean_text, keys_for
+from featstore.store.atomic import can_create_in
 
 TEXT = "text"
 
 
+@dataclass
+class PredictInput:
+    """Rows to predict (a `text` column first) and how many input rows had no text."""
+
+    rows: pd.DataFrame
+    skipped: int = 0
+
+
 def input_rows(store: Store, value: str | None = None, text_col: str | None = None,
-               texts: Sequence[str] = ()) -> pd.DataFrame:
+               texts: Sequence[str] = ()) -> PredictInput:
     """A `text` column plus every other column of the input: a dataset in the store, a corpus
-    file (rows without text dropped), and/or plain texts (inline, or one per line on stdin)."""
-    frames = []
+    file, and/or plain texts (inline, or one per line on stdin). Rows without text are left out
+    and counted."""
+    frames, skipped = [], 0
     if value is not None:
-        frames.append(_rows_of(store, value, text_col))
+        df, skipped = _rows_of(store, value, text_col)
+        frames.append(df)
     if texts:
         kept = [t for t in texts if clean_text(t) is not None]
-        if not kept:
+        skipped += len(texts) - len(kept)
+        if not kept and not frames:
             raise HeadError("the given texts are all empty")
         frames.append(pd.DataFrame({TEXT: kept}))
     if not frames:
         raise HeadError("nothing to predict: name a dataset or file, pass --text, or pipe "
                         "texts on stdin with INPUT -")
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return PredictInput(rows, skipped)
 
 
-def _rows_of(store: Store, value: str, text_col: str | None) -> pd.DataFrame:
+def stdin_texts(stream: IO) -> list[str]:
+    """One text per line of a byte (or text) stream, each line decoded as UTF-8 on its own, so
+    an undecodable line is named; a byte order mark is not part of the first text."""
+    raw = getattr(stream, "buffer", None)
+    lines = raw if raw is not None else stream
+    out = []
+    for lineno, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HeadError(f"stdin line {lineno} is not valid UTF-8") from None
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        out.append(line.rstrip("\n").removesuffix("\r"))
+    return out
+
+
+def _rows_of(store: Store, value: str, text_col: str | None) -> tuple[pd.DataFrame, int]:
+    skipped = 0
     if value in store.manifest.datasets:
         col = store.manifest.datasets[value].text_column
         df = store.dataset(value).drop(columns=[KEY_COLUMN])
@@ -51,12 +89,50 @@ def _rows_of(store: Store, value: str, text_col: str | None) -> pd.DataFrame:
         corpus = open_corpus(path, text_col)
         col = corpus.text_column
         df = pd.concat(list(corpus.chunks()), ignore_index=True)
-        df = df[[clean_text(v) is not None for v in df[col].tolist()]]
+        has_text = [clean_text(v) is not None for v in df[col].tolist()]
+        skipped = len(df) - sum(has_text)
+        df = df[has_text]
         if df.empty:
             raise HeadError(f"{path} has no texts in column {col!r}")
+    if col != TEXT and TEXT in df.columns:  # another column already called `text`
+        df = df.rename(columns={TEXT: _free_name(f"{TEXT}_given", df.columns)})
     df = df.rename(columns={col: TEXT}).reset_index(drop=True)
     df[TEXT] = df[TEXT].astype(str)
-    return df[[TEXT, *(c for c in df.columns if c != TEXT)]]
+    return df[[TEXT, *(c for c in df.columns if c != TEXT)]], skipped
+
+
+def _free_name(name: str, taken: Iterable[object]) -> str:
+    """`name`, else `name_2`, `name_3`, ...: the first not in `taken`."""
+    taken = {str(c) for c in taken}
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}_{n}"
+    return out
+
+
+def output_columns(head: HeadEstimator | HeadEnsemble, top_k: int | None) -> list[str]:
+    """The columns predict adds to the input's."""
+    if head.task == "regression":
+        return ["prediction"]
+    classes = list(head.labels_.classes)
+    if top_k is None:
+        return ["prediction", *(f"p_{c}" for c in classes)]
+    k = min(top_k, len(classes))
+    return ["prediction", *(f"{w}_{j + 1}" for j in range(k) for w in ("label", "p"))]
+
+
+def keep_input_columns(rows: pd.DataFrame, added: Sequence[str]) -> tuple[pd.DataFrame,
+                                                                         dict[str, str]]:
+    """The input's columns that predict would overwrite, renamed NAME_given (NAME_given_2,
+    ...): no input column is ever replaced. Returns the rows and {old: new}."""
+    renamed: dict[str, str] = {}
+    taken = {str(c) for c in rows.columns} | set(added)
+    for c in rows.columns:
+        if c != TEXT and str(c) in added:
+            renamed[c] = _free_name(f"{c}_given", taken)
+            taken.add(renamed[c])
+    return (rows.rename(columns=renamed) if renamed else rows), renamed
 
 
 def predict_frame(store: Store, head: HeadEstimator | HeadEnsemble,
@@ -64,13 +140,15 @@ def predict_frame(store: Store, head: HeadEstimator | HeadEnsemble,
                   say: Say | None = None, name: str = "the head",
                   top_k: int | None = None) -> pd.DataFrame:
     """The rows (texts, or a frame with a `text` column) with `prediction` and, for classifiers,
-    `p_CLASS` per class, or with `top_k`, `label_1, p_1, ... label_K, p_K`. Texts the store
-    lacks are encoded and stored first, with the head's own encoder (which the store must
-    hold)."""
+    `p_CLASS` per class, or with `top_k`, `label_1, p_1, ... label_K, p_K`; an input column of
+    one of those names is kept as NAME_given. Texts the store lacks are encoded and stored
+    first, with the head's own encoder (which the store must hold)."""
     head.check_fitted()
     out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
-    if "prediction" in out.columns:
-        out = out.rename(columns={"prediction": "prediction_given"})
+    out, renamed = keep_input_columns(out, output_columns(head, top_k))
+    if renamed and say is not None:
+        say("input column(s) " + ", ".join(f"{a!r} kept as {b!r}" for a, b in renamed.items())
+            + " (predict writes those names)")
     texts = out[TEXT].astype(str).tolist()
     needs: dict[str, tuple[dict, list[str]]] = {}  # per encoder: the features any part reads
     for layout in head.layouts_:
@@ -96,3 +174,60 @@ def predict_frame(store: Store, head: HeadEstimator | HeadEnsemble,
         out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
         out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
     return out
+
+
+OUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def output_target(out: str | None, fmt: str | None, overwrite: bool = False
+                  ) -> tuple[Path | None, str]:
+    """Where predictions go and in which format, checked before any work: the format the file's
+    extension names (an unknown extension needs --format, a contradicting --format is refused),
+    and an existing file is replaced only with `overwrite`. None: stdout."""
+    if out is None:
+        if fmt == "parquet":
+            raise HeadError("--format parquet writes a file: pass --out FILE.parquet")
+        return None, fmt or "csv"
+    path = Path(out)
+    named = OUT_FORMATS.get(path.suffix.lower())
+    if named is None and fmt is None:
+        raise HeadError(f"--out {out}: the extension {path.suffix or '(none)'!r} names no "
+                        "format; use .csv, .jsonl or .parquet, or pass --format")
+    if named is not None and fmt is not None and named != fmt:
+        raise HeadError(f"--out {out} names {named} but --format says {fmt}; drop --format or "
+                        "change the extension")
+    if path.is_dir():
+        raise HeadError(f"--out {out} is a directory")
+    if os.path.lexists(path) and not overwrite:
+        raise HeadError(f"--out {out} already exists; pass --overwrite to replace it, or "
+                        "another --out")
+    if not can_create_in(path.parent):
+        raise HeadError(f"--out {out}: cannot create files in {path.parent.absolute()}; "
+                        "pass another --out")
+    return path, fmt or named or "csv"
+
+
+def write_predictions(table: pd.DataFrame, path: Path | None, fmt: str, stream: IO) -> None:
+    """The table in `fmt` to `stream`, or to `path` through a temporary file renamed into
+    place, so a failed write never leaves half a file."""
+    if path is None:
+        if fmt == "jsonl":
+            table.to_json(stream, orient="records", lines=True, force_ascii=False)
+        else:
+            table.to_csv(stream, index=False)
+        return
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        if fmt == "parquet":
+            table.to_parquet(tmp, index=False)
+        elif fmt == "jsonl":
+            table.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except (ValueError, TypeError, ArrowException) as exc:
+        raise HeadError(f"--out {path}: the predictions cannot be written as {fmt} ({exc})"
+                        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featstore.featurize.corpus import read_rows
+from featstore.featurize.errors import CorpusError
 from featstore.heads.artifacts import read_head_json, refuse_existing_head
 from featstore.heads.errors import HeadError
 from featstore.heads.inputs import find_by_fingerprint
@@ -30,7 +32,7 @@ from featstore.heads.sequences import (
 from featstore.heads.splits import DEV_SPLITS, SPLIT_COLUMN, TEST_SPLITS, TRAIN_SPLITS
 from featstore.services.datasets import dataset_for
 from featstore.services.featurizing import Say, featurize_missing
-from featstore.store import Store, check_name, open_store
+from featstore.store import Store, check_name, clean_text, open_store
 
 DEFAULT_CV = 5
 
@@ -63,20 +65,18 @@ class SequencePlan:
 
 
 def read_rows_file(path: str | Path, what: str) -> pd.DataFrame:
-    """A small table file (CSV, TSV, JSONL, Parquet), every column as read."""
+    """A small table file (CSV, TSV, JSONL, Parquet), read as featurize reads a corpus (CSV
+    cells as text), so a group or order value means the same here as in a dataset."""
     p = Path(path)
     if not p.is_file():
         raise HeadError(f"{what} {str(path)!r} is not a file")
     suffix = p.suffix.lower()
+    fmt = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+           ".pq": "parquet", ".tsv": "tsv"}.get(suffix, "csv")
     try:
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            return pd.read_json(p, lines=True)
-        if suffix == ".parquet":
-            return pd.read_parquet(p)
-        return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # noqa: BLE001  any reader failure is one line about the file
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HeadError(f"{what} {p} cannot be read ({text})") from None
+        return read_rows(p, fmt)
+    except CorpusError as exc:
+        raise HeadError(f"{what} {exc}") from None
 
 
 def _labelled(rows: pd.DataFrame, group_by: str, order_by: str | None, time_col: str | None,
@@ -275,6 +275,13 @@ def predict_sequences(store: Store, head: SequenceClassifier, value: str,
         if "text" not in rows.columns:
             raise HeadError(f"{value} has no 'text' column (columns: "
                             f"{', '.join(map(str, rows.columns))})")
+        has_text = [clean_text(v) is not None for v in rows["text"].tolist()]
+        if not all(has_text):  # as featurize does: a row without text is no message
+            if say is not None:
+                say(f"skipped {len(has_text) - sum(has_text)} input row(s) without text")
+            rows = rows[has_text].reset_index(drop=True)
+            if rows.empty:
+                raise HeadError(f"{value} has no texts in column 'text'")
         layout = head.inputs_.layout
         find_by_fingerprint(store, layout.encoder_fingerprint, name)
         texts = rows["text"].astype(str).tolist()

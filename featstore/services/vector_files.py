@@ -142,6 +142,8 @@ def _read_table(path: Path, fmt: str, text_col: str | None) -> Columns:
         texts = {c: str for c in header if c in (text_col, *TEXT_GUESSES, *KEY_GUESSES)}
         frame = pd.read_csv(path, sep=sep, dtype=texts, keep_default_na=False, na_values=[""],
                             encoding="utf-8")
+        if frame.empty:
+            raise VectorFileError(f"{path}: no rows (only a header)")
         return {str(c): frame[c] for c in frame.columns}
     except UnicodeDecodeError:
         raise VectorFileError(f"{path} is not valid UTF-8") from None
@@ -293,7 +295,7 @@ def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise VectorFileError(f"texts file {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is not text
     except UnicodeDecodeError:
         raise VectorFileError(f"texts file {path} is not valid UTF-8") from None
     lines = text.split("\n")

@@ -5,8 +5,10 @@ A reader or a crash sees either the old file or the new one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from featstore.store.safe_paths import open_no_follow
@@ -35,3 +37,22 @@ def write_json_atomic(path: Path, data: dict, tmp_dir: Path) -> None:
         json.dump(data, fh, indent=1, sort_keys=True)
         fh.write("\n")
     publish(tmp, path)
+
+
+def can_create_in(directory: Path) -> bool:
+    """Whether a file can be created in `directory`, or in the nearest existing directory above
+    it when it does not exist yet. Tried for real (os.access says yes to root on a read-only
+    mount), so output is refused before the work that would produce it, not after."""
+    here = Path(directory).absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(dir=here, prefix=".featstore-probe-")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
