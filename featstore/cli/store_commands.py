@@ -53,9 +53,10 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
     for name, func, text in (
             ("info", cmd_info, "list encoders, datasets, heads and sizes"),
             ("verify", cmd_verify, "check every checksum: shards, tables, heads"),
-            ("repair", cmd_repair, "drop damaged shards and tables so featurize recomputes")):
+            ("repair", cmd_repair, "drop damaged shards and tables, and say which command "
+                                   "restores them")):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        add_flags(p, "--store", "--json")
+        add_flags(p, "--store", "--json", *(("--wait",) if name == "repair" else ()))
         p.set_defaults(func=func)
 
 
@@ -161,6 +162,8 @@ def _import_text(s: dict) -> str:
     done = {"imported": f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s",
             "replaced": f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s, "
                         f"replacing {s['replaced']}",
+            "restored": f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s, "
+                        "restoring the rows repair dropped",
             "unchanged": "unchanged  this file is already imported; nothing written"}
     return "\n".join([
         f"store      {s['store']}",
@@ -233,13 +236,16 @@ def cmd_repair(args: argparse.Namespace) -> int:
     from featstore.store import default_store_path
 
     root = default_store_path(args.store)
-    dropped = repair_store(root)
+    dropped = repair_store(root, wait=args.wait)
     if args.json:
         print(json.dumps(dropped))
     else:
         n = sum(len(v) for v in dropped["shards"].values())
         print(f"repaired {root}: dropped {n} damaged shard(s) and "
-              f"{len(dropped['datasets'])} dataset table(s); re-run featurize to recompute")
+              f"{len(dropped['datasets'])} dataset table(s)"
+              + ("; to restore them:" if dropped["advice"] else ""))
+        for line in dropped["advice"]:
+            print(f"  {line}")
         for problem in dropped["heads_damaged"]:
             print(f"damaged: {problem} (heads are not recomputed: fit it again or remove it)",
                   file=sys.stderr)

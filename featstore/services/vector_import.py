@@ -4,8 +4,10 @@ named vector source of the store, fused into heads with `--fuse NAME` like LASER
 An imported source is one fingerprint (kind "vectors": its name, the file's SHA-256, how the file
 was read, width and storage dtype) with one feature, "vector" [dim], per text key. The whole file
 is read and checked, and the store consulted, before anything is written; the source then
-appears in one commit. Importing the same file again changes nothing; another file under a name
-already in use replaces that source only when asked (`replace`).
+appears in one commit. Importing the same file again changes nothing, unless `repair` dropped some
+of its rows: then the source is written again whole, under the same fingerprint, so heads fused
+with it work again. Another file under a name already in use replaces that source only when asked
+(`replace`).
 
 Rows given as texts are keyed by the store's rule, so they join any dataset holding those texts,
 whenever it is featurized (texts no dataset holds yet are kept, and counted; `strict` refuses
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from featstore.featurize.model_names import ALL_FEATURES
 from featstore.services.vector_files import VectorFile, VectorFileError, read_vector_file
 from featstore.store import (
     KEY_COLUMN,
@@ -32,11 +35,14 @@ from featstore.store import (
     default_store_path,
     fingerprint_id,
     fingerprints_match,
+    names_model,
 )
 
 KIND = "vectors"
 FEATURE = "vector"  # what every vector source (LASER, imported) stores per text
-RESERVED_NAMES = ("encoder", "laser", "vectors")  # --fuse reads these as source kinds
+# Names a source may not take: source kinds (--fuse reads them as kinds) and the features an
+# encoder stores (features(kind=...) reads them as the encoder's), so no name shadows another.
+RESERVED_NAMES = ("encoder", "laser", "vectors", *ALL_FEATURES, "tokens", FEATURE)
 DTYPES = ("float16", "float32")
 
 
@@ -51,7 +57,7 @@ class ImportSummary:
     store: str
     name: str
     source_id: str
-    status: str  # "imported", "replaced" or "unchanged"
+    status: str  # "imported", "replaced", "restored" (rows repair dropped) or "unchanged"
     replaced: str | None  # the id of the source this import replaced
     file: str
     sha256: str
@@ -96,8 +102,8 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
     start = time.perf_counter()
     check_name(name, "source")
     if name in RESERVED_NAMES:
-        raise VectorImportError(f"source name {name!r} is reserved for the store's own sources; "
-                                f"choose another --name (e.g. {name}-ext)")
+        raise VectorImportError(f"source name {name!r} is reserved (a source kind, or a feature "
+                                f"encoders store); choose another --name (e.g. {name}-ext)")
     if dtype not in DTYPES:
         raise VectorImportError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if shard_rows < 1:
@@ -140,7 +146,8 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
                 bar.update(len(keys))
         writer.commit_source(source_id, fingerprint, dtype, {FEATURE: [vf.dim]}, shards,
                              replaces=plan.replaces)
-    return summary(source_id, "replaced" if plan.replaces else "imported", plan.replaces,
+    status = "restored" if plan.restores else "replaced" if plan.replaces else "imported"
+    return summary(source_id, status, None if plan.restores else plan.replaces,
                    plan.in_datasets, sum(s.bytes for s in shards))
 
 
@@ -163,6 +170,7 @@ class _Plan:
     unchanged: str | None  # id of the source already holding exactly this import
     replaces: str | None  # id of the source of the same name this import replaces
     in_datasets: int
+    restores: bool = False  # the same file again, for rows `repair` dropped: written whole
 
 
 def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, vf: VectorFile,
@@ -175,7 +183,9 @@ def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, 
         fp = e.fingerprint
         if fp.get("kind") == KIND and fp.get("name") == name:
             if fingerprints_match(fp, fingerprint):
-                return _Plan(enc_id, None, in_datasets)
+                if e.rows == len(vf.keys):
+                    return _Plan(enc_id, None, in_datasets)
+                return _Plan(None, enc_id, in_datasets, restores=True)  # after a repair
             if not replace:
                 raise VectorImportError(
                     f"source {name!r} already holds vectors of another file (sha256 "
@@ -183,7 +193,7 @@ def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, 
                     "--replace to replace them, or another --name")
             replaces = enc_id
             break
-        if name in (enc_id, fp.get("model"), fp.get("name")):
+        if name in (enc_id, fp.get("name")) or names_model(name, fp.get("model")):
             raise VectorImportError(f"name {name!r} already names source {enc_id} of store "
                                     f"{root}; choose another --name")
     else:

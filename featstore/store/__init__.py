@@ -24,6 +24,7 @@ from featstore.store.manifest import FORMAT_VERSION, check_name, fingerprints_ma
 _LAZY = {
     "Store": "featstore.store.store",
     "default_store_path": "featstore.store.store",
+    "names_model": "featstore.store.store",
     "open_store": "featstore.store.opening",
     "StoreWriter": "featstore.store.writer",
 }

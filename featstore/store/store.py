@@ -27,11 +27,26 @@ if TYPE_CHECKING:  # pandas and pyarrow load on first table read: `featstore inf
     import pandas as pd
 
 ENV_STORE = "FEATSTORE_DIR"
+VECTOR = "vector"  # the one feature of a vector source (LASER, imported vectors)
 
 
 def default_store_path(path: str | os.PathLike | None = None) -> Path:
     """--store, else $FEATSTORE_DIR, else ./featstore."""
     return Path(path or os.environ.get(ENV_STORE) or "featstore")
+
+
+def names_model(given: str, recorded: object) -> bool:
+    """Whether `given` names the recorded model: the same text, or the same directory spelled
+    another way (relative, absolute, with ./ or a trailing slash)."""
+    if not isinstance(recorded, str):
+        return False
+    if given == recorded:
+        return True
+    try:
+        mine, theirs = Path(given).expanduser(), Path(recorded).expanduser()
+        return mine.is_dir() and theirs.is_dir() and mine.resolve() == theirs.resolve()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -133,7 +148,8 @@ class Store:
         if encoder in self.manifest.encoders:
             return encoder
         matches = [k for k, e in entries.items()
-                   if encoder in (e.fingerprint.get("model"), e.fingerprint.get("name"))]
+                   if encoder == e.fingerprint.get("name")
+                   or names_model(encoder, e.fingerprint.get("model"))]
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -307,16 +323,39 @@ class Store:
         """
         keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
                 else keys_for(data))
-        kinds = {e.fingerprint.get("kind") for e in self.manifest.encoders.values()}
+        source, feature = self.feature_source(kind, encoder)
+        return self.gather(source, keys, feature, layers if feature != VECTOR else None)
+
+    def feature_source(self, kind: str, encoder: str | None = None) -> tuple[str, str]:
+        """(source id, stored feature) that `features(..., kind, encoder=...)` reads, by one
+        rule: with `encoder`, that source (an encoder's feature `kind`, or a vector source's
+        vectors); else a feature an encoder stores (cls, mean, ...) always means the
+        encoder's, even where an older store holds vectors imported under that name; then a
+        source kind (laser); then the name of imported vectors."""
+        entries = self.manifest.encoders
+        if encoder is not None:
+            found = self.resolve_encoder(encoder)
+            fp = entries[found].fingerprint
+            if fp.get("kind") == "encoder":
+                return found, kind
+            if kind not in (VECTOR, fp.get("kind"), fp.get("name")):
+                raise StoreError(f"source {found} holds vectors only; ask for kind={VECTOR!r} "
+                                 f"(or {fp.get('name') or fp.get('kind')!r})")
+            return found, VECTOR
+        encoder_kind = {k: e for k, e in entries.items() if e.fingerprint.get("kind") == "encoder"}
+        if any(kind in e.feature_shapes for e in encoder_kind.values()):
+            return self.resolve_encoder(None, kind="encoder"), kind
+        kinds = {e.fingerprint.get("kind") for e in entries.values()}
         if kind in kinds and kind != "encoder":
-            enc = self.resolve_encoder(encoder, kind=kind)
-            return self.gather(enc, keys, "vector")
-        named = [k for k, e in self.manifest.encoders.items()
+            return self.resolve_encoder(None, kind=kind), VECTOR
+        named = [k for k, e in entries.items()
                  if e.fingerprint.get("kind") != "encoder" and e.fingerprint.get("name") == kind]
-        if len(named) == 1:
-            return self.gather(named[0], keys, "vector")
-        enc = self.resolve_encoder(encoder, kind="encoder")
-        return self.gather(enc, keys, kind, layers)
+        if len(named) > 1:
+            raise StoreError(f"several sources are named {kind!r} ({', '.join(named)}); name "
+                             "one with encoder=ID")
+        if named:
+            return named[0], VECTOR
+        return self.resolve_encoder(None, kind="encoder"), kind
 
     # -- integrity ---------------------------------------------------------------------------
     def check_shard(self, encoder_id: str, i: int) -> str | None:
