@@ -229,6 +229,8 @@ FLAGS: dict[str, Flag] = {
                           "columns that do ('*': every numeric column) (default: the only list "
                           "column, else the largest group of numeric columns named like v0, v1, "
                           "...)", metavar="PREFIX"),
+    "--fp16": Flag("a .raw/.bin file holds float16 values, as LASER's own --fp16 writes them "
+                   "(default: float32)", SWITCH, action="store_true"),
     "--dim": Flag("vector width the file must have (default: whatever it has; 1024, LASER's, "
                   "for a .raw/.bin file)", int_at_least(1)),
     # data for heads

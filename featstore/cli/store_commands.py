@@ -35,7 +35,8 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
                        "v0, v1, ...), .npz (arrays texts or keys, and vectors), or .npy / "
                        "LASER's raw output .raw/.bin with --texts (one text per line).")
     p.add_argument("file", metavar="FILE", type=text_value, help="the vectors file")
-    add_flags(p, "--source-name", "--store", "--text-col", "--vector-cols", "--texts", "--dim",
+    add_flags(p, "--source-name", "--store", "--text-col", "--vector-cols", "--texts", "--fp16",
+              "--dim",
               "--dtype", "--replace", "--strict", "--shard-rows", "--wait", "--json",
               "--no-progress",
               name={"required": True},
@@ -149,7 +150,7 @@ def cmd_import_vectors(args: argparse.Namespace) -> int:
         args.file, args.store, args.name, text_col=args.text_col, vector_cols=args.vector_cols,
         texts=args.texts, dim=args.dim, dtype=args.dtype, replace=args.replace,
         strict=args.strict, shard_rows=args.shard_rows, wait=args.wait,
-        progress=not args.no_progress).to_dict()
+        progress=not args.no_progress, fp16=args.fp16).to_dict()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -8,9 +8,9 @@ Accepted layouts, one row per text:
   list<number> column (Parquet) or as numeric columns named PREFIX0, PREFIX1, ... (the prefix
   with the most such columns, or `--vector-cols PREFIX`; `--vector-cols '*'` takes every numeric
   column other than the text column).
-- .npy (a 2-D numeric array) or .raw/.bin (LASER's raw output: float32, or float16 from its
-  `--fp16`; 1024 wide unless `--dim`) with `--texts FILE`, one text per line, row i of the
-  vectors belonging to line i.
+- .npy (a 2-D numeric array) or .raw/.bin (LASER's raw output: float32, or float16 with
+  `--fp16` as LASER's own `--fp16` writes it; 1024 wide unless `--dim`) with `--texts FILE`, one
+  text per line, row i of the vectors belonging to line i.
 - .npz with arrays `vectors` and `texts` (or `keys`).
 
 Every problem (a missing column, a ragged or null list, NaN or infinity, a width other than
@@ -72,8 +72,10 @@ class VectorFile:
 
 def read_vector_file(path: str | Path, *, text_col: str | None = None,
                      vector_cols: str | None = None, texts: str | Path | None = None,
-                     dim: int | None = None, strict: bool = False) -> VectorFile:
-    """Read and check `path` whole; see the module docstring for what is accepted."""
+                     dim: int | None = None, strict: bool = False,
+                     fp16: bool = False) -> VectorFile:
+    """Read and check `path` whole; see the module docstring for what is accepted. `fp16`:
+    a .raw/.bin file holds float16 values (LASER's `--fp16`), not float32."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -88,6 +90,9 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
     if fmt in ("npy", "raw") and texts is None:
         raise VectorFileError(f"{path}: a .{path.suffix.lower()[1:]} file holds only vectors; "
                               "pass --texts FILE with one text per line, in the same order")
+    if fp16 and fmt != "raw":
+        raise VectorFileError(f"{path}: --fp16 says how a .raw/.bin file stores its values; a "
+                              f".{fmt} file says so itself")
     if fmt not in ("npy", "raw") and texts is not None:
         raise VectorFileError(f"{path}: --texts is for .npy and .raw/.bin files; a .{fmt} file "
                               "names its texts itself")
@@ -103,7 +108,7 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
         lines = _read_lines(Path(texts))
         texts_sha = sha256_file(texts)
         matrix = (_read_npy(path) if fmt == "npy"
-                  else _read_raw(path, len(lines), Path(texts), dim))
+                  else _read_raw(path, len(lines), Path(texts), dim, fp16))
         if matrix.shape[0] != len(lines):
             raise VectorFileError(f"{path} holds {matrix.shape[0]} vectors but {texts} has "
                                   f"{len(lines)} lines; they must pair up one to one")
@@ -323,19 +328,37 @@ def _read_npy(path: Path) -> np.ndarray:
     return _as_matrix(path, arr, "the array")
 
 
-def _read_raw(path: Path, lines: int, texts: Path, dim: int | None) -> np.ndarray:
-    """LASER's output: rows of `dim` (default 1024) values, no header, float32 or, from LASER's
-    `--fp16`, float16; which one the file's size says."""
+def _read_raw(path: Path, lines: int, texts: Path, dim: int | None, fp16: bool) -> np.ndarray:
+    """LASER's output: rows of `dim` (default 1024) values, no header: float32, or float16
+    with `fp16` (LASER's `--fp16`). A headerless file cannot say which, so it is never guessed
+    from the size: the size must fit exactly, and float32 values must look like vectors."""
     size = path.stat().st_size
     width = dim or LASER_DIM
     if lines == 0:
         raise VectorFileError(f"texts file {texts} has no lines")
-    kinds = {4 * lines * width: "<f4", 2 * lines * width: "<f2"}
-    if size not in kinds:
+    dtype, other = ("float16", "float32") if fp16 else ("float32", "float16")
+    item = 2 if fp16 else 4
+    if size != lines * width * item:
+        hint = "pass --dim if the vectors are not LASER's 1024 wide"
+        if size == lines * width * (6 - item):
+            hint = f"its size fits {other} values: {'drop' if fp16 else 'pass'} --fp16"
+        elif size % (width * item) == 0:
+            hint = (f"it holds {size // (width * item)} such rows: check that {texts} is the "
+                    "file LASER read")
         raise VectorFileError(f"{path} holds {size} bytes, not {lines} rows (the lines of "
-                              f"{texts}) of {width} float32 or float16 values; pass --dim if "
-                              "the vectors are not LASER's 1024 wide")
-    return np.fromfile(path, dtype=kinds[size]).reshape(lines, width)
+                              f"{texts}) of {width} {dtype} values; {hint}")
+    matrix = np.fromfile(path, dtype="<f2" if fp16 else "<f4").reshape(lines, width)
+    if not fp16:
+        with np.errstate(invalid="ignore"):
+            odd = np.isfinite(matrix) & (matrix != 0) & ((np.abs(matrix) < 1e-30)
+                                                         | (np.abs(matrix) > 1e15))
+        if odd.any():
+            row, col = (int(i) for i in np.argwhere(odd)[0])
+            raise VectorFileError(
+                f"{path} row {row + 1}, vector component {col}: {float(matrix[row, col])!r} is "
+                "no value a float32 vector holds: is the file float16 (LASER's --fp16)? pass "
+                f"--fp16; else check that --dim and {texts} match the file")
+    return matrix
 
 
 def _read_npz(path: Path) -> tuple[str, str, list[object], str, np.ndarray]:

@@ -95,8 +95,8 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
                    text_col: str | None = None, vector_cols: str | None = None,
                    texts: str | Path | None = None, dim: int | None = None,
                    dtype: str = "float32", replace: bool = False, strict: bool = False,
-                   shard_rows: int = 2048, wait: bool = False,
-                   progress: bool = False) -> ImportSummary:
+                   shard_rows: int = 2048, wait: bool = False, progress: bool = False,
+                   fp16: bool = False) -> ImportSummary:
     """Import the vectors of `path` into the store as source `name` (see the module docstring).
     Every refusal is one line and leaves the store as it was."""
     start = time.perf_counter()
@@ -109,7 +109,7 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
     if shard_rows < 1:
         raise VectorImportError(f"shard_rows must be at least 1, not {shard_rows}")
     vf = read_vector_file(path, text_col=text_col, vector_cols=vector_cols, texts=texts,
-                          dim=dim, strict=strict)
+                          dim=dim, strict=strict, fp16=fp16)
     values = _stored_values(vf, dtype)
     fingerprint = vectors_fingerprint(name, vf, dtype)
     root = default_store_path(store_path)
@@ -151,9 +151,15 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
                    plan.in_datasets, sum(s.bytes for s in shards))
 
 
+# How far float16 storage may move a row, relative to the row's length: rounding alone moves
+# it by at most 2^-11 (0.05%); more means values below float16's range were flushed to zero.
+FLOAT16_ROW_TOLERANCE = 0.01
+
+
 def _stored_values(vf: VectorFile, dtype: str) -> np.ndarray:
-    """The vectors in the storage dtype; a value float16 cannot hold is refused."""
-    with np.errstate(over="ignore"):
+    """The vectors in the storage dtype; values float16 cannot hold are refused: too large
+    (infinite), or so small that a row would lose more than 1% of its length."""
+    with np.errstate(over="ignore", under="ignore"):
         out = np.ascontiguousarray(vf.vectors, dtype=np.dtype(dtype))
     bad = ~np.isfinite(out)
     if bad.any():
@@ -162,6 +168,17 @@ def _stored_values(vf: VectorFile, dtype: str) -> np.ndarray:
         raise VectorImportError(f"{vf.path} row {vf.file_rows[row] + 1}, vector component "
                                 f"{col}: {value!r} is too large for {dtype}; pass --dtype "
                                 "float32")
+    if dtype == "float16":
+        given = vf.vectors.astype(np.float64)
+        norm = np.linalg.norm(given, axis=1)
+        moved = np.linalg.norm(out.astype(np.float64) - given, axis=1)
+        lost = np.flatnonzero(moved > FLOAT16_ROW_TOLERANCE * norm)
+        if len(lost):
+            row = int(lost[0])
+            raise VectorImportError(
+                f"{vf.path} row {vf.file_rows[row] + 1}: its values (largest "
+                f"{float(np.abs(given[row]).max()):.3g}) are too small for float16, which would "
+                f"change the vector by {100 * moved[row] / norm[row]:.0f}%; pass --dtype float32")
     return out
 
 
