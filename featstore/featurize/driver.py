@@ -114,7 +114,8 @@ class DatasetTableWriter:
 
 
 class NewTextFinder:
-    """Which texts of one source the store lacks; each key is reported once per pass."""
+    """Which texts of one source the store lacks, and which of the wanted features each lacks;
+    each key is reported once per pass."""
 
     def __init__(self, store: Store, source_id: str, wanted: list[str]) -> None:
         self.store = store
@@ -123,16 +124,28 @@ class NewTextFinder:
         self.seen: set[str] = set()
         self.cached = 0
 
-    def new(self, keys: list[str], texts: list[str]) -> tuple[list[str], list[str]]:
+    def new(self, keys: list[str], texts: list[str]
+            ) -> list[tuple[list[str] | None, list[str], list[str]]]:
+        """(features to store, keys, texts) per group of texts lacking the same features;
+        None: all of them. A text already holding some features gets only the others, so
+        committed vectors are never written again."""
         first = []
         for i, k in enumerate(keys):
             if k not in self.seen:
                 self.seen.add(k)
                 first.append(i)
-        present = self.store.has(self.source_id, [keys[i] for i in first], self.wanted)
-        self.cached += int(present.sum())
-        todo = [i for i, p in zip(first, present.tolist(), strict=True) if not p]
-        return [keys[i] for i in todo], [texts[i] for i in todo]
+        fresh = [keys[i] for i in first]
+        has = {f: self.store.has(self.source_id, fresh, [f]) for f in self.wanted}
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for j, i in enumerate(first):
+            lacking = tuple(f for f in self.wanted if not has[f][j])
+            if lacking:
+                groups.setdefault(lacking, []).append(i)
+            else:
+                self.cached += 1
+        return [(None if len(lacking) == len(self.wanted) else list(lacking),
+                 [keys[i] for i in idx], [texts[i] for i in idx])
+                for lacking, idx in groups.items()]
 
 
 def make_engine(options: FeaturizeOptions, warn: Warn) -> Engine:
@@ -189,13 +202,15 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
             if table is not None:
                 table.write(rows)
             for role, finder in finders.items():
-                new_keys, new_texts = finder.new(keys, texts)
-                if new_keys and writer.read_only:
+                groups = finder.new(keys, texts)
+                todo = sum(len(k) for _, k, _ in groups)
+                if todo and writer.read_only:
                     raise FeatstoreError(f"store {writer.root} is read-only; featurize needs "
-                                         f"write access to add {len(new_keys)} new text(s)")
+                                         f"write access to add {todo} new text(s)")
                 if role == ENCODER:
-                    bar.update(len(keys) - len(new_keys))
-                engine.submit(role, new_keys, new_texts)
+                    bar.update(len(keys) - todo)
+                for only, new_keys, new_texts in groups:
+                    engine.submit(role, new_keys, new_texts, only)
         report = engine.finish()
     finally:
         engine.close()

@@ -36,8 +36,10 @@ class Engine(Protocol):
         so that its own checks fail before any model loads; `ids` maps each source role to its
         id in the store; `progress(n)` is called as the encoder's texts are committed."""
 
-    def submit(self, role: str, keys: list[str], texts: list[str]) -> None:
-        """Texts of one source (by role) that the store lacks, each key once."""
+    def submit(self, role: str, keys: list[str], texts: list[str],
+               only: list[str] | None = None) -> None:
+        """Texts of one source (by role) that the store lacks, each key once; `only`: the
+        features to store for them (None: all), the others being committed already."""
 
     def finish(self) -> EngineReport:
         """Commit everything submitted; raise what went wrong."""

@@ -48,7 +48,8 @@ class LocalEngine:
             sources.check_loaded(self._sources, encoder=self._encoder)
         return self._encoder
 
-    def submit(self, role: str, keys: list[str], texts: list[str]) -> None:
+    def submit(self, role: str, keys: list[str], texts: list[str],
+               only: list[str] | None = None) -> None:
         assert self._committer is not None, "open() first"
         if not keys:
             return
@@ -61,7 +62,8 @@ class LocalEngine:
             for shard in shard_encoding.encode_shards(encoder, keys, texts,
                                                       shard_rows=self.options.shard_rows,
                                                       batch_tokens=budget,
-                                                      tokens=self.options.tokens):
+                                                      tokens=self.options.tokens,
+                                                      only=only):
                 self.report.encode_seconds += time.perf_counter() - t0
                 self.report.windows += shard.windows
                 self._committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,

@@ -32,7 +32,6 @@ from featstore.featurize.shard_encoding import (
 )
 from featstore.featurize.sources import (
     ENCODER,
-    LASER,
     PassSources,
     SourceSpec,
     check_same_encoder,
@@ -86,16 +85,18 @@ class ShardWorker:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows: list[dict] = []
-        for role in (ENCODER, LASER):
-            sel = np.nonzero(batch["source"].to_numpy() == role)[0]
-            if not len(sel):
-                continue
+        only_of = batch["only"].astype(str).to_numpy() if "only" in batch.columns else \
+            np.full(len(batch), "", dtype=object)
+        pairs = zip(batch["source"].tolist(), only_of.tolist(), strict=True)
+        for role, only in sorted(set(pairs)):
+            sel = np.nonzero((batch["source"].to_numpy() == role) & (only_of == only))[0]
             keys = [batch[KEY_COLUMN].iat[i] for i in sel]
             texts = [batch["text"].iat[i] for i in sel]
             t0 = time.perf_counter()
             if role == ENCODER:
                 shards = encode_shards(self.encoder, keys, texts, shard_rows=len(sel),
-                                       batch_tokens=self.batch_tokens, tokens=self.options.tokens)
+                                       batch_tokens=self.batch_tokens, tokens=self.options.tokens,
+                                       only=only.split(",") if only else None)
             else:
                 assert self.laser is not None
                 shards = laser_shards(self.laser, keys, texts, shard_rows=len(sel),
@@ -145,19 +146,21 @@ class RayEngine:
         self._sources = sources
         self._writer, self._ids, self._progress = writer, ids, progress
 
-    def submit(self, role: str, keys: list[str], texts: list[str]) -> None:
+    def submit(self, role: str, keys: list[str], texts: list[str],
+               only: list[str] | None = None) -> None:
         if keys:
-            self._parts.append(pd.DataFrame({KEY_COLUMN: keys, "text": texts, "source": role}))
+            self._parts.append(pd.DataFrame({KEY_COLUMN: keys, "text": texts, "source": role,
+                                             "only": ",".join(only or [])}))
 
     def _blocks(self) -> list[pd.DataFrame]:
-        """Blocks of one source each; similar lengths together pad little, and the longest go
-        first so stragglers come early."""
+        """Blocks of one source (and one set of features to store) each; similar lengths
+        together pad little, and the longest go first so stragglers come early."""
         todo = pd.concat(self._parts, ignore_index=True)
         todo["_len"] = -todo["text"].str.len()
         todo = todo.sort_values(["source", "_len"], kind="stable").drop(columns="_len")
         step = self.options.shard_rows
         blocks = []
-        for _, part in todo.groupby("source", sort=True):
+        for _, part in todo.groupby(["source", "only"], sort=True):
             part = part.reset_index(drop=True)
             blocks += [part.iloc[s:s + step].reset_index(drop=True)
                        for s in range(0, len(part), step)]

@@ -4,7 +4,7 @@ text, LASER vectors. Every engine encodes through these functions, so all store 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +32,11 @@ def default_batch_tokens(encoder: Encoder, batch_tokens: int | None) -> int:
 
 
 def encode_shards(encoder: Encoder, keys: list[str], texts: list[str], *, shard_rows: int,
-                  batch_tokens: int, tokens: bool = False) -> Iterator[EncodedShard]:
-    """Window, batch and encode texts; yield shards of at most `shard_rows` texts."""
+                  batch_tokens: int, tokens: bool = False,
+                  only: Sequence[str] | None = None) -> Iterator[EncodedShard]:
+    """Window, batch and encode texts; yield shards of at most `shard_rows` texts. `only`: the
+    features to store (those the texts still lack), so a later pass adding token states never
+    writes a second, possibly different, copy of the vectors already committed."""
     win = encoder.windows(texts)
     lengths = win.lengths
     # Longest window per text orders texts, so each shard's batches pad little.
@@ -47,6 +50,9 @@ def encode_shards(encoder: Encoder, keys: list[str], texts: list[str], *, shard_
         group = text_order[s:s + shard_rows]
         wins = np.array([w for t in group for w in window_of_text[t]], dtype=np.int64)
         feats, ragged, n_windows = encode_windows(encoder, win, wins, group, batch_tokens, tokens)
+        if only is not None:
+            feats = {k: v for k, v in feats.items() if k in only}
+            ragged = {k: v for k, v in (ragged or {}).items() if k in only} or None
         meta = {"n_windows": n_windows,
                 "n_tokens": np.array([sum(int(lengths[w]) for w in window_of_text[t])
                                       for t in group], dtype=np.int32)}
