@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -25,7 +26,13 @@ from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
 from featstore.featurize.options import FeaturizeOptions
-from featstore.featurize.sources import ENCODER, LASER, PassSources, identify_sources
+from featstore.featurize.sources import (
+    ENCODER,
+    LASER,
+    PassSources,
+    find_stored_encoder,
+    identify_sources,
+)
 from featstore.store import (
     KEY_COLUMN,
     FeatstoreError,
@@ -135,7 +142,9 @@ class NewTextFinder:
                 self.seen.add(k)
                 first.append(i)
         fresh = [keys[i] for i in first]
-        has = {f: self.store.has(self.source_id, fresh, [f]) for f in self.wanted}
+        known = self.source_id in self.store.manifest.encoders  # else registered, not committed
+        has = {f: self.store.has(self.source_id, fresh, [f]) if known
+               else np.zeros(len(fresh), dtype=bool) for f in self.wanted}
         groups: dict[tuple[str, ...], list[int]] = {}
         for j, i in enumerate(first):
             lacking = tuple(f for f in self.wanted if not has[f][j])
@@ -165,14 +174,18 @@ def register_sources(writer: StoreWriter, sources: PassSources) -> dict[str, str
     store = writer.store()
     ids = {}
     for spec in sources.specs:
-        source_id = store.find_encoder(spec.fingerprint)
+        source_id = find_stored_encoder(store, spec.fingerprint)
+        fingerprint = spec.fingerprint
         if source_id is None:
             base = source_id = fingerprint_id(spec.label, spec.fingerprint)
             n = 1
             while source_id in store.manifest.encoders:  # only ever after a hand edit
                 n += 1
                 source_id = f"{base}-{n}"
-        writer.ensure_encoder(source_id, spec.fingerprint, spec.dtype, spec.shapes)
+        else:  # the same files recorded by another path keep their id and record
+            fingerprint = store.manifest.encoders[source_id].fingerprint
+        # committed with the first shard, so a pass refused before it leaves no trace
+        writer.ensure_encoder(source_id, fingerprint, spec.dtype, spec.shapes, defer=True)
         ids[spec.role] = source_id
     return ids
 
@@ -212,6 +225,7 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
                 for only, new_keys, new_texts in groups:
                     engine.submit(role, new_keys, new_texts, only)
         report = engine.finish()
+        writer.commit_pending()
     finally:
         engine.close()
         if table is not None:

@@ -35,6 +35,30 @@ def _model_files(root: Path, weights: bool) -> list[Path]:
             and (p.suffix in _WEIGHT_SUFFIXES) == weights]
 
 
+def model_files_state(root: Path) -> list[tuple]:
+    """The files a fingerprint hashes, each with its inode, size, mtime and ctime: a file
+    replaced, rewritten, added or removed changes this (and no one can set a ctime back)."""
+    out: list[tuple] = []
+    for p in sorted(root.rglob("*")):
+        if p.name.startswith("."):
+            continue
+        try:
+            st = p.stat()
+        except OSError:  # gone while listing: a change under way
+            out.append((p.as_posix(), None))
+            continue
+        if p.is_file():
+            out.append((p.relative_to(root).as_posix(), st.st_ino, st.st_size, st.st_mtime_ns,
+                        st.st_ctime_ns))
+    return out
+
+
+def _hash_model_dir(root: Path) -> tuple[str, str]:
+    """(weights SHA-256, SHA-256 of every other file: tokenizer, config) of a model directory."""
+    return (sha256_tree(root, _model_files(root, weights=True)),
+            sha256_tree(root, _model_files(root, weights=False)))
+
+
 def parse_layers(spec: str | Sequence[int], n_hidden_states: int) -> list[int]:
     """'all' or a comma list (negative counts from the top) -> sorted layer numbers."""
     if isinstance(spec, str):
@@ -92,6 +116,12 @@ class Encoder:
         self.name, self.source = resolve_model(model)
         check_model_source(self.name, self.source)
         self.device = _pick_device(device)
+        # The fingerprint must describe exactly the weights loaded: the files are hashed
+        # before loading, and refused if any of them changed (by identity, below) from before
+        # the hash until the model is in memory.
+        local = Path(self.source).is_dir()
+        before = model_files_state(Path(self.source)) if local else None
+        self._hashes = _hash_model_dir(Path(self.source)) if local else None
         try:
             config = AutoConfig.from_pretrained(self.source, trust_remote_code=trust_remote_code)
             self.tokenizer = AutoTokenizer.from_pretrained(
@@ -108,6 +138,10 @@ class Encoder:
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EncoderError(f"cannot load model {self.name!r}: {first}") from None
+        if local and model_files_state(Path(self.source)) != before:
+            raise EncoderError(f"the files of model {self.name} changed while it was loading "
+                               "(a training run saving a checkpoint?); nothing was written: run "
+                               "again once they stay unchanged")
         if getattr(config, "is_encoder_decoder", False):
             net = net.get_encoder()
         self.model = net.eval().to(self.device)
@@ -188,10 +222,8 @@ class Encoder:
         """What decides the stored values; device and compute precision are left out on purpose
         (they move values within storage tolerance, and a store must stay usable across both)."""
         if self._fingerprint is None:
-            src = Path(self.source)
-            if src.is_dir():
-                weights = sha256_tree(src, _model_files(src, weights=True))
-                tokenizer = sha256_tree(src, _model_files(src, weights=False))
+            if self._hashes is not None:
+                weights, tokenizer = self._hashes
             else:
                 rev = getattr(self.config, "_commit_hash", None) or "unknown"
                 weights = tokenizer = f"revision:{rev}"

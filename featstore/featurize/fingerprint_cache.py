@@ -1,10 +1,11 @@
 """A source's fingerprint without loading it: a pass that finds nothing new loads no model.
 
 Learning an encoder's fingerprint means loading it and hashing its files (seconds). The result is
-cached as JSON against the identity of the model files: path, size and mtime of every file (for
-a hub model, the local hub cache's snapshot, whose name is the revision) plus the settings that
-shape the fingerprint. Anything different (a file touched, replaced, added) is a miss, and the
-model is loaded and hashed again. When a pass does find new texts the engine loads the model
+cached as JSON against the identity of the model files: path, size, mtime, inode and ctime of
+every file (for a hub model, the local hub cache's snapshot, whose name is the revision) plus the
+settings that shape the fingerprint. Anything different (a file touched, replaced, added) is a
+miss, and the model is loaded and hashed again; an entry is written only if the files kept their
+identity while the model loaded. When a pass does find new texts the engine loads the model
 anyway and checks its fresh fingerprint against the cached one, so a stale entry cannot write
 features under the wrong identity.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from featstore.version import VERSION
 
 CACHE_ENV = "FEATSTORE_CACHE_DIR"
-_FORMAT = 1
+_FORMAT = 2
 
 
 def cache_dir() -> Path:
@@ -46,8 +47,9 @@ def _hub_snapshot(model: str) -> Path | None:
 
 
 def files_identity(source: str) -> dict | None:
-    """Path, size and mtime of every file a model directory (or hub snapshot) holds; None when
-    the source cannot be listed."""
+    """Path, size, mtime, inode and ctime of every file a model directory (or hub snapshot)
+    holds (a file swapped back with its old mtime still differs); None when the source cannot
+    be listed."""
     path = Path(source).expanduser()
     revision = None
     if not path.is_dir():
@@ -63,7 +65,8 @@ def files_identity(source: str) -> dict | None:
             if any(part.startswith(".") for part in rel.parts) or not p.is_file():
                 continue
             st = p.stat()  # follows the hub cache's links to its blobs
-            files.append([rel.as_posix(), st.st_size, st.st_mtime_ns])
+            files.append([rel.as_posix(), st.st_size, st.st_mtime_ns, st.st_ino,
+                          st.st_ctime_ns])
     except OSError:
         return None
     return {"root": str(root), "revision": revision, "files": files}

@@ -31,11 +31,15 @@ class FeaturizeOptions:
     address: str | None = None  # Ray cluster address (None: $RAY_ADDRESS or a local cluster)
     workers: int | None = None  # Ray actors (None: one per GPU, or per CPU, of the cluster)
     gpus_per_worker: float = 0.0
+    # The fingerprint this pass must reproduce (the store's encoder, a head's): a pass whose
+    # model files now hold other weights is refused before anything is written.
+    expect: dict | None = None
 
     @classmethod
     def from_fingerprint(cls, fp: dict, **overrides: object) -> FeaturizeOptions:
-        """Options that reproduce the encoder of an existing fingerprint."""
+        """Options that reproduce the encoder of an existing fingerprint (and refuse to
+        featurize with anything else)."""
         opts = cls(model=fp["model"], max_length=fp["max_length"], stride=fp["stride"],
                    truncate=fp["truncate"], layers=list(fp["layers"]), dtype=fp["dtype"],
-                   laser=False)
+                   laser=False, expect=fp)
         return replace(opts, **overrides)

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featstore.featurize import fingerprint_cache as fpcache
 from featstore.featurize.errors import EncoderError, LaserError
 from featstore.featurize.laser_files import MISSING_LASER_HINT, find_laser_dir
-from featstore.featurize.model_names import LAYERED_FEATURES, resolve_model
+from featstore.featurize.model_names import LAYERED_FEATURES, is_hub_revision, resolve_model
 from featstore.featurize.options import FeaturizeOptions
 from featstore.store import fingerprints_match
 
 if TYPE_CHECKING:
     from featstore.featurize.encoder import Encoder
     from featstore.featurize.laser import LaserVectors
+    from featstore.store import Store
 
 ENCODER, LASER = "encoder", "laser"
 
@@ -148,12 +150,15 @@ def identify_sources(options: FeaturizeOptions, warn: Callable[[str], None]) -> 
     except (KeyError, TypeError, ValueError, AttributeError):  # a damaged entry is a miss
         enc_spec = features = None
     if enc_spec is None or features is None:
+        check_expected_source(options)
         encoder = load_encoder(options)
         enc_spec, features = encoder_spec(encoder, options.tokens), list(encoder.features)
-        if keys[ENCODER]:
+        # remembered only under the files' identity as they were while the model loaded
+        if keys[ENCODER] and _encoder_cache_key(options) == keys[ENCODER]:
             fpcache.remember(keys[ENCODER], {
                 "name": encoder.name, "fingerprint": encoder.fingerprint,
                 "features": features, "shapes": encoder.feature_shapes(False)})
+    check_expected(options, enc_spec.fingerprint)
     laser, laser_found, laser_source = None, None, None
     keys[LASER] = _laser_cache_key(options)
     value = fpcache.lookup(keys[LASER]) if keys[LASER] else None
@@ -179,6 +184,58 @@ def identify_sources(options: FeaturizeOptions, warn: Callable[[str], None]) -> 
                        cache_keys={k: v for k, v in keys.items() if v})
 
 
+def same_encoder(a: dict, b: dict) -> bool:
+    """Whether two fingerprints describe the same features: equal, or computed from the same
+    files in two places (a model directory recorded by another spelling or path: its weights
+    and every other file hash the same, so the vectors are the same)."""
+    if fingerprints_match(a, b):
+        return True
+    if a.get("kind") != "encoder" or b.get("kind") != "encoder" or is_hub_revision(a) or \
+            is_hub_revision(b):
+        return False
+    return fingerprints_match({**a, "model": ""}, {**b, "model": ""})
+
+
+def find_stored_encoder(store: Store, fingerprint: dict) -> str | None:
+    """The id under which the store holds features of this fingerprint (see `same_encoder`)."""
+    found = store.find_encoder(fingerprint)
+    if found is not None:
+        return found
+    return next((k for k, e in store.manifest.encoders.items()
+                 if same_encoder(e.fingerprint, fingerprint)), None)
+
+
+def check_expected_source(options: FeaturizeOptions) -> None:
+    """A pass that must reproduce a stored encoder computed from a model directory needs that
+    directory: say so, rather than look for a hub model of that name."""
+    fp = options.expect
+    if fp is None or fp.get("kind") != "encoder" or is_hub_revision(fp):
+        return
+    model = str(fp.get("model"))
+    if not Path(model).expanduser().is_dir():
+        where = "" if Path(model).is_absolute() else f" (looked for from {Path.cwd()})"
+        raise EncoderError(f"the encoder was computed from the model directory {model}, which "
+                           f"is not there{where}; restore it (or run from the directory the "
+                           "store was featurized from) to encode new texts with it")
+
+
+def check_expected(options: FeaturizeOptions, fingerprint: dict) -> None:
+    """The model files must still hold the weights the expected encoder was computed with."""
+    fp = options.expect
+    if fp is None or same_encoder(fp, fingerprint):
+        return
+    if fp.get("weights_sha256") != fingerprint.get("weights_sha256") or \
+            fp.get("tokenizer_sha256") != fingerprint.get("tokenizer_sha256"):
+        raise EncoderError(
+            f"model {fp.get('model')} now holds other files than the encoder was computed with "
+            f"(weights sha256 {str(fingerprint.get('weights_sha256'))[:12]}... where it was "
+            f"{str(fp.get('weights_sha256'))[:12]}...); nothing was written: restore the "
+            "model's files, or featurize with the new ones and fit the head again")
+    raise EncoderError(f"the encoder of model {fp.get('model')} cannot be reproduced by this "
+                       "featstore (its settings or featurizer version differ); nothing was "
+                       "written: featurize afresh and fit the head again")
+
+
 def check_loaded(pass_sources: PassSources, encoder: Encoder | None = None,
                  laser: LaserVectors | None = None) -> None:
     """A model loaded after the pass was identified (from the cache) must be the one
@@ -200,5 +257,7 @@ def check_loaded(pass_sources: PassSources, encoder: Encoder | None = None,
 def check_same_encoder(encoder: Encoder, spec: SourceSpec) -> None:
     """A model loaded elsewhere (a worker, a later load) must be the very one identified."""
     if not fingerprints_match(encoder.fingerprint, spec.fingerprint):
-        raise EncoderError(f"the encoder loaded now ({encoder.name}) differs from the one the "
-                           "pass identified: every node must see the same model files")
+        raise EncoderError(f"the files of model {encoder.name} changed since this pass began "
+                           "(or differ on another node); nothing was written for it: run the "
+                           "pass again once they stay unchanged (every node must see the same "
+                           "model files)")

@@ -116,6 +116,7 @@ class StoreWriter:
         self._lock: WriterLock | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None
         self.manifest: Manifest | None = None
+        self._pending = False  # manifest changes not committed yet (ensure_encoder(defer=True))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
@@ -209,13 +210,16 @@ class StoreWriter:
         self._refuse_read_only("commit new features")
         self.manifest.generation += 1
         write_json_atomic(self.root / MANIFEST_NAME, self.manifest.to_json(), self.tmp)
+        self._pending = False
 
     # -- encoders and shards ------------------------------------------------------------------
     def ensure_encoder(self, encoder_id: str, fingerprint: dict, dtype: str,
-                       feature_shapes: Mapping[str, list[int]]) -> None:
+                       feature_shapes: Mapping[str, list[int]], defer: bool = False) -> None:
         """Register an encoder, or widen the features an existing one may hold.
 
-        Commits only when the entry changes, so a run with nothing new leaves the store as is.
+        Commits only when the entry changes, so a run with nothing new leaves the store as is;
+        with `defer`, the change waits for the next commit (a shard's), so a pass that stops
+        before its first shard leaves no empty encoder behind.
         """
         assert self.manifest is not None
         check_name(encoder_id, "encoder")
@@ -236,7 +240,15 @@ class StoreWriter:
                     raise StoreError(f"feature {k} of {encoder_id} has shape "
                                      f"{entry.feature_shapes[k]}, not {list(v)}")
                 entry.feature_shapes[k] = list(v)
-        self._commit()
+        if defer:
+            self._pending = True
+        else:
+            self._commit()
+
+    def commit_pending(self) -> None:
+        """Commit what `ensure_encoder(defer=True)` left pending, if nothing committed it."""
+        if self._pending:
+            self._commit()
 
     def write_shard_file(
         self,
@@ -318,6 +330,7 @@ class StoreWriter:
             entry = replace(old, text_column=text_column, source=source, encoders=merged,
                             skipped=skipped)
             if entry == old:
+                self.commit_pending()
                 return old
             entry.updated = _now()
         else:
