@@ -278,6 +278,7 @@ def _fit_auto(args: argparse.Namespace) -> int:
 
         unlabeled = dataset_for(args.store, args.unlabeled, args.model,
                                 progress=not args.no_progress, say=_say)
+        store.refresh()  # the handle must see the dataset just featurized
     with _progress(0, "fit-head --auto", args.no_progress) as bar:
         saved = search_and_save(store, plan, task=args.task, shots=args.shots,
                                 repeats=args.repeats, seed=args.seed, name=name,
@@ -412,7 +413,7 @@ def cmd_heads_rm(args: argparse.Namespace) -> int:
 
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from featstore.heads.charts import chart_path, leaderboard_chart
+    from featstore.heads.charts import chart_path, check_chart_dir, leaderboard_chart
     from featstore.heads.metrics import primary_metric
     from featstore.services.head_runs import compare_heads, comparison_grid, save_best
 
@@ -425,6 +426,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.save_best and (args.budget, args.folds) != (FLAGS["--budget"].default,
                                                              FLAGS["--folds"].default):
         raise HeadError("--budget and --folds set how --save-best chooses; add --save-best")
+    check_chart_dir(args.plot, args.charts)
     store, plan = _plan(args)
     plot = chart_path(args.plot, args.charts, f"compare-{plan.train_name}.png", args.overwrite)
     if args.save_best:
@@ -475,13 +477,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- probe-layers --------------------------------------------------------------------------------
 def cmd_probe(args: argparse.Namespace) -> int:
-    from featstore.heads.charts import chart_path, layer_chart
+    from featstore.heads.charts import chart_path, check_chart_dir, layer_chart
     from featstore.heads.layer_probe import chance_rate
     from featstore.services.head_runs import probe_all_layers
 
     check_data_flags(args)
     if args.task != "classification":
         raise HeadError("probe-layers fits logistic regressions; it needs classification labels")
+    check_chart_dir(args.plot, args.charts)
     store, plan = _plan(args)
     plot = chart_path(args.plot, args.charts, f"probe-{plan.train_name}.png", args.overwrite)
     enc = store.resolve_encoder(args.model, kind="encoder")

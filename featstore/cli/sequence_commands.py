@@ -117,7 +117,7 @@ def fit_sequence_head(args: argparse.Namespace) -> int:
 
 def compare_sequences(args: argparse.Namespace) -> int:
     from featstore.heads.artifacts import refuse_existing_head
-    from featstore.heads.charts import chart_path, leaderboard_chart
+    from featstore.heads.charts import chart_path, check_chart_dir, leaderboard_chart
     from featstore.services.sequence_runs import (
         compare_sequence_heads,
         fit_sequences_and_save,
@@ -137,6 +137,7 @@ def compare_sequences(args: argparse.Namespace) -> int:
                                                          FLAGS["--folds"].default):
         raise HeadError("--budget and --folds set the per-text search; with --group-by "
                         "--save-best chooses by 3-fold inner CV on the training sequences")
+    check_chart_dir(args.plot, args.charts)
     store, plan = _sequence_plan(args)
     plot = chart_path(args.plot, args.charts, f"compare-{plan.dataset}.png", args.overwrite)
     if args.save_best:

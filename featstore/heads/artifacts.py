@@ -49,6 +49,7 @@ _LEGACY_LEFTOVER = re.compile(r"\.(tmp|old)-(.+)-[0-9a-f]{8}")
 _STAGING = re.compile(r"\.new-.+-[0-9a-f]{8}")
 _REMOVING = re.compile(r"\.rm-.+-[0-9a-f]{8}")
 LOCK_WAIT_S = 120.0
+LOCK_ADVICE = f"it held the heads' lock for {LOCK_WAIT_S:.0f} s; try again once it is done"
 
 
 def _root(store: Store | str | os.PathLike) -> Path:
@@ -86,7 +87,7 @@ def remove_head(store: Store | str | os.PathLike, name: str) -> None:
         known = ", ".join(list_heads(root)) or "none"
         raise HeadError(f"no head {name!r} in {root} (heads: {known})")
     heads = real_dir(root, HEADS_DIR)
-    with WriterLock(heads / ".lock", wait=True, timeout=LOCK_WAIT_S):
+    with WriterLock(heads / ".lock", wait=True, timeout=LOCK_WAIT_S, advice=LOCK_ADVICE):
         target = real_dir(root, HEADS_DIR, name)
         doomed = heads / f".rm-{name}-{uuid.uuid4().hex[:8]}"
         os.rename(target, doomed)
@@ -131,7 +132,7 @@ def write_head(store: Store | str | os.PathLike, name: str, tensors: dict[str, n
         raise HeadError(f"head {name}: labels or metrics are not JSON-serialisable ({exc})"
                         ) from None
     heads = real_dir(root, HEADS_DIR, create=True)
-    with WriterLock(heads / ".lock", wait=True, timeout=LOCK_WAIT_S):
+    with WriterLock(heads / ".lock", wait=True, timeout=LOCK_WAIT_S, advice=LOCK_ADVICE):
         sweep_head_leftovers(root)
         target = real_dir(root, HEADS_DIR, name)
         refuse_existing_head(root, name, overwrite)  # again, now that no one else writes

@@ -76,8 +76,10 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
         if kind == "vectors":
             name = entry.fingerprint.get("name", encoder_id)
             raise HeadError(f"{where}: {missing} of {len(keys)} texts have no vectors in the "
-                            f"imported source {name!r}; import a file holding them with "
-                            f"`featstore import-vectors --name {name} --replace FILE`")
+                            f"imported source {name!r}, and a head fused with it reads only "
+                            "texts its file holds: import a file holding these texts and every "
+                            f"training text (`featstore import-vectors --name {name} --replace "
+                            "FILE`), then fit the head again")
         raise HeadError(f"{where}: {missing} of {len(keys)} texts were not featurized with "
                         f"encoder {encoder_id} ({model}); run `featurize{flag} --model {model}` "
                         "on it first")

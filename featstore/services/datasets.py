@@ -3,6 +3,7 @@ that is featurized first with the store's encoder."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from featstore.featurize.driver import same_source
@@ -29,8 +30,8 @@ def dataset_for(store_path: str | Path | None, value: str | None, model: str | N
     name = free_dataset_name(store, path)
     if say is not None:
         say(f"featurizing {path} into {root} as dataset {name!r}")
-    featurize_file(path, root, options_for_store(store, model, tokens), name=name,
-                   progress=progress)
+    options = replace(options_for_store(store, model, tokens), wait=True)  # a side write
+    featurize_file(path, root, options, name=name, progress=progress)
     return name
 
 

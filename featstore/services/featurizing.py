@@ -59,11 +59,13 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
     if not new:
         return 0
     tokens = "tokens" in features
+    # Encoding on the side of a read (predict, an estimator's fit, n_jobs=2): another writer
+    # is waited for, never a reason to fail.
     if fingerprint is None:
-        opts = FeaturizeOptions(model=model, tokens=tokens, laser=False)
+        opts = FeaturizeOptions(model=model, tokens=tokens, laser=False, wait=True)
     else:
         try:
-            opts = FeaturizeOptions.from_fingerprint(fingerprint, tokens=tokens)
+            opts = FeaturizeOptions.from_fingerprint(fingerprint, tokens=tokens, wait=True)
         except (KeyError, TypeError):
             raise FeatstoreError(f"{len(new)} text(s) are not featurized, and the encoder's "
                                  "fingerprint names no model featstore can load; run "

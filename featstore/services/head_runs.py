@@ -21,6 +21,7 @@ from featstore.heads.search import DEFAULT_BUDGET, DEFAULT_FOLDS, HeadSearch, se
 from featstore.services.datasets import dataset_for
 from featstore.services.featurizing import Say
 from featstore.store import KEY_COLUMN, Store, check_name, default_store_path, open_store
+from featstore.store.atomic import can_create_in
 
 
 def plan_data(store_path: str | Path | None, train: str | None = None, eval: str | None = None,  # noqa: A002
@@ -186,8 +187,8 @@ REPORT_FILES = ("classes.csv", "confusion.png", "errors.csv")
 
 
 def report_paths(directory: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """The files `--report DIR` writes; existing ones are refused (before any training) unless
-    `overwrite`."""
+    """The files `--report DIR` writes; existing ones are refused unless `overwrite`, and a
+    directory that cannot be written is refused, both before any training."""
     base = Path(directory)
     if base.exists() and not base.is_dir():
         raise HeadError(f"--report {base}: not a directory")
@@ -196,6 +197,8 @@ def report_paths(directory: str | Path, overwrite: bool = False) -> dict[str, Pa
     if taken and not overwrite:
         raise HeadError(f"--report would replace {', '.join(taken)}; pass --overwrite or "
                         "another directory")
+    if not can_create_in(base):
+        raise HeadError(f"--report {base}: cannot create files there; pass another directory")
     return paths
 
 

@@ -10,17 +10,21 @@ from pathlib import Path
 from featstore.store.errors import LockedError
 from featstore.store.safe_paths import open_no_follow
 
+# What a refused writer is told; commands that write only on the side (predict, fit-head) wait.
+WAIT_ADVICE = "wait for it to finish, or pass --wait (wait=True in Python) to wait for it"
+
 
 class WriterLock:
     """The store's `.lock`, never followed if it is a symbolic link. `read_only` locks a store
     this process may not write (a no-op run on a read-only store still excludes writers)."""
 
     def __init__(self, path: Path, wait: bool = False, timeout: float | None = None,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, advice: str = WAIT_ADVICE) -> None:
         self.path = path
         self.wait = wait
         self.timeout = timeout
         self.read_only = read_only
+        self.advice = advice
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -38,7 +42,7 @@ class WriterLock:
                     os.close(fd)
                     raise LockedError(
                         f"store {self.path.parent} is being written by another process{holder}; "
-                        "wait for it to finish or pass --wait"
+                        f"{self.advice}"
                     ) from None
                 time.sleep(0.2)
         if not self.read_only:
