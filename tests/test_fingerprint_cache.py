@@ -102,9 +102,11 @@ def test_a_stale_entry_is_caught_when_texts_are_new_and_then_forgotten(tiny_mode
     data = json.loads(entries[0].read_text())
     data["value"]["fingerprint"]["weights_sha256"] = "0" * 64  # files changed, stat did not
     entries[0].write_text(json.dumps(data))
-    with pytest.raises(EncoderError, match="differs from the one the pass identified"):
+    with pytest.raises(EncoderError, match="changed since this pass began.*nothing was written"):
         featurize_texts(TEXTS, tmp_path / "other", _options(tiny_model_dir("bert")))
     assert not entries[0].exists()
+    # refused before the encoder's first shard: not even an empty encoder was committed
+    assert json.loads((tmp_path / "other" / "manifest.json").read_text())["encoders"] == {}
     fixed = featurize_texts(TEXTS, store, _options(tiny_model_dir("bert")))
     assert (fixed.new, fixed.cached) == (2, 2)
 

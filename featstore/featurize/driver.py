@@ -264,6 +264,7 @@ def featurize_corpus(
     warn: Warn | None = None,
     replace: bool = False,
     source: str | None = None,
+    announce: str | None = None,
 ) -> FeaturizeSummary:
     """Featurize a corpus file into a store and record it as a dataset. A dataset of that name
     made from another file is replaced only with `replace`. `source` records where the rows
@@ -277,6 +278,8 @@ def featurize_corpus(
     rows, skipped = scan.rows, scan.skipped
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
+    if announce:  # said once the model is known good, so a refusal stays one line
+        warn(announce)
     root = default_store_path(store_path)
     pass_start = time.perf_counter()
     with StoreWriter(root, wait=options.wait, read_only_ok=True) as writer:
@@ -307,12 +310,15 @@ def featurize_corpus(
 
 def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
                     options: FeaturizeOptions, progress: bool = False,
-                    warn: Warn | None = None) -> FeaturizeSummary:
-    """Store features for any of `texts` not stored yet; no dataset is recorded."""
+                    warn: Warn | None = None, announce: str | None = None) -> FeaturizeSummary:
+    """Store features for any of `texts` not stored yet; no dataset is recorded. `announce` is
+    said (through `warn`) once the sources are identified, so a refusal stays one line."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
+    if announce:
+        warn(announce)
     root = default_store_path(store_path)
     with StoreWriter(root, wait=options.wait) as writer:
         chunk = pd.DataFrame({"text": list(texts)})

@@ -28,10 +28,10 @@ def dataset_for(store_path: str | Path | None, value: str | None, model: str | N
         raise HeadError(f"{value!r} is neither a dataset in store {root} "
                         f"(datasets: {known or 'none'}) nor a corpus file")
     name = free_dataset_name(store, path)
-    if say is not None:
-        say(f"featurizing {path} into {root} as dataset {name!r}")
     options = replace(options_for_store(store, model, tokens), wait=True)  # a side write
-    featurize_file(path, root, options, name=name, progress=progress)
+    featurize_file(path, root, options, name=name, progress=progress, warn=say,
+                   announce=None if say is None else
+                   f"featurizing {path} into {root} as dataset {name!r}")
     return name
 
 

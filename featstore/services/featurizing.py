@@ -34,11 +34,12 @@ def options_for_store(store: Store | None, model: str | None = None,
 def featurize_file(corpus: str | Path, store_path: str | Path | None, options: FeaturizeOptions,
                    name: str | None = None, text_col: str | None = None,
                    progress: bool = True, warn: Say | None = None,
-                   replace: bool = False) -> FeaturizeSummary:
+                   replace: bool = False, announce: str | None = None) -> FeaturizeSummary:
     """Featurize a corpus file into a store as dataset `name` (default: the file's stem); a
-    dataset of that name made from another file is replaced only with `replace`."""
+    dataset of that name made from another file is replaced only with `replace`. `announce`
+    is said through `warn` once the corpus and model check out."""
     return featurize_corpus(corpus, store_path, options, name=name, text_col=text_col,
-                            progress=progress, warn=warn, replace=replace)
+                            progress=progress, warn=warn, replace=replace, announce=announce)
 
 
 def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | None,
@@ -70,9 +71,8 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
             raise FeatstoreError(f"{len(new)} text(s) are not featurized, and the encoder's "
                                  "fingerprint names no model featstore can load; run "
                                  "featurize on them") from None
-    if say is not None:
-        say(f"encoding {len(new)} text(s) not yet in the store")
-    featurize_texts(new, store.root, opts, progress=progress, warn=say or _quiet)
+    featurize_texts(new, store.root, opts, progress=progress, warn=say or _quiet,
+                    announce=f"encoding {len(new)} text(s) not yet in the store")
     store.refresh()
     return len(new)
 

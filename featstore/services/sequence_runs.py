@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featstore.featurize.corpus import read_rows
+from featstore.featurize.corpus import open_corpus, read_rows
 from featstore.featurize.errors import CorpusError
 from featstore.heads.artifacts import read_head_json, refuse_existing_head
 from featstore.heads.errors import HeadError
@@ -32,7 +32,14 @@ from featstore.heads.sequences import (
 from featstore.heads.splits import DEV_SPLITS, SPLIT_COLUMN, TEST_SPLITS, TRAIN_SPLITS
 from featstore.services.datasets import dataset_for
 from featstore.services.featurizing import Say, featurize_missing
-from featstore.store import Store, check_name, clean_text, open_store
+from featstore.store import (
+    KEY_COLUMN,
+    Store,
+    check_name,
+    clean_text,
+    default_store_path,
+    open_store,
+)
 
 DEFAULT_CV = 5
 
@@ -102,6 +109,9 @@ def plan_sequences(store_path: str | Path | None, train: str | None, group_by: s
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
     label_table = read_rows_file(labels, "--labels") if labels is not None else None
+    for value in (train, eval):  # a file's sequences are checked before it is featurized
+        _check_sequence_file(store_path, value, group_by, order_by, time_col, label_col,
+                             label_table)
     train_name = dataset_for(store_path, train, model, False, progress, say)
     eval_name = dataset_for(store_path, eval, model, False, progress, say)
     store = open_store(store_path)
@@ -136,6 +146,25 @@ def plan_sequences(store_path: str | Path | None, train: str | None, group_by: s
     grouped_folds(y, plan.cv, seed)  # refuse too few sequences per class now
     plan.protocol = f"{plan.cv}-fold stratified CV grouped by {group_by}"
     return store, plan
+
+
+def _check_sequence_file(store_path: str | Path | None, value: str | None, group_by: str,
+                         order_by: str | None, time_col: str | None, label_col: str | None,
+                         labels: pd.DataFrame | None) -> None:
+    """Group a corpus file's rows with text as its dataset would be grouped, so a bad group,
+    order or time column is refused before the file is featurized into the store."""
+    root = default_store_path(store_path)
+    if value is None or not Path(value).is_file() or (
+            (root / "manifest.json").is_file() and value in open_store(root).manifest.datasets):
+        return
+    try:
+        text_col = open_corpus(value).text_column
+    except CorpusError:
+        return  # featurize says what is wrong with the file itself
+    rows = read_rows_file(value, "--train")
+    rows = rows[[clean_text(v) is not None for v in rows[text_col].tolist()]]
+    rows = rows.reset_index(drop=True).assign(**{KEY_COLUMN: ""})
+    _labelled(rows, group_by, order_by, time_col, label_col, labels, str(value))
 
 
 def _check_sequence_labels(seqs: Sequences, where: str) -> np.ndarray:
