@@ -180,13 +180,14 @@ def _reference_rows(models: dict[str, Path], texts: list[str], root: Path) -> di
 
 def test_checkpoints_saved_during_runs_never_file_vectors_under_another_fingerprint(
         capsys, models, tmp_path):
-    """A trainer swaps model.safetensors between A and B every 0.4 s while small runs
-    featurize: each run is refused in one line, or every vector it committed is exactly what
-    the model named by its fingerprint computes."""
-    texts = _texts(48, "run")
+    """A trainer swaps model.safetensors between A and B (0.05 s apart, with pauses)
+    while small runs featurize: each run is refused in one line, or every vector it committed
+    is exactly what the model named by its fingerprint computes."""
+    texts = _texts(64, "run")
     refs = _reference_rows(models, texts, tmp_path)
     model = shutil.copytree(models["A"], tmp_path / "m")
     stop = threading.Event()
+    outcomes: list[int] = []
 
     def trainer() -> None:
         flip = 0
@@ -194,13 +195,12 @@ def test_checkpoints_saved_during_runs_never_file_vectors_under_another_fingerpr
             flip ^= 1
             shutil.copy(models["AB"[flip]] / "model.safetensors", model / "w.tmp")
             os.replace(model / "w.tmp", model / "model.safetensors")
-            stop.wait(0.4)
+            stop.wait(1.2 if flip and outcomes.count(0) < 2 else 0.05)
 
     thread = threading.Thread(target=trainer, daemon=True)
     thread.start()
-    outcomes = []
     try:
-        for run in range(6):
+        for run in range(8):
             corpus = write_corpus(tmp_path / f"run{run}.csv", texts[run * 8:(run + 1) * 8])
             code, _, err = run_cli(capsys, *featurize_args(corpus, tmp_path / "s", model,
                                                            "--shard-rows", "4"))
@@ -215,7 +215,7 @@ def test_checkpoints_saved_during_runs_never_file_vectors_under_another_fingerpr
     s = featstore.open(tmp_path / "s")
     assert s.verify() == []
     for enc_id, enc in s.manifest.encoders.items():
-        ref = refs[enc.fingerprint["weights_sha256"]]
+        ref = refs[enc.fingerprint["weights_sha256"]]  # only A's or B's weights, never a mix
         keys = list(s.index(enc_id, "mean"))
         for key, row in zip(keys, s.gather(enc_id, keys, "mean", None), strict=True):
             np.testing.assert_array_equal(row, ref[key])

@@ -7,6 +7,7 @@ Checks here turn "the store lacks it" into a message naming the featurize flag t
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +37,13 @@ def resolve_source(store: Store, name: str) -> FusionSource:
     imported by `import-vectors`), model or id: its vectors, or an encoder's top-layer mean."""
     kinds = {e.fingerprint.get("kind") for e in store.manifest.encoders.values()}
     if name == "laser" and "laser" not in kinds:
-        raise HeadError("the store holds no LASER vectors; run `featurize --laser` on the corpus "
-                        "(LASER models come from `python -m laserembeddings download-models`)")
+        encoders = [e.fingerprint for e in store.manifest.encoders.values()
+                    if e.fingerprint.get("kind") == "encoder"]
+        flags = f" {shlex.join(['--store', str(store.root), *featurize_flags(encoders[0])])}" \
+            if len(encoders) == 1 else f" --store {shlex.quote(str(store.root))}"
+        raise HeadError(f"the store holds no LASER vectors; run `featurize --laser CORPUS{flags}` "
+                        "on the corpus (LASER models come from `python -m laserembeddings "
+                        "download-models`)")
     if name in kinds and name != "encoder":
         return FusionSource(name, store.resolve_encoder(None, kind=name), FUSE_FEATURE, None)
     try:
@@ -52,21 +58,37 @@ def resolve_source(store: Store, name: str) -> FusionSource:
     return FusionSource(name, enc, "mean", layers[-1] if layers else None)
 
 
+def featurize_flags(fingerprint: dict) -> list[str]:
+    """The featurize flags that give an encoder's fingerprint again (model and settings), so
+    advice naming them works as written."""
+    fp = fingerprint
+    if fp.get("kind") != "encoder" or "max_length" not in fp:
+        return ["--model", str(fp.get("model", "?"))]
+    words = ["--model", str(fp.get("model")), "--max-length", str(fp.get("max_length")),
+             "--layers", ",".join(map(str, fp.get("layers", [])))]
+    words += ["--truncate"] if fp.get("truncate") else ["--stride", str(fp.get("stride"))]
+    if fp.get("dtype") == "float32":
+        words += ["--dtype", "float32"]
+    return words
+
+
 def check_present(store: Store, encoder_id: str, keys: list[str], features: list[str],
                   where: str) -> None:
     """Every key has every feature, else an error naming what to featurize."""
     entry = store.encoder_entry(encoder_id)
     model = entry.fingerprint.get("model", encoder_id)
+    flags = shlex.join(["--store", str(store.root), *featurize_flags(entry.fingerprint)])
     for feat in features:
         if feat not in entry.feature_shapes:
             if feat == "tokens":
                 raise HeadError(f"--pool attention needs token states, which encoder {encoder_id} "
-                                f"did not store; re-run `featurize --tokens` on {where}")
+                                f"did not store; run `featurize --tokens CORPUS {flags}` on the "
+                                f"corpus of {where}")
             if feat == "pooler":
                 raise HeadError(f"encoder {encoder_id} ({model}) has no pooler output; "
                                 "choose another --pool")
-            raise HeadError(f"encoder {encoder_id} stored no {feat!r} features; re-run featurize "
-                            f"on {where}")
+            raise HeadError(f"encoder {encoder_id} stored no {feat!r} features; run `featurize "
+                            f"CORPUS --features cls,mean,max {flags}` on the corpus of {where}")
     missing = int((~store.has(encoder_id, keys, features)).sum())
     if missing:
         flag = " --tokens" if "tokens" in features else ""
@@ -80,9 +102,11 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
                             "texts its file holds: import a file holding these texts and every "
                             f"training text (`featstore import-vectors --name {name} --replace "
                             "FILE`), then fit the head again")
+        if kind == "laser":
+            flags = ""
         raise HeadError(f"{where}: {missing} of {len(keys)} texts were not featurized with "
-                        f"encoder {encoder_id} ({model}); run `featurize{flag} --model {model}` "
-                        "on it first")
+                        f"encoder {encoder_id} ({model}); run `featurize{flag} CORPUS {flags}` "
+                        "on its corpus first".replace("  ", " "))
 
 
 # Values (rows x width) read per chunk: bounds the temporary arrays of one read to ~64 MB.

@@ -7,6 +7,7 @@ in evaluation); texts present in both train and eval are counted and reported, n
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,8 @@ def default_training_dataset(store: Store) -> str:
     the latest (featurize train.csv then test.csv, and that would train on test)."""
     names = list(store.manifest.datasets)
     if not names:
-        raise HeadError(f"store {store.root} has no datasets; run `featurize CORPUS` first")
+        raise HeadError(f"store {store.root} has no datasets; run `featurize CORPUS --store "
+                        f"{shlex.quote(str(store.root))}` first")
     if len(names) == 1:
         return names[0]
     with_split = [n for n in names if SPLIT_COLUMN in store.dataset(n).columns]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.heads.artifacts import list_heads, verify_heads
+from featstore.heads.gather import featurize_flags
 from featstore.store import Store, StoreWriter, default_store_path, open_store
 
 
@@ -76,10 +77,6 @@ def featurize_command(store: Store, name: str, laser: bool = False) -> str:
            if e in store.manifest.encoders]
     fp = next((f for f in fps if f.get("kind") == "encoder"), None)
     if fp is not None:
-        words += ["--model", str(fp.get("model")), "--max-length", str(fp.get("max_length")),
-                  "--layers", ",".join(map(str, fp.get("layers", [])))]
-        words += ["--truncate"] if fp.get("truncate") else ["--stride", str(fp.get("stride"))]
-        if fp.get("dtype") == "float32":
-            words += ["--dtype", "float32"]
+        words += featurize_flags(fp)
     words.append("--laser" if laser else "--no-laser")
     return shlex.join(words)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,8 @@ class Store:
                 return next(iter(entries))
             if not entries:
                 raise StoreError(f"store {self.root} holds no {kind or ''} encoder features yet; "
-                                 "run `featurize` first".replace("  ", " "))
+                                 f"run `featurize CORPUS --store {shlex.quote(str(self.root))}` "
+                                 "first".replace("  ", " "))
             raise StoreError(f"store {self.root} holds several encoders ({', '.join(entries)}); "
                              "name one with --model")
         if encoder in self.manifest.encoders:
