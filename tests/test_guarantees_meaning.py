@@ -18,20 +18,30 @@ mishandled case.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import build_tiny_model
-from test_guarantees_support import featurize_args, run_cli, tree_digest, write_corpus
+from test_guarantees_support import (
+    featurize_args,
+    manifest,
+    run_cli,
+    tree_digest,
+    write_corpus,
+)
 
 import featstore
 from featstore.cli import main
-from featstore.store import FeatstoreError, keys_for
+from featstore.store import FeatstoreError, StoreWriter, keys_for
 
 WORDS = ["card", "money", "bank", "transfer", "account", "help", "lost", "refund", "balance"]
 TYPES = ("numeric", "text", "mixed", "missing")
@@ -76,7 +86,7 @@ def report(axis: str, shape: str, outcomes: Counter, bad: list[str], capsys) -> 
     with capsys.disabled():
         print(f"\nmeaning matrix, {axis}: {sum(outcomes.values())} cases ({shape}): "
               + ", ".join(f"{outcomes[k]} {k}" for k in ("refused", "correct", "followed")
-                          if outcomes[k] or k != "followed")
+                          if outcomes[k])
               + f", {outcomes['mishandled']} mishandled")
     assert not bad, "\n".join(bad)
 
@@ -490,3 +500,383 @@ def test_model_files_changed_before_during_after_x_commands(capsys, changing, mo
     put("A")
     report("model files", f"{len(WHENS)} times (before, during, after loading) x "
            f"{len(commands)} commands that encode", outcomes, bad, capsys)
+
+
+# == axis 4: each refusal's advice, followed literally =======================================
+@pytest.fixture(scope="module")
+def advised(models, tmp_path_factory) -> dict:
+    """A template store (model directory mA, dataset c, head h, imported vectors ext) and the
+    files the cases use."""
+    root = tmp_path_factory.mktemp("advised")
+    model = shutil.copytree(models["A"], root / "mA")
+    texts = [f"{WORDS[i % 9]} {WORDS[i * 2 % 9]} advice {i}" for i in range(24)]
+    labels = [["x", "y"][i % 2] for i in range(24)]
+    corpus = write_corpus(root / "c.csv", texts, labels)
+    store = root / "template"
+    assert main(featurize_args(corpus, store, model)) == 0
+    assert main(["fit-head", "--store", str(store), "--cv", "2", "--C", "1", "--out", "h",
+                 "--no-progress"]) == 0
+    rng = np.random.default_rng(0)
+    vectors = pd.DataFrame({"text": texts, **{f"v{j}": rng.normal(size=24) for j in range(4)}})
+    vectors.to_csv(root / "ext.csv", index=False)
+    vectors.iloc[:12].to_csv(root / "half.csv", index=False)
+    vectors.assign(v0=vectors["v0"] + 1).to_csv(root / "ext2.csv", index=False)
+    assert main(["import-vectors", "--store", str(store), "--name", "ext",
+                 str(root / "ext.csv"), "--no-progress"]) == 0
+    write_corpus(root / "other.csv", ["a text of another file", "and one more"], ["x", "y"])
+    write_corpus(root / "new.csv", [f"a new advice text {i}" for i in range(4)])
+    return {"root": root, "model": model, "template": store, "corpus": corpus, "texts": texts}
+
+
+class Holder:
+    """Another writer holding the store's lock for `seconds` (a thread: flock excludes it)."""
+
+    def __init__(self, store: Path, seconds: float) -> None:
+        self.store, self.seconds = store, seconds
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+        self.thread.start()
+        self.ready.wait(10)
+
+    def _hold(self) -> None:
+        with StoreWriter(self.store):
+            self.ready.set()
+            threading.Event().wait(self.seconds)
+
+
+def _backticked(line: str) -> list[str]:
+    """The command an advice spells out between backticks, as argv (no leading `featstore`)."""
+    (command,) = re.findall(r"`([^`]+)`", line)[:1]
+    words = shlex.split(command)
+    return words[1:] if words[0] == "featstore" else words
+
+
+def _flip(path: Path, dataset: str | None = None) -> None:
+    raw = bytearray(path.read_bytes())
+    if dataset is None:
+        at = len(raw) // 2
+    else:
+        with h5py.File(path, "r") as f:
+            at = f[dataset].id.get_chunk_info(0).byte_offset + 5
+    raw[at] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def _advice_cases(a: dict) -> dict[str, dict]:  # noqa: C901  one entry per case, on purpose
+    """name -> {setup, refused: argv or callable, says: text the refusal must hold,
+    follow: argv (or callable) built from what it says, then: check after following}."""
+    root, corpus, model = a["root"], a["corpus"], str(a["model"])
+    fit = ["fit-head", "--cv", "2", "--C", "1", "--no-progress"]
+    cases: dict[str, dict] = {}
+
+    def case(name: str, refused, says: str, follow, setup=None, then=None) -> None:
+        cases[name] = {"refused": refused, "says": says, "follow": follow, "setup": setup,
+                       "then": then}
+
+    def add(*flags: str):
+        return lambda argv, line, ctx: [*argv, *flags]
+
+    def drop(*flags: str):
+        return lambda argv, line, ctx: [w for w in argv if w not in flags]
+
+    def swap(old: str, new: str):
+        return lambda argv, line, ctx: [new if w == old else w for w in argv]
+
+    other = ["featurize", root / "other.csv", "--model", model, "--name", "c", "--no-laser",
+             "--no-progress"]
+    case("featurize: dataset name taken, --replace", other, "or --replace", add("--replace"))
+    case("featurize: dataset name taken, --name NEW", other, "pass --name NEW",
+         swap("c", "c2"))
+    case("fit-head: head exists, --overwrite", [*fit, "--out", "h"], "pass --overwrite",
+         add("--overwrite"))
+    case("fit-head: head exists, --out NAME", [*fit, "--out", "h"], "(--out NAME)",
+         swap("h", "h2"))
+    case("probe-layers: chart exists", ["probe-layers", "--cv", "2", "--plot", "CASE/p.png",
+                                        "--no-progress"], "pass --overwrite",
+         add("--overwrite"), setup=lambda ctx: (ctx["case"] / "p.png").write_text("x"))
+
+    def report_dir(ctx):
+        (ctx["case"] / "rep").mkdir()
+        (ctx["case"] / "rep" / "classes.csv").write_text("mine")
+
+    case("fit-head: report files exist", [*fit, "--out", "r", "--report", "CASE/rep"],
+         "pass --overwrite", add("--overwrite"), setup=report_dir)
+    predict = ["predict", "--head", "h", "c", "--no-progress"]
+    case("predict: --out exists", [*predict, "--out", "CASE/p.csv"], "pass --overwrite",
+         add("--overwrite"), setup=lambda ctx: (ctx["case"] / "p.csv").write_text("mine"))
+    case("predict: --out extension names no format", [*predict, "--out", "CASE/p.txt"],
+         "or pass --format", add("--format", "csv"))
+    case("predict: --format contradicts --out", [*predict, "--out", "CASE/p.jsonl",
+                                                 "--format", "csv"], "drop --format",
+         drop("--format", "csv"))
+    case("predict: --overwrite without --out", [*predict, "--overwrite"], "it needs --out",
+         add("--out", "CASE/new.csv"))
+    case("predict: --json with --out", [*predict, "--json", "--out", "CASE/x.csv"],
+         "does not combine", drop("--json"))
+    lock = {"setup": lambda ctx: ctx.update(holder=Holder(ctx["store"], 1.5))}
+    case("featurize: store locked", ["featurize", root / "new.csv", "--model", model,
+                                     "--no-laser", "--no-progress"], "pass --wait",
+         lambda argv, line, ctx: (ctx.update(holder=Holder(ctx["store"], 1.5)),
+                                  [*argv, "--wait"])[1], **lock)
+    case("repair: store locked", ["repair"], "pass --wait",
+         lambda argv, line, ctx: (ctx.update(holder=Holder(ctx["store"], 1.5)),
+                                  [*argv, "--wait"])[1], **lock)
+    case("import-vectors: store locked", ["import-vectors", "--name", "v2", root / "ext2.csv",
+                                          "--no-progress"], "pass --wait",
+         lambda argv, line, ctx: (ctx.update(holder=Holder(ctx["store"], 1.5)),
+                                  [*argv, "--wait"])[1], **lock)
+    texts = [f"python side text {i}" for i in range(3)]
+    case("Store.featurize: store locked",
+         lambda ctx: featstore.open(ctx["store"]).featurize(texts, model=model, laser=False),
+         "wait=True in Python",
+         lambda argv, line, ctx: (ctx.update(holder=Holder(ctx["store"], 1.5)), lambda c: (
+             featstore.open(c["store"]).featurize(texts, model=model, laser=False,
+                                                  wait=True)))[1], **lock)
+    case("import-vectors: another file under a taken name",
+         ["import-vectors", "--name", "ext", root / "ext2.csv", "--no-progress"],
+         "pass --replace", add("--replace"))
+    case("import-vectors: a reserved name", ["import-vectors", "--name", "mean",
+                                             root / "ext2.csv", "--no-progress"],
+         "choose another --name (e.g. mean-ext)",
+         lambda argv, line, ctx: swap("mean", re.search(r"e\.g\. ([\w.-]+)\)", line)[1])(
+             argv, line, ctx))
+
+    def raw16(ctx):
+        vecs = np.random.default_rng(1).uniform(-1, 1, size=(24, 8)).astype(np.float16)
+        vecs[:, 1::2] = 0
+        vecs.tofile(ctx["case"] / "e.raw")
+        (ctx["case"] / "t.txt").write_text("\n".join(a["texts"]) + "\n")
+
+    case("import-vectors: a float16 raw file", ["import-vectors", "--name", "l", "CASE/e.raw",
+                                                "--texts", "CASE/t.txt", "--dim", "8"],
+         "pass --fp16", add("--fp16"), setup=raw16)
+
+    def tiny(ctx):
+        pd.DataFrame({"text": a["texts"], "v0": 1e-9, "v1": 3e-9}).to_csv(
+            ctx["case"] / "tiny.csv", index=False)
+
+    case("import-vectors: values float16 flushes to zero",
+         ["import-vectors", "--name", "t", "CASE/tiny.csv", "--dtype", "float16"],
+         "pass --dtype float32", swap("float16", "float32"), setup=tiny)
+
+    def by_key(ctx):
+        frame = pd.DataFrame({"_key": keys_for(["never featurized one", "nor two"]),
+                              "v0": [1.0, 2.0]})
+        frame.to_csv(ctx["case"] / "keys.csv", index=False)
+        frame.assign(text=["never featurized one", "nor two"]).drop(columns="_key").to_csv(
+            ctx["case"] / "texts.csv", index=False)
+
+    case("import-vectors: keys the store lacks", ["import-vectors", "--name", "k",
+                                                  "CASE/keys.csv"], "or give texts instead",
+         swap("CASE/keys.csv", "CASE/texts.csv"), setup=by_key)
+
+    def run_advised(substitute: dict[str, str], then_argv=None):
+        def follow(argv, line, ctx):
+            words = [substitute.get(w, w) for w in _backticked(line)]
+            code, _, err = run_cli(ctx["capsys"], *words)
+            assert code == 0, err
+            return then_argv or argv
+        return follow
+
+    case("fit-head: attention without token states", [*fit[:3], "--pool", "attention",
+                                                      "--epochs", "2", "--no-progress"],
+         "featurize --tokens CORPUS", run_advised({"CORPUS": str(corpus)}))
+
+    def half(ctx):
+        assert main(["import-vectors", "--store", str(ctx["store"]), "--name", "half",
+                     str(root / "half.csv"), "--no-progress"]) == 0
+
+    case("fit-head: fused source lacks texts", [*fit, "--fuse", "half", "--out", "fh"],
+         "then fit the head again", run_advised({"FILE": str(root / "ext.csv")}), setup=half)
+
+    def second_encoder(ctx):
+        assert main(featurize_args(corpus, ctx["store"], model, "--max-length", "16")) == 0
+
+    case("fit-head: several encoders", [*fit, "--out", "e"], "name one with --model",
+         lambda argv, line, ctx: [*argv, "--model", re.search(r"\(([^,)]+)", line)[1]],
+         setup=second_encoder)
+    case("fit-head: a model matching several encoders", [*fit, "--out", "e", "--model", model],
+         "name one by id", lambda argv, line, ctx: swap(model, re.search(
+             r"\(([^,)]+)", line)[1])(argv, line, ctx), setup=second_encoder)
+
+    def other_weights(ctx):
+        shutil.copy(ctx["models"]["B"] / "model.safetensors", a["model"] / "model.safetensors")
+
+    def restore(argv, line, ctx):
+        shutil.copy(ctx["models"]["A"] / "model.safetensors", a["model"] / "model.safetensors")
+        return argv
+
+    case("predict: the head's model directory holds other weights",
+         ["predict", "--head", "h", "--text", "a text to predict", "--no-progress"],
+         "restore the model's files", restore, setup=other_weights)
+
+    def relative(ctx):
+        from featstore.featurize import encoder, sources
+        from featstore.featurize.model_names import resolve_model
+
+        def as_typed(m):  # an older featstore recorded the path as typed
+            name, source = resolve_model(m)
+            return ("mA", source) if m == "mA" else (name, source)
+
+        rel = ctx["case"] / "rel"
+        ctx["monkeypatch"].chdir(root)
+        ctx["monkeypatch"].setattr(encoder, "resolve_model", as_typed)
+        ctx["monkeypatch"].setattr(sources, "resolve_model", as_typed)
+        assert main(featurize_args(corpus, rel, "mA")) == 0
+        assert main(["fit-head", "--store", str(rel), "--cv", "2", "--C", "1", "--out", "h",
+                     "--no-progress"]) == 0
+        ctx["monkeypatch"].setattr(encoder, "resolve_model", resolve_model)
+        ctx["monkeypatch"].setattr(sources, "resolve_model", resolve_model)
+        ctx["store"] = rel
+        ctx["monkeypatch"].chdir(ctx["case"])
+
+    def go_back(argv, line, ctx):
+        ctx["monkeypatch"].chdir(root)
+        return argv
+
+    case("predict: a relative model directory from elsewhere",
+         ["predict", "--head", "h", "--text", "a text to predict", "--no-progress"],
+         "run from the directory the store was featurized from", go_back, setup=relative)
+
+    def damaged(kind: str):
+        def setup(ctx):
+            m = manifest(ctx["store"])
+            ctx["before"] = featstore.open(ctx["store"]).features(
+                "c", "ext" if kind == "ext" else "mean", None)
+            if kind == "table":
+                _flip(ctx["store"] / m["datasets"]["c"]["file"])
+                return
+            enc = next(k for k, e in m["encoders"].items()
+                       if (e["fingerprint"]["kind"] == "vectors") == (kind == "ext"))
+            _flip(ctx["store"] / m["encoders"][enc]["shards"][0]["file"],
+                  "features/vector" if kind == "ext" else "features/mean")
+        return setup
+
+    def repair_then_advice(argv, line, ctx):
+        code, out, err = run_cli(ctx["capsys"], "repair", "--store", ctx["store"])
+        assert code == 0, err
+        advice = [ln.split(": ", 1)[1] for ln in out.splitlines()[1:] if ": " in ln]
+        assert advice, out
+        for text in advice:
+            words = shlex.split(text.split("): ", 1)[-1])
+            words = [str(root / "ext.csv") if w == "FILE" else w for w in words]
+            code, _, err = run_cli(ctx["capsys"], *(words[1:] if words[0] == "featstore"
+                                                    else words))
+            assert code == 0, err
+        return lambda c: featstore.open(c["store"]).features(
+            "c", "ext" if "ext" in line else "mean", None)
+
+    def same_as_before(ctx, value):
+        assert np.abs(np.asarray(value, dtype=np.float32)
+                      - np.asarray(ctx["before"], dtype=np.float32)).max() < 0.02
+        assert featstore.open(ctx["store"]).verify() == []
+
+    for kind in ("encoder shard", "table", "ext"):
+        read = (lambda k: lambda ctx: featstore.open(ctx["store"]).features(
+            "c", "ext" if k == "ext" else "mean", None))(kind)
+        case(f"read a damaged {kind}, repair, then what repair says", read,
+             "featstore repair", repair_then_advice, setup=damaged(kind), then=same_as_before)
+    auto = ["fit-head", "--auto", "--budget", "5", "--cv", "2", "--no-progress"]
+    case("fit-head --auto with --pool", [*auto, "--pool", "mean-max"], "drop --pool",
+         drop("--pool", "mean-max"))
+    case("fit-head --budget without --auto", [*fit[:3], "--budget", "5", "--no-progress"],
+         "add --auto", add("--auto"))
+    case("compare --budget without --save-best",
+         ["compare", "--cv", "2", "--pools", "mean", "--heads", "logreg", "--budget", "5",
+          "--plot", "CASE/c.png", "--no-progress"], "add --save-best",
+         add("--save-best", "best"))
+    case("fit-head --of without a pooling that reads it", [*fit, "--of", "cls"],
+         "applies to --pool concat", add("--pool", "concat"))
+    case("fit-head --repeats without --shots", [*fit[:3], "--repeats", "2", "--C", "1",
+                                                "--no-progress"], "it needs --shots",
+         add("--shots", "4"))
+    case("fit-head --fuse-mode project without --fuse",
+         [*fit[:3], "--fuse-mode", "project", "--epochs", "2", "--no-progress"],
+         "name them with --fuse", add("--fuse", "ext"))
+
+    def second_dataset(ctx):
+        assert main(featurize_args(root / "other.csv", ctx["store"], model)) == 0
+
+    case("fit-head: several datasets", [*fit, "--out", "d"], "with --train",
+         add("--train", "c"), setup=second_dataset)
+
+    def two_text_columns(ctx):
+        pd.DataFrame({"body": ["first body text", "second one"], "note": ["a b", "c d"]}
+                     ).to_csv(ctx["case"] / "two.csv", index=False)
+
+    case("featurize: which column is the text", ["featurize", "CASE/two.csv", "--model", model,
+                                                 "--no-laser", "--no-progress"],
+         "pass --text-col", add("--text-col", "body"), setup=two_text_columns)
+
+    def no_datasets(ctx):
+        fresh = ctx["case"] / "fresh"
+        assert main(["import-vectors", "--store", str(fresh), "--name", "ext",
+                     str(root / "ext.csv"), "--no-progress"]) == 0
+        ctx["store"] = fresh
+
+    case("fit-head: a store without datasets", [*fit, "--out", "n"], "featurize CORPUS --store",
+         run_advised({"CORPUS": str(corpus)}), setup=no_datasets)
+    return cases
+
+
+def _run_advice_case(c: dict, ctx: dict) -> None:
+    """Refused in one line naming the advice, the store unchanged; then the advice, done as
+    it says, works. Raises AssertionError naming what did not hold."""
+    capsys, case_dir = ctx["capsys"], ctx["case"]
+    if c["setup"]:
+        c["setup"](ctx)
+
+    def here(words: list) -> list[str]:
+        return [str(w).replace("CASE/", f"{case_dir}/") for w in words]
+
+    digest = tree_digest(ctx["store"])
+    argv: list = []
+    if callable(c["refused"]):
+        code, err, _ = _python(lambda: c["refused"](ctx))
+    else:
+        argv = [c["refused"][0], "--store", ctx["store"], *c["refused"][1:]]
+        code, _, err = run_cli(capsys, *here(argv))
+    if "holder" in ctx:
+        ctx.pop("holder").thread.join()
+    line = err.strip().splitlines()[-1] if err.strip() else ""
+    if not (code == 2 and _one_line(err) and c["says"] in line
+            and tree_digest(ctx["store"]) == digest):
+        raise AssertionError(f"the refusal: exit {code}, {err.strip()[:200]!r}")
+    follow = c["follow"](argv, line, ctx)
+    if callable(follow):
+        code, err, value = _python(lambda: follow(ctx))
+    else:
+        code, value, err = run_cli(capsys, *here(follow))
+    if "holder" in ctx:
+        ctx.pop("holder").thread.join()
+    assert code == 0, f"following the advice: exit {code}, {err.strip()[:200]!r}"
+    if c["then"]:
+        c["then"](ctx, value)
+
+
+def test_every_refusals_advice_followed_works(capsys, advised, models, monkeypatch, tmp_path):
+    outcomes: Counter = Counter()
+    bad: list[str] = []
+    cases = _advice_cases(advised)
+    for i, (name, c) in enumerate(cases.items()):
+        case_dir = tmp_path / f"case{i}"
+        case_dir.mkdir()
+        ctx = {"case": case_dir, "store": case_dir / "store", "capsys": capsys,
+               "models": models, "monkeypatch": monkeypatch}
+        shutil.copytree(advised["template"], ctx["store"])
+        monkeypatch.chdir(case_dir)
+        try:
+            _run_advice_case(c, ctx)
+            outcomes["followed"] += 1
+        except AssertionError as exc:
+            outcomes["mishandled"] += 1
+            bad.append(f"{name}: {exc}")
+        finally:
+            monkeypatch.undo()
+            monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / "cache"))
+            monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16",
+                                lambda: False)
+            shutil.copy(models["A"] / "model.safetensors",
+                        advised["model"] / "model.safetensors")
+    report("advice", f"{len(cases)} refusals, each advice followed as written", outcomes, bad,
+           capsys)

@@ -100,8 +100,9 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
             raise HeadError(f"{where}: {missing} of {len(keys)} texts have no vectors in the "
                             f"imported source {name!r}, and a head fused with it reads only "
                             "texts its file holds: import a file holding these texts and every "
-                            f"training text (`featstore import-vectors --name {name} --replace "
-                            "FILE`), then fit the head again")
+                            f"training text (`featstore import-vectors --store "
+                            f"{shlex.quote(str(store.root))} --name {name} --replace FILE`), "
+                            "then fit the head again")
         if kind == "laser":
             flags = ""
         raise HeadError(f"{where}: {missing} of {len(keys)} texts were not featurized with "
