@@ -158,7 +158,8 @@ def test_estimator_fuses_by_name_and_names_missing_rows(toy, tmp_path):
     import_vectors(half, root, "ext")
     store.refresh()
     with pytest.raises(FeatstoreError, match=r"60 of 120 texts have no vectors in the imported "
-                                        r"source 'ext'.*import-vectors --store \S+ --name ext --replace"):
+                                        r"source 'ext'.*import-vectors --store \S+ --name ext "
+                                        r"--replace"):
         HeadClassifier(pool="mean", head="logreg", fuse=["ext"]).fit(store, "toy")
     full = tmp_path / "full.npz"
     np.savez(full, texts=np.array(texts), vectors=signal)
