@@ -246,7 +246,7 @@ def test_column_types_x_commands(capsys, typed):
             code, out, err = run_cli(capsys, "predict", "--store", store, "--head", "per-text",
                                      root / f"k-{k}.csv", "--json", "--no-progress")
             doc = json.loads(out) if code == 0 else None
-            return code, err, ([r["text"] for r in doc["predictions"]], doc["skipped"]
+            return code, err, ([r["text"] for r in doc["predictions"]], doc.get("skipped")
                                ) if doc else None
 
         record("key", kind, "predict file", "correct", predicted,
