@@ -212,7 +212,11 @@ def check_expected_source(options: FeaturizeOptions) -> None:
     if fp is None or fp.get("kind") != "encoder" or is_hub_revision(fp):
         return
     model = str(fp.get("model"))
-    if not Path(model).expanduser().is_dir():
+    try:
+        source = resolve_model(model)[1]  # the bundled model's hub name loads from its package
+    except EncoderError:
+        source = model
+    if not Path(source).expanduser().is_dir():
         where = "" if Path(model).is_absolute() else f" (looked for from {Path.cwd()})"
         raise EncoderError(f"the encoder was computed from the model directory {model}, which "
                            f"is not there{where}; restore it (or run from the directory the "
