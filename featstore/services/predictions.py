@@ -201,6 +201,8 @@ def output_target(out: str | None, fmt: str | None, overwrite: bool = False
     if os.path.lexists(path) and not overwrite:
         raise HeadError(f"--out {out} already exists; pass --overwrite to replace it, or "
                         "another --out")
+    if not path.parent.is_dir():
+        raise HeadError(f"--out {out}: directory {path.parent} does not exist")
     if not can_create_in(path.parent):
         raise HeadError(f"--out {out}: cannot create files in {path.parent.absolute()}; "
                         "pass another --out")
