@@ -156,7 +156,7 @@ def test_ray_equals_local_within_the_bfloat16_contract(cluster, corpus, tiny_mod
     local = featurize_corpus(path, tmp_path / "local", _options(model, compute_dtype="bfloat16"),
                              progress=False).to_dict()
     ray_run = featurize_corpus(path, tmp_path / "ray", _options(model, compute_dtype="bfloat16",
-                                                                engine="ray", workers=2),
+                                                                engine="ray", workers=1),
                                progress=False).to_dict()
     assert local["compute_dtypes"] == ray_run["compute_dtypes"] == {"bfloat16": unique}
     a, b = Store(tmp_path / "local"), Store(tmp_path / "ray")
