@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
-from consistency import COMPUTE_DTYPES, assert_same_text_same_vector
+from consistency import assert_same_text_same_vector
 
 import featstore
 from featstore.cli import main
@@ -37,9 +36,12 @@ def _generation(store: Path) -> int:
         return -1
 
 
-@pytest.mark.parametrize("compute", COMPUTE_DTYPES)
-def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(compute, tiny_model_dir,
-                                                                 tmp_path, capsys):
+def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tiny_model_dir, tmp_path,
+                                                                 capsys):
+    # One precision suffices: what a kill may not change is which rows are committed; how far
+    # two runs' vectors may differ is tested in both precisions where batches differ
+    # (tests/test_consistency_contract.py, repair, Ray).
+    compute = "float32"
     model = tiny_model_dir("bert")
     texts = [f"transfer {i} money to card {i * 7 % 13} please {'now ' * (i % 9)}"
              for i in range(500)]
