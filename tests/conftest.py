@@ -157,6 +157,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
     return get
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _float32_auto() -> None:
+    # `--compute-dtype auto` means float32 in every test in this process, whatever this CPU's
+    # matrix units, module-scoped fixtures included; tests of bfloat16 ask for it, and tests
+    # that compare vectors of two runs run under both (tests/consistency.py). Subprocesses and
+    # Ray workers are not patched: tests that start them name the compute dtype.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16", lambda: False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Tests never see a user's store or LASER models unless they ask, and write nothing into
@@ -165,7 +176,4 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("FEATSTORE_DIR", raising=False)
     # Each test starts with an empty fingerprint cache of its own, never the user's.
     monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / "featstore-cache"))
-    # `--compute-dtype auto` means float32 in every test, whatever this CPU's matrix units;
-    # tests of bfloat16 ask for it.
-    monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16", lambda: False)
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")

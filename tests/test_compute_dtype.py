@@ -3,6 +3,7 @@ of the float32 reference, and every shard records the precision its vectors were
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import featstore
+from featstore.cli import main
 from featstore.featurize import cpu_features
 from featstore.featurize.driver import featurize_texts
 from featstore.featurize.encoder import Encoder
@@ -88,7 +90,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
 
 
 def test_each_shard_records_its_compute_dtype_and_bf16_reuses_fp32_features(tiny_model_dir,
-                                                                            tmp_path):
+                                                                            tmp_path, capsys):
     model_dir = tiny_model_dir("bert")
     store_dir = tmp_path / "store"
     for compute, texts in (("float32", TEXTS[:3]), ("bfloat16", TEXTS)):
@@ -97,13 +99,56 @@ def test_each_shard_records_its_compute_dtype_and_bf16_reuses_fp32_features(tiny
         summary = featurize_texts(texts, store_dir, options)
         # the precision is not part of the encoder's identity: only the 3 new texts are encoded
         assert summary.new == 3
+        assert summary.compute_dtypes == {compute: 3}
     shards = sorted((store_dir / "encoders").rglob("*.h5"), key=lambda p: p.stat().st_mtime_ns)
     recorded = []
     for path in shards:
         with ShardReader(path) as r:
             recorded.append((r.attr("compute_dtype"), sorted(r.keys().tolist())))
     assert [c for c, _ in recorded] == ["float32", "bfloat16"]
-    assert len(featstore.open(store_dir).manifest.encoders) == 1
+    store = featstore.open(store_dir)
+    assert len(store.manifest.encoders) == 1
+    enc_id = store.resolve_encoder()
+    # the manifest records each shard's precision too, so `info` need not open the shards
+    assert [s.attrs for s in store.encoder_entry(enc_id).shards] == [
+        {"compute_dtype": "float32"}, {"compute_dtype": "bfloat16"}]
+    assert store.rows_by_attr(enc_id, "compute_dtype") == {"float32": 3, "bfloat16": 3}
+
+    # a store extended on another CPU kind is kept together and reported where users look
+    assert main(["info", "--store", str(store_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["encoders"][0]["compute_dtypes"] == {"float32": 3, "bfloat16": 3}
+    assert info["encoders"][0]["dtype"] == "float16"
+    assert main(["info", "--store", str(store_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "stored=float16  computed=float32:3,bfloat16:3" in text
+    assert "note: rows computed in float32 (3) and bfloat16 (3) agree within" in text
+
+
+def test_info_reads_the_compute_dtype_of_shards_committed_before_the_manifest_held_it(
+        tiny_model_dir, tmp_path, capsys):
+    store_dir = tmp_path / "store"
+    options = FeaturizeOptions(model=str(tiny_model_dir("bert")), device="cpu", laser=False,
+                               compute_dtype="bfloat16", shard_rows=4)
+    featurize_texts(TEXTS, store_dir, options)
+    # a manifest as an older featstore wrote it: no `attrs` in its shard entries, no checksum
+    path = store_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    data.pop("checksum")
+    for entry in data["encoders"].values():
+        for shard in entry["shards"]:
+            del shard["attrs"]
+    path.write_text(json.dumps(data))
+    store = featstore.open(store_dir)
+    assert store.rows_by_attr(store.resolve_encoder(), "compute_dtype") == {"bfloat16": 6}
+    assert main(["info", "--store", str(store_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "computed=bfloat16" in out and "note:" not in out
+    # a shard file that cannot be read is counted as such, and info still answers
+    first = store.encoder_entry(store.resolve_encoder()).shards[0]
+    (store_dir / first.file).write_bytes(b"not hdf5")
+    counts = featstore.open(store_dir).rows_by_attr(store.resolve_encoder(), "compute_dtype")
+    assert counts == {"unreadable": first.rows, "bfloat16": 6 - first.rows}
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -9,6 +9,7 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,15 @@ def test_quickstart_notebook_runs_and_is_stored_clean(tmp_path):
     assert accuracies and accuracies[0] > 80
     assert "card_lost" in text and "refund_request" in text
     assert (tmp_path / "examples" / "quickstart-layers.png").read_bytes()[:4] == b"\x89PNG"
+    warnings = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                if o.get("name") == "stderr"]
+    assert not any("Warning" in w for w in warnings), warnings  # e.g. tqdm's IProgress warning
+    # what it wrote beside itself is git-ignored in the project
+    made = sorted(p.relative_to(tmp_path).as_posix()
+                  for p in (tmp_path / "examples").iterdir() if p.name != "quickstart.ipynb")
+    assert made == ["examples/quickstart-layers.png", "examples/quickstart-store"]
+    if shutil.which("git") and (ROOT / ".git").exists():
+        paths = [m + "/" if (tmp_path / m).is_dir() else m for m in made]
+        ignored = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True,
+                                 text=True)
+        assert ignored.stdout.split() == paths, ignored.stdout

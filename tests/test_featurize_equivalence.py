@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from consistency import assert_near_reference, assert_same_text_same_vector
 from transformers import AutoModel, AutoTokenizer
 
 import featstore
@@ -51,20 +52,29 @@ def stored(store_dir, texts: list[str], kind: str) -> np.ndarray:
     return featstore.open(store_dir).features(texts, kind, layers=None).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
-def test_stored_features_equal_a_per_text_forward_for_any_batching(kind, tiny_model_dir,
+@pytest.mark.parametrize("kind, compute", [("bert", "float32"), ("roberta", "float32"),
+                                           ("distilbert", "float32"), ("bert", "bfloat16")])
+def test_stored_features_equal_a_per_text_forward_for_any_batching(kind, compute, tiny_model_dir,
                                                                     tmp_path):
     model_dir = tiny_model_dir(kind)
     ref = reference(model_dir, TEXTS)
+    first: dict[str, np.ndarray] = {}
     # 8 tokens per batch: one text per batch; 4096: everything in one padded batch.
     for budget in (8, 40, 4096):
         store = tmp_path / f"s{budget}"
         options = FeaturizeOptions(model=str(model_dir), device="cpu", laser=False,
-                                   batch_tokens=budget, features=("cls", "mean", "max"))
+                                   batch_tokens=budget, features=("cls", "mean", "max"),
+                                   compute_dtype=compute)
         featurize_texts(TEXTS, store, options)
         for feat in ("cls", "mean", "max"):
-            np.testing.assert_allclose(stored(store, TEXTS, feat), ref[feat], atol=ATOL,
-                                       err_msg=f"{kind} {feat} with batch_tokens={budget}")
+            got = stored(store, TEXTS, feat)
+            what = f"{kind} {feat} with batch_tokens={budget}"
+            if compute == "float32":
+                np.testing.assert_allclose(got, ref[feat], atol=ATOL, err_msg=what)
+            assert_near_reference(got, ref[feat], compute, what)
+            if feat in first:  # another batch composition: the same text, the same vector
+                assert_same_text_same_vector(got, first[feat], compute, what)
+            first.setdefault(feat, got)
 
 
 def test_onednn_linears_are_used_and_match_the_stock_model(tiny_model_dir):

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from consistency import COMPUTE_DTYPES, assert_same_text_same_vector
 from test_guarantees_support import (
     TEXTS,
     all_features,
@@ -39,20 +40,40 @@ from featstore.store.shards import ShardReader
 
 
 @pytest.fixture(scope="module")
-def base(tiny_model_dir, tmp_path_factory) -> dict:
-    """One featurized store (120 texts in 6 shards of 20) that each test copies."""
-    root = tmp_path_factory.mktemp("damage")
-    model = tiny_model_dir("bert")
-    corpus = write_corpus(root / "c.csv", TEXTS, [i % 3 for i in range(len(TEXTS))])
-    store = root / "store"
-    assert main(featurize_args(corpus, store, model, "--shard-rows", "20")) == 0
-    return {"store": store, "corpus": corpus, "model": model,
-            "features": all_features(store)}
+def bases(tiny_model_dir, tmp_path_factory):
+    """One featurized store per compute dtype (120 texts in 6 shards of 20) that tests copy."""
+    built: dict[str, dict] = {}
+
+    def get(compute: str) -> dict:
+        if compute not in built:
+            root = tmp_path_factory.mktemp(f"damage-{compute}")
+            model = tiny_model_dir("bert")
+            corpus = write_corpus(root / "c.csv", TEXTS, [i % 3 for i in range(len(TEXTS))])
+            store = root / "store"
+            flags = ("--shard-rows", "20", "--compute-dtype", compute)
+            assert main(featurize_args(corpus, store, model, *flags)) == 0
+            built[compute] = {"store": store, "corpus": corpus, "model": model,
+                              "features": all_features(store), "compute": compute}
+        return built[compute]
+
+    return get
+
+
+@pytest.fixture
+def base(bases) -> dict:
+    return bases("float32")
 
 
 @pytest.fixture
 def store(base, tmp_path) -> Path:
     return copy_store(base["store"], tmp_path / "store")
+
+
+@pytest.fixture(params=COMPUTE_DTYPES)
+def computed(request, bases, tmp_path) -> tuple[dict, Path]:
+    """A base store and its copy, for tests that recompute vectors: once per compute dtype."""
+    base = bases(request.param)
+    return base, copy_store(base["store"], tmp_path / "store")
 
 
 def _flip(path: Path, offset: int) -> None:
@@ -84,20 +105,27 @@ def _repair_and_refeaturize(capsys, base, store: Path, expect_new: int) -> None:
     code, out, _ = run_cli(capsys, "repair", "--store", store)
     assert code == 0 and "dropped" in out
     assert _verify(capsys, store) == (0, [])
+    compute = base["compute"]
     code, out, err = run_cli(capsys, *featurize_args(base["corpus"], store, base["model"],
-                                                     "--shard-rows", "20", "--json"))
+                                                     "--shard-rows", "20", "--json",
+                                                     "--compute-dtype", compute))
     assert code == 0, err
     import json
 
-    assert json.loads(out)["new"] == expect_new  # exactly the dropped rows are recomputed
+    summary = json.loads(out)
+    assert summary["new"] == expect_new  # exactly the dropped rows are recomputed
+    assert summary["compute_dtypes"] == ({compute: expect_new} if expect_new else {})
     assert _verify(capsys, store) == (0, [])
     got = all_features(store)
-    for k, v in base["features"].items():
-        np.testing.assert_allclose(got[k], v, rtol=2e-3, atol=2e-3)
+    if compute == "float32":
+        for k, v in base["features"].items():
+            np.testing.assert_allclose(got[k], v, rtol=2e-3, atol=2e-3)
+    assert_same_text_same_vector(got, base["features"], compute, "vectors after repair")
 
 
 @pytest.mark.parametrize("target", ["features/cls", "features/max", "keys", "meta/n_windows"])
-def test_flipped_byte_is_named_refused_and_repaired(capsys, base, store, target):
+def test_flipped_byte_is_named_refused_and_repaired(capsys, computed, target):
+    base, store = computed
     shard = shard_files(store)[2]
     _flip(shard, _data_offset(shard, target) + 5)
     rel = shard.relative_to(store).as_posix()
@@ -144,7 +172,8 @@ def test_every_flipped_byte_is_refused_or_harmless(base, tmp_path):
     assert outcomes["refused"] > 200  # most bytes hold checksummed data or metadata
 
 
-def test_truncated_shard(capsys, base, store):
+def test_truncated_shard(capsys, computed):
+    base, store = computed
     shard = shard_files(store)[1]
     size = shard.stat().st_size
     os.truncate(shard, size // 2)
@@ -156,7 +185,8 @@ def test_truncated_shard(capsys, base, store):
     _repair_and_refeaturize(capsys, base, store, expect_new=20)
 
 
-def test_deleted_shard(capsys, base, store):
+def test_deleted_shard(capsys, computed):
+    base, store = computed
     shard = shard_files(store)[4]
     shard.unlink()
     code, problems = _verify(capsys, store)

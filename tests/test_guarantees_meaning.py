@@ -45,9 +45,6 @@ from featstore.store import FeatstoreError, StoreWriter, keys_for
 
 WORDS = ["card", "money", "bank", "transfer", "account", "help", "lost", "refund", "balance"]
 TYPES = ("numeric", "text", "mixed", "missing")
-# Module fixtures run before the per-test pin of `--compute-dtype auto` to float32: pinned here,
-# so stored rows and the rows the cases compute agree on any CPU.
-FLOAT32 = ("--compute-dtype", "float32")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +128,7 @@ def typed(models, tmp_path_factory) -> dict:
                      ).to_csv(root / f"k-{kind}.csv", index=False)
     store = root / "store"
     for f in ["ref.jsonl", *(f"{a}-{k}.csv" for a in "ogk" for k in TYPES)]:
-        assert main(featurize_args(root / f, store, models["A"], *FLOAT32)) == 0, f
+        assert main(featurize_args(root / f, store, models["A"])) == 0, f
     seq = ["--group-by", "g", "--order-by", "o", "--seq-head", "last", "--cv", "2"]
     assert main(["fit-head", "--store", str(store), "--train", "ref", *seq, "--out", "seq",
                  "--no-progress"]) == 0
@@ -272,7 +269,7 @@ def named(models, tmp_path_factory) -> dict:
     texts = [f"{WORDS[i % 9]} {WORDS[i * 4 % 9]} name {i}" for i in range(24)]
     corpus = write_corpus(root / "c.csv", texts, [["x", "y"][i % 2] for i in range(24)])
     store = root / "store"
-    assert main(featurize_args(corpus, store, model, *FLOAT32)) == 0
+    assert main(featurize_args(corpus, store, model)) == 0
     rng = np.random.default_rng(0)
     pd.DataFrame({"text": texts, **{f"v{j}": rng.normal(size=24) for j in range(6)}}
                  ).to_csv(root / "ext.csv", index=False)
@@ -391,7 +388,7 @@ def changing(models, tmp_path_factory) -> dict:
     labels = [["x", "y"][i % 2] for i in range(16)]
     store = root / "template"
     assert main(featurize_args(write_corpus(root / "base.csv", texts["base"], labels), store,
-                               model, *FLOAT32)) == 0
+                               model)) == 0
     assert main(["fit-head", "--store", str(store), "--cv", "2", "--C", "1", "--out", "h",
                  "--no-progress"]) == 0
     write_corpus(root / "new.csv", texts["new"])
@@ -401,7 +398,7 @@ def changing(models, tmp_path_factory) -> dict:
     for name, path in models.items():
         ref = root / f"ref-{name}"
         assert main(featurize_args(write_corpus(root / f"all-{name}.csv", everything), ref,
-                                   path, *FLOAT32)) == 0
+                                   path)) == 0
         s = featstore.open(ref)
         (enc,) = s.manifest.encoders.values()
         refs[enc.fingerprint["weights_sha256"]] = dict(zip(
@@ -485,8 +482,6 @@ def test_model_files_changed_before_during_after_x_commands(capsys, changing, mo
         for name, run in commands.items():
             monkeypatch.undo()
             monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / f"cache-{when}-{name}"))
-            monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16",
-                                lambda: False)
             put("A")
             store = tmp_path / f"{when}-{name}".replace(" ", "_").replace("/", "_")
             shutil.copytree(c["template"], store)
@@ -516,7 +511,7 @@ def advised(models, tmp_path_factory) -> dict:
     labels = [["x", "y"][i % 2] for i in range(24)]
     corpus = write_corpus(root / "c.csv", texts, labels)
     store = root / "template"
-    assert main(featurize_args(corpus, store, model, *FLOAT32)) == 0
+    assert main(featurize_args(corpus, store, model)) == 0
     assert main(["fit-head", "--store", str(store), "--cv", "2", "--C", "1", "--out", "h",
                  "--no-progress"]) == 0
     rng = np.random.default_rng(0)
@@ -877,8 +872,6 @@ def test_every_refusals_advice_followed_works(capsys, advised, models, monkeypat
         finally:
             monkeypatch.undo()
             monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / "cache"))
-            monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_native_bf16",
-                                lambda: False)
             shutil.copy(models["A"] / "model.safetensors",
                         advised["model"] / "model.safetensors")
     report("advice", f"{len(cases)} refusals, each advice followed as written", outcomes, bad,

@@ -33,9 +33,6 @@ from featstore.heads import HeadClassifier, HeadError
 from featstore.store import StoreWriter, keys_for, text_key
 
 WORDS = ["card", "money", "bank", "transfer", "account", "help", "lost", "refund", "balance"]
-# Module fixtures run before the per-test pin of `--compute-dtype auto` to float32: pinned here,
-# so stored rows and the rows tests compute agree on any CPU.
-FLOAT32 = ("--compute-dtype", "float32")
 
 
 def _texts(n: int, tag: str = "") -> list[str]:
@@ -57,7 +54,7 @@ def base(models, tmp_path_factory) -> dict:
     labels = [["cards", "payments", "other"][i % 3] for i in range(60)]
     corpus = write_corpus(root / "c.csv", texts, labels)
     store = root / "store"
-    assert main(featurize_args(corpus, store, models["A"], "--shard-rows", "30", *FLOAT32)) == 0
+    assert main(featurize_args(corpus, store, models["A"], "--shard-rows", "30")) == 0
     assert main(["fit-head", "--store", str(store), "--train", "c", "--cv", "2", "--C", "1",
                  "--out", "h", "--no-progress"]) == 0
     return {"root": root, "store": store, "corpus": corpus, "texts": texts}
@@ -82,7 +79,7 @@ def conversations(models, tmp_path_factory) -> dict:
     df.to_json(root / "convj.jsonl", orient="records", lines=True)
     store = root / "store"
     for f in ("conv.csv", "convj.jsonl"):
-        assert main(featurize_args(root / f, store, models["A"], *FLOAT32)) == 0
+        assert main(featurize_args(root / f, store, models["A"])) == 0
     assert main(["fit-head", "--store", str(store), "--train", "convj", "--group-by", "conv",
                  "--order-by", "turn", "--seq-head", "last", "--cv", "2", "--out", "last",
                  "--no-progress"]) == 0

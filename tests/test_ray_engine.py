@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import WORDS
+from consistency import assert_same_text_same_vector
 from laser_tiny import build_tiny_laser
 
 from featstore.cli import main
@@ -52,10 +53,11 @@ def corpus(tmp_path_factory) -> tuple:
     return path, len(set(texts))
 
 
-def _options(model, laser_dir=None, **kw) -> FeaturizeOptions:
+def _options(model, laser_dir=None, compute_dtype="float32", **kw) -> FeaturizeOptions:
+    # Ray workers are other processes: `auto` would follow their CPU, not the tests' float32
     return FeaturizeOptions(model=str(model), laser=laser_dir is not None,
                             laser_dir=str(laser_dir) if laser_dir else None,
-                            shard_rows=SHARD_ROWS, **kw)
+                            shard_rows=SHARD_ROWS, compute_dtype=compute_dtype, **kw)
 
 
 def _shard_files(root) -> set[str]:
@@ -123,6 +125,9 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
         y = b.gather(enc_id, keys, feature).astype(np.float32)
         assert np.abs(x).max() > 0.1  # real values, not zeros
         np.testing.assert_allclose(y, x, rtol=1e-2, atol=2e-3)  # float16 storage tolerance
+        assert_same_text_same_vector(y, x, "float32", f"Ray vs local {feature}")
+    assert b.rows_by_attr(enc_id, "compute_dtype") == {"float32": unique}
+    assert b.rows_by_attr(local["laser_encoder_id"], "compute_dtype") == {"float32": unique}
     np.testing.assert_allclose(b.features("toy", "laser"), a.features("toy", "laser"),
                                rtol=1e-2, atol=2e-3)
     assert a.datasets()[0]["encoders"] == b.datasets()[0]["encoders"]
@@ -140,6 +145,28 @@ def test_ray_store_matches_local_and_survives_a_killed_job(cluster, corpus, tiny
     assert again["workers"] == 0
     assert main(["verify", "--store", str(root)]) == 0
     assert b.encoder_entry(enc_id).rows == Store(root).encoder_entry(enc_id).rows == unique
+
+
+def test_ray_equals_local_within_the_bfloat16_contract(cluster, corpus, tiny_model_dir,
+                                                       tmp_path):
+    """bfloat16 forced on any CPU: Ray's batches differ from the local engine's, so the vectors
+    agree within the contract, and every shard says how it was computed."""
+    path, unique = corpus
+    model = tiny_model_dir("bert")
+    local = featurize_corpus(path, tmp_path / "local", _options(model, compute_dtype="bfloat16"),
+                             progress=False).to_dict()
+    ray_run = featurize_corpus(path, tmp_path / "ray", _options(model, compute_dtype="bfloat16",
+                                                                engine="ray", workers=1),
+                               progress=False).to_dict()
+    assert local["compute_dtypes"] == ray_run["compute_dtypes"] == {"bfloat16": unique}
+    a, b = Store(tmp_path / "local"), Store(tmp_path / "ray")
+    enc_id = local["encoder_id"]
+    assert b.rows_by_attr(enc_id, "compute_dtype") == {"bfloat16": unique}
+    keys = a.dataset("toy")[KEY_COLUMN].tolist()
+    for feature in ("cls", "mean", "max"):
+        assert_same_text_same_vector(b.gather(enc_id, keys, feature),
+                                     a.gather(enc_id, keys, feature), "bfloat16",
+                                     f"Ray vs local {feature}")
 
 
 def killed_windows(store: Store, enc_id: str) -> int:

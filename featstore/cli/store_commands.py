@@ -130,7 +130,8 @@ def _summary_text(s: dict) -> str:
     return "\n".join([
         f"store      {s['store']}",
         f"dataset    {s['dataset']} ({s['dataset_rows']} rows)",
-        f"encoder    {s['encoder_id']} ({s['layers']} layers: {', '.join(s['features'])})",
+        f"encoder    {s['encoder_id']} ({s['layers']} layers: {', '.join(s['features'])})"
+        + (f", computed in {dtype_counts(s['compute_dtypes'])}" if s["compute_dtypes"] else ""),
         f"rows read  {s['rows_read']}  (skipped empty: {s['skipped']})",
         f"unique     {s['unique']}  new: {s['new']}  already stored: {s['cached']}  "
         f"windows: {s['windows']}",
@@ -184,6 +185,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     store = open_store(args.store)
     encoders, datasets = store.encoders(), store.datasets()
+    for e in encoders:
+        e["compute_dtypes"] = store.rows_by_attr(e["id"], "compute_dtype")
     if args.json:
         print(json.dumps({"store": str(store.root), "generation": store.manifest.generation,
                           "encoders": encoders, "datasets": datasets}, indent=1))
@@ -200,8 +203,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         if fp.get("kind") == "vectors":
             what = (f"vectors {fp.get('name')} dim={fp.get('dim')} "
                     f"file_sha256={str(fp.get('file_sha256'))[:12]}...")
+        recorded = set(e["compute_dtypes"]) - {"unrecorded"}
+        computed = dtype_counts(e["compute_dtypes"], sep=",") if recorded else ""
         print(f"  {e['id']:<40} {what}  features={','.join(e['features'])}  "
-              f"rows={e['rows']}  shards={e['shards']}  {size(e['bytes'])}")
+              f"rows={e['rows']}  shards={e['shards']}  {size(e['bytes'])}  stored={e['dtype']}"
+              + (f"  computed={computed}" if computed else ""))
+        if len(recorded) > 1:
+            print(f"  {'':<40} note: rows computed in {dtype_counts(e['compute_dtypes'])} "
+                  "agree within the looser dtype's contract (docs/STORE.md#precision)")
     print("datasets:")
     for d in datasets or [{}]:
         if not d:
@@ -210,6 +219,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  {d['name']:<24} rows={d['rows']}  skipped={d['skipped']}  "
               f"encoders={','.join(d['encoders'])}  {size(d['bytes'])}")
     return 0
+
+
+def dtype_counts(counts: dict[str, int], sep: str = " and ") -> str:
+    """`bfloat16`, or `float32:300,bfloat16:36` where rows were computed in several dtypes."""
+    if len(counts) == 1:
+        return next(iter(counts))
+    if sep == ",":
+        return ",".join(f"{k}:{v}" for k, v in counts.items())
+    return sep.join(f"{k} ({v})" for k, v in counts.items())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

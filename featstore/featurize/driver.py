@@ -66,6 +66,7 @@ class FeaturizeSummary:
     new: int
     cached: int
     windows: int
+    compute_dtypes: dict[str, int]  # the new rows per precision the encoder computed in
     laser_new: int
     layers: int
     features: list[str]
@@ -301,7 +302,8 @@ def featurize_corpus(
         encoder_id=result.ids[ENCODER], laser_encoder_id=result.ids.get(LASER),
         model=sources.model_name, rows_read=rows, skipped=skipped, texts=rows - skipped,
         unique=result.unique, new=r.new, cached=result.cached, windows=r.windows,
-        laser_new=r.laser_new, layers=sources.layers, features=sources.encoder.wanted,
+        compute_dtypes=dict(r.compute_dtypes), laser_new=r.laser_new, layers=sources.layers,
+        features=sources.encoder.wanted,
         dataset_rows=entry.rows, seconds=round(seconds, 3), pass_seconds=round(pass_seconds, 3),
         encode_seconds=round(r.encode_seconds, 3),
         texts_per_s=round(r.new / pass_seconds, 1), bytes_written=r.bytes_written,
@@ -334,7 +336,8 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
         encoder_id=result.ids[ENCODER], laser_encoder_id=result.ids.get(LASER),
         model=sources.model_name, rows_read=len(texts), skipped=len(texts) - kept, texts=kept,
         unique=result.unique, new=r.new, cached=result.cached, windows=r.windows,
-        laser_new=r.laser_new, layers=sources.layers, features=sources.encoder.wanted,
+        compute_dtypes=dict(r.compute_dtypes), laser_new=r.laser_new, layers=sources.layers,
+        features=sources.encoder.wanted,
         dataset_rows=0, seconds=round(seconds, 3), pass_seconds=round(seconds, 3),
         encode_seconds=round(r.encode_seconds, 3), texts_per_s=round(r.new / seconds, 1),
         bytes_written=r.bytes_written, mb_per_s=round(r.bytes_written / 1e6 / seconds, 2))

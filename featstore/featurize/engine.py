@@ -8,7 +8,7 @@ engine encodes in this process; the Ray engine spreads the same work over an act
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from featstore.featurize.sources import PassSources
@@ -19,11 +19,17 @@ from featstore.store import StoreWriter
 class EngineReport:
     """What an engine committed."""
 
+    def count_compute_dtype(self, attrs: dict[str, str] | None, rows: int) -> None:
+        dtype = (attrs or {}).get("compute_dtype", "unrecorded")
+        self.compute_dtypes[dtype] = self.compute_dtypes.get(dtype, 0) + rows
+
     new: int = 0  # texts encoded by the encoder
     laser_new: int = 0
     windows: int = 0
     bytes_written: int = 0
     encode_seconds: float = 0.0
+    # the encoder's new rows per compute dtype (one, unless Ray workers differ in hardware)
+    compute_dtypes: dict[str, int] = field(default_factory=dict)
     # Actors used (None: this process). Workers may publish files that are never committed
     # (attempts Ray retried), so the driver sweeps orphans once the pass is committed.
     workers: int | None = None

@@ -69,6 +69,7 @@ class LocalEngine:
                 self._committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,
                                        shard.ragged, shard.meta, shard.attrs)
                 self.report.new += len(shard.keys)
+                self.report.count_compute_dtype(shard.attrs, len(shard.keys))
                 self._progress(len(shard.keys))
                 t0 = time.perf_counter()
         elif role == sources.LASER:
@@ -82,7 +83,8 @@ class LocalEngine:
             for shard in shard_encoding.laser_shards(self._laser, keys, texts,
                                                      shard_rows=self.options.shard_rows,
                                                      dtype=self.options.dtype):
-                self._committer.submit(self._ids[sources.LASER], shard.keys, shard.features)
+                self._committer.submit(self._ids[sources.LASER], shard.keys, shard.features,
+                                       attrs=shard.attrs)
                 self.report.laser_new += len(shard.keys)
 
     def finish(self) -> EngineReport:

@@ -14,6 +14,7 @@ sees at the same path.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -45,8 +46,8 @@ from featstore.store.writer import write_shard_file
 
 RAY_MISSING = ("--engine ray needs Ray Data, which is not installed: "
                "pip install 'ray[data]' (or pip install 'featstore[ray]')")
-_RESULT_COLUMNS = ["source", "file", "rows", "bytes", "sha256", "features", "windows",
-                   "seconds"]
+_RESULT_COLUMNS = ["source", "file", "rows", "bytes", "sha256", "features", "attrs",
+                   "windows", "seconds"]
 _QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false",
               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
@@ -111,8 +112,8 @@ class ShardWorker:
 
 def _result(role: str, entry: ShardEntry, windows: int, seconds: float) -> dict:
     return {"source": role, "file": entry.file, "rows": entry.rows, "bytes": entry.bytes,
-            "sha256": entry.sha256, "features": ",".join(entry.features), "windows": windows,
-            "seconds": seconds}
+            "sha256": entry.sha256, "features": ",".join(entry.features),
+            "attrs": json.dumps(entry.attrs), "windows": windows, "seconds": seconds}
 
 
 class RayEngine:
@@ -187,12 +188,14 @@ class RayEngine:
         assert self._writer is not None
         for r in stream:
             entry = ShardEntry(file=r["file"], rows=int(r["rows"]), bytes=int(r["bytes"]),
-                               sha256=r["sha256"], features=r["features"].split(","))
+                               sha256=r["sha256"], features=r["features"].split(","),
+                               attrs=json.loads(r["attrs"]))
             self._writer.commit_shard(self._ids[r["source"]], entry)
             self.report.bytes_written += entry.bytes
             self.report.encode_seconds += float(r["seconds"])
             if r["source"] == ENCODER:
                 self.report.new += entry.rows
+                self.report.count_compute_dtype(entry.attrs, entry.rows)
                 self.report.windows += int(r["windows"])
                 self._progress(entry.rows)
             else:

@@ -112,4 +112,6 @@ def laser_shards(laser: LaserVectors, keys: list[str], texts: list[str], *, shar
     np_dtype = np.float16 if dtype == "float16" else np.float32
     for s in range(0, len(texts), shard_rows):
         vecs = laser.encode(texts[s:s + shard_rows]).astype(np_dtype)
-        yield EncodedShard(keys[s:s + shard_rows], {"vector": vecs})
+        # laserembeddings' BiLSTM always runs in float32
+        yield EncodedShard(keys[s:s + shard_rows], {"vector": vecs},
+                           attrs={"compute_dtype": "float32"})

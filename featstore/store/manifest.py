@@ -69,6 +69,9 @@ class ShardEntry:
     bytes: int
     sha256: str
     features: list[str]
+    # shard-wide facts the writer recorded (also HDF5 attributes of the shard), such as the
+    # precision its vectors were computed in; entries written before it existed have none
+    attrs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,7 +191,9 @@ def _check_encoder(enc_id: str, e: EncoderEntry) -> None:
     for sh in e.shards:
         if not (isinstance(sh.rows, int) and sh.rows >= 0 and isinstance(sh.bytes, int)
                 and isinstance(sh.file, str) and isinstance(sh.sha256, str)
-                and set(sh.features) <= set(e.feature_shapes)):
+                and set(sh.features) <= set(e.feature_shapes)
+                and isinstance(sh.attrs, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in sh.attrs.items())):
             raise ValueError(f"encoder {enc_id} shard entry {sh.file!r} is inconsistent")
 
 

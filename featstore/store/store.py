@@ -123,6 +123,23 @@ class Store:
             for name, d in self.manifest.datasets.items()
         ]
 
+    def rows_by_attr(self, encoder_id: str, name: str) -> dict[str, int]:
+        """Rows of a source's shards per value of a shard-wide fact (`compute_dtype`): from the
+        manifest, else (shards committed before the manifest recorded it) from the shard file;
+        `unrecorded` where neither has it, `unreadable` where the file cannot be read."""
+        counts: dict[str, int] = {}
+        for i, shard in enumerate(self.encoder_entry(encoder_id).shards):
+            value = shard.attrs.get(name)
+            if value is None and not shard.attrs:
+                try:
+                    with self._reader(encoder_id, i) as reader:
+                        value = reader.attr(name)
+                except StoreError:
+                    value = "unreadable"
+            key = value or "unrecorded"
+            counts[key] = counts.get(key, 0) + shard.rows
+        return counts
+
     def encoder_entry(self, encoder_id: str) -> EncoderEntry:
         try:
             return self.manifest.encoders[encoder_id]

@@ -97,7 +97,8 @@ def write_shard_file(
                          "everything committed so far is kept") from None
     return ShardEntry(
         file=f"encoders/{encoder_id}/{name}", rows=len(keys), bytes=final.stat().st_size,
-        sha256=sha256_file(final), features=sorted([*features, *(ragged or {})]))
+        sha256=sha256_file(final), features=sorted([*features, *(ragged or {})]),
+        attrs={k: str(v) for k, v in (attrs or {}).items()})
 
 
 class StoreWriter:
