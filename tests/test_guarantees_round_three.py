@@ -113,6 +113,24 @@ def test_the_same_conversation_gets_the_same_probabilities_from_any_source(capsy
     assert all(v == first for v in got.values()), got
 
 
+def test_a_sequence_file_row_without_text_is_left_out_and_counted(capsys, conversations,
+                                                                  tmp_path):
+    """As featurize leaves it out of the dataset: the file then predicts as the dataset does."""
+    df = conversations["frame"]
+    blank = pd.concat([df, pd.DataFrame([{"conv": "c0", "turn": 12, "text": "", "label":
+                                          "short"}])], ignore_index=True)
+    blank.to_csv(tmp_path / "blank.csv", index=False)
+    store = copy_store(conversations["store"], tmp_path / "s")
+    got = {}
+    for source in ("conv", str(tmp_path / "blank.csv")):
+        code, out, err = run_cli(capsys, "predict", "--store", store, "--head", "last", source,
+                                 "--json", "--no-progress")
+        assert code == 0, err
+        got[source] = json.loads(out)
+    assert got[str(tmp_path / "blank.csv")]["skipped"] == 1
+    assert got["conv"]["predictions"] == got[str(tmp_path / "blank.csv")]["predictions"]
+
+
 def test_order_by_a_column_mixing_numbers_and_words_is_refused(capsys, conversations, tmp_path):
     df = conversations["frame"].copy()
     df["turn"] = df["turn"].astype(str)
@@ -181,9 +199,9 @@ def _reference_rows(models: dict[str, Path], texts: list[str], root: Path) -> di
 def test_checkpoints_saved_during_runs_never_file_vectors_under_another_fingerprint(
         capsys, models, tmp_path):
     """A trainer swaps model.safetensors between A and B (0.05 s apart, with pauses)
-    while small runs featurize: each run is refused in one line, or every vector it committed
+    while twelve small runs featurize: each run is refused in one line, or every vector it committed
     is exactly what the model named by its fingerprint computes."""
-    texts = _texts(64, "run")
+    texts = _texts(96, "run")
     refs = _reference_rows(models, texts, tmp_path)
     model = shutil.copytree(models["A"], tmp_path / "m")
     stop = threading.Event()
@@ -200,7 +218,7 @@ def test_checkpoints_saved_during_runs_never_file_vectors_under_another_fingerpr
     thread = threading.Thread(target=trainer, daemon=True)
     thread.start()
     try:
-        for run in range(8):
+        for run in range(12):
             corpus = write_corpus(tmp_path / f"run{run}.csv", texts[run * 8:(run + 1) * 8])
             code, _, err = run_cli(capsys, *featurize_args(corpus, tmp_path / "s", model,
                                                            "--shard-rows", "4"))

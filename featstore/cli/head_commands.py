@@ -360,7 +360,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if is_sequence_head_name(store, args.head):
         from featstore.cli.sequence_commands import predict_sequence_rows
 
-        out = predict_sequence_rows(store, args, _say)
+        out, skipped = predict_sequence_rows(store, args, _say)
     else:
         head = load_head(store, args.head)
         texts = list(args.text or [])

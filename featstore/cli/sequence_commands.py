@@ -173,7 +173,8 @@ def compare_sequences(args: argparse.Namespace) -> int:
     return 0
 
 
-def predict_sequence_rows(store: Any, args: argparse.Namespace, say: Any) -> pd.DataFrame:
+def predict_sequence_rows(store: Any, args: argparse.Namespace, say: Any
+                          ) -> tuple[pd.DataFrame, int]:
     from featstore.heads.sequence_estimator import SequenceClassifier
     from featstore.services.sequence_runs import predict_sequences
 

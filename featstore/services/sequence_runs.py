@@ -292,11 +292,13 @@ def is_sequence_head_name(store: Store, name: str) -> bool:
 
 def predict_sequences(store: Store, head: SequenceClassifier, value: str,
                       progress: bool = False, say: Say | None = None,
-                      name: str = "the head") -> pd.DataFrame:
+                      name: str = "the head") -> tuple[pd.DataFrame, int]:
     """One row per group of a dataset or a file of rows (with the group column): its length,
     prediction and class probabilities; texts the store lacks are encoded first with the
-    head's own encoder."""
+    head's own encoder. Also returns how many rows of a file had no text (left out, as
+    featurize leaves them out)."""
     head.check_fitted()
+    skipped = 0
     if value in store.manifest.datasets:
         rows = store.dataset(value)
     else:
@@ -305,9 +307,10 @@ def predict_sequences(store: Store, head: SequenceClassifier, value: str,
             raise HeadError(f"{value} has no 'text' column (columns: "
                             f"{', '.join(map(str, rows.columns))})")
         has_text = [clean_text(v) is not None for v in rows["text"].tolist()]
-        if not all(has_text):  # as featurize does: a row without text is no message
+        skipped = len(has_text) - sum(has_text)
+        if skipped:  # as featurize does: a row without text is no message
             if say is not None:
-                say(f"skipped {len(has_text) - sum(has_text)} input row(s) without text")
+                say(f"skipped {skipped} input row(s) without text")
             rows = rows[has_text].reset_index(drop=True)
             if rows.empty:
                 raise HeadError(f"{value} has no texts in column 'text'")
@@ -316,4 +319,4 @@ def predict_sequences(store: Store, head: SequenceClassifier, value: str,
         texts = rows["text"].astype(str).tolist()
         featurize_missing(store, texts, layout.encoder_fingerprint, layout.features,
                           progress=progress, say=say)
-    return head.predict_table(store, rows)
+    return head.predict_table(store, rows), skipped
