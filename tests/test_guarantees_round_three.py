@@ -422,6 +422,11 @@ def test_tokens_over_stored_texts_add_only_token_states(capsys, base, store, tmp
     assert enc["shards"][-1]["features"] == ["tokens"]
     assert len(s.gather_ragged(next(iter(s.manifest.encoders)), keys_for(base["texts"][5:31]),
                                "tokens")) == 26
+    # info counts texts, not shard rows: the tokens-only shard adds no rows
+    n = len(set(base["texts"]))
+    code, out, _ = run_cli(capsys, "info", "--store", store, "--json")
+    (info,) = json.loads(out)["encoders"]
+    assert info["rows"] == n and info["compute_dtypes"] == {"float32": n}
 
 
 # -- 8. --dtype says what it does --------------------------------------------------------------

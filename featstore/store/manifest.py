@@ -84,7 +84,22 @@ class EncoderEntry:
 
     @property
     def rows(self) -> int:
-        return sum(s.rows for s in self.shards)
+        """Texts it holds vectors of: a later pass that only adds a feature (token states)
+        writes shards of rows already counted, so rows are counted per feature."""
+        per_feature: dict[str, int] = {}
+        for s in self.shards:
+            for f in s.features:
+                per_feature[f] = per_feature.get(f, 0) + s.rows
+        return max(per_feature.values(), default=0)
+
+    @property
+    def main_feature(self) -> str | None:
+        """The feature held for the most texts (ties: the first in sorted order)."""
+        per_feature: dict[str, int] = {}
+        for s in self.shards:
+            for f in s.features:
+                per_feature[f] = per_feature.get(f, 0) + s.rows
+        return max(sorted(per_feature), key=lambda f: per_feature[f], default=None)
 
     @property
     def bytes(self) -> int:

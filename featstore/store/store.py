@@ -124,11 +124,16 @@ class Store:
         ]
 
     def rows_by_attr(self, encoder_id: str, name: str) -> dict[str, int]:
-        """Rows of a source's shards per value of a shard-wide fact (`compute_dtype`): from the
-        manifest, else (shards committed before the manifest recorded it) from the shard file;
-        `unrecorded` where neither has it, `unreadable` where the file cannot be read."""
+        """A source's rows (texts, as `rows` counts them) per value of a shard-wide fact
+        (`compute_dtype`): from the manifest, else (shards committed before the manifest
+        recorded it) from the shard file; `unrecorded` where neither has it, `unreadable`
+        where the file cannot be read."""
         counts: dict[str, int] = {}
-        for i, shard in enumerate(self.encoder_entry(encoder_id).shards):
+        entry = self.encoder_entry(encoder_id)
+        main = entry.main_feature  # shards that only add a feature hold rows counted already
+        for i, shard in enumerate(entry.shards):
+            if main not in shard.features:
+                continue
             value = shard.attrs.get(name)
             if value is None and not shard.attrs:
                 try:
