@@ -97,7 +97,7 @@ def test_fit_on_an_empty_store_uses_the_encoder_parameter(tiny_model_dir, tmp_pa
     featstore.open(path, create=True)
     clf = HeadClassifier(store=path, encoder=str(tiny_model_dir("bert")), C=1.0)
     assert clf.fit(texts, labels).score(texts, labels) > 0.8
-    assert featstore.open(path).encoders()[0]["rows"] == 40
+    assert featstore.open(path).sources()[0]["rows"] == 40
 
 
 # scikit-learn's data checks feed numeric matrices to fit; featstore estimators read texts (or

@@ -213,8 +213,7 @@ class HeadEstimator(BaseEstimator):
         self.validate_params()
         start = time.perf_counter()
         keys, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        if not any(e.fingerprint.get("kind") == "encoder"
-                   for e in store.manifest.encoders.values()):
+        if not store.has_encoder():
             self._featurize_given_texts(store, data, None)
         layout = self._layout(store)
         self._featurize_given_texts(store, data, layout)

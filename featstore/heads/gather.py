@@ -34,7 +34,7 @@ def encoder_layers(store: Store, encoder_id: str) -> list[int]:
 def resolve_source(store: Store, name: str) -> FusionSource:
     """`laser` (or any vector kind) -> that kind's encoder; else a source by name (vectors
     imported by `import-vectors`), model or id: its vectors, or an encoder's top-layer mean."""
-    kinds = {e.fingerprint.get("kind") for e in store.manifest.encoders.values()}
+    kinds = {e.kind for e in store.manifest.encoders.values()}
     if name == "laser" and "laser" not in kinds:
         raise HeadError("the store holds no LASER vectors; run `featurize --laser` on the corpus "
                         "(LASER models come from `python -m laserembeddings download-models`)")
@@ -70,7 +70,7 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
     missing = int((~store.has(encoder_id, keys, features)).sum())
     if missing:
         flag = " --tokens" if "tokens" in features else ""
-        kind = entry.fingerprint.get("kind")
+        kind = entry.kind
         if kind == "laser":
             flag = " --laser"
         if kind == "vectors":

@@ -165,8 +165,8 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
     top = layers[-1]
     stored = set(store.encoder_entry(enc).feature_shapes)
     sources = list(fuse) if fuse is not None else [
-        e.fingerprint.get("model", k) if e.fingerprint.get("kind") == "encoder" else
-        str(e.fingerprint.get("kind")) for k, e in store.manifest.encoders.items() if k != enc]
+        e.fingerprint.get("model", k) if e.kind == "encoder" else e.kind
+        for k, e in store.manifest.encoders.items() if k != enc]
     small = rows_per_class < SMALL_PER_CLASS
     mlp = FEW if small else STRONG
     out: list[Candidate] = []

@@ -67,8 +67,7 @@ class StoredVectors(TransformerMixin, BaseEstimator):
             raise HeadError(f"StoredVectors takes a fixed pooling ({', '.join(FIXED_POOLINGS)}),"
                             f" not {self.pool!r}; trainable poolings belong to a head")
         store = self._store()
-        if not any(e.fingerprint.get("kind") == "encoder"
-                   for e in store.manifest.encoders.values()):
+        if not store.has_encoder():
             self._ensure(store, X, None)
         layout = InputLayout.resolve(store, self.pool, self.of, self.layers, None, (),
                                      self.encoder)

@@ -103,7 +103,7 @@ def default_fusion(store: Store, fuse: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The sources `compare` fuses: those asked for, else LASER when the store holds it."""
     if fuse:
         return fuse
-    kinds = {e.fingerprint.get("kind") for e in store.manifest.encoders.values()}
+    kinds = {e.kind for e in store.manifest.encoders.values()}
     return ("laser",) if "laser" in kinds else ()
 
 

@@ -83,6 +83,12 @@ class EncoderEntry:
     created: str = ""
 
     @property
+    def kind(self) -> str:
+        """What made the vectors: "encoder" (a model's layers), "laser", or "vectors"
+        (imported with import-vectors); the manifest names them all encoders."""
+        return str(self.fingerprint.get("kind"))
+
+    @property
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)
 

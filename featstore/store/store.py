@@ -85,7 +85,8 @@ class Store:
         self._index.clear()
 
     # -- what is here -------------------------------------------------------------------------
-    def encoders(self) -> list[dict]:
+    def sources(self) -> list[dict]:
+        """Every vector source: encoders, LASER and imported vectors alike, with their rows."""
         return [
             {
                 "id": enc_id,
@@ -98,6 +99,10 @@ class Store:
             }
             for enc_id, e in self.manifest.encoders.items()
         ]
+
+    def has_encoder(self) -> bool:
+        """Whether any source is a model's layers (not only LASER or imported vectors)."""
+        return any(e.kind == "encoder" for e in self.manifest.encoders.values())
 
     def datasets(self) -> list[dict]:
         return [
@@ -138,7 +143,7 @@ class Store:
         """Encoder id from an id, a model name, or nothing (the only encoder of that kind)."""
         entries = self.manifest.encoders
         if kind is not None:
-            entries = {k: e for k, e in entries.items() if e.fingerprint.get("kind") == kind}
+            entries = {k: e for k, e in entries.items() if e.kind == kind}
         if encoder is None:
             if len(entries) == 1:
                 return next(iter(entries))
@@ -324,12 +329,12 @@ class Store:
         """
         keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
                 else keys_for(data))
-        kinds = {e.fingerprint.get("kind") for e in self.manifest.encoders.values()}
+        kinds = {e.kind for e in self.manifest.encoders.values()}
         if kind in kinds and kind != "encoder":
             enc = self.resolve_encoder(encoder, kind=kind)
             return self.gather(enc, keys, "vector")
         named = [k for k, e in self.manifest.encoders.items()
-                 if e.fingerprint.get("kind") != "encoder" and e.fingerprint.get("name") == kind]
+                 if e.kind != "encoder" and e.fingerprint.get("name") == kind]
         if len(named) == 1:
             return self.gather(named[0], keys, "vector")
         enc = self.resolve_encoder(encoder, kind="encoder")

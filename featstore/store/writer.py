@@ -332,13 +332,6 @@ class StoreWriter:
         # the previous snapshot can still read it while this writer runs.
         return entry
 
-    def add_dataset_encoder(self, name: str, encoder_id: str) -> None:
-        assert self.manifest is not None
-        entry = self.manifest.datasets[name]
-        if encoder_id not in entry.encoders:
-            entry.encoders = sorted([*entry.encoders, encoder_id])
-            self._commit()
-
     # -- repair -------------------------------------------------------------------------------
     def repair(self) -> dict:
         """Drop every damaged shard and table so the next featurize recomputes them."""
