@@ -85,9 +85,6 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
     if arrays and (text_col is not None or vector_cols is not None):
         raise VectorFileError(f"{path}: --text-col and --vector-cols are for tables "
                               "(.parquet, .csv, .tsv), not .{fmt} arrays")
-    if fmt in ("npy", "raw") and texts is None:
-        raise VectorFileError(f"{path}: a .{path.suffix.lower()[1:]} file holds only vectors; "
-                              "pass --texts FILE with one text per line, in the same order")
     if fmt not in ("npy", "raw") and texts is not None:
         raise VectorFileError(f"{path}: --texts is for .npy and .raw/.bin files; a .{fmt} file "
                               "names its texts itself")
@@ -98,8 +95,10 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
         vectors_from, matrix = _vector_columns(path, cols, column, vector_cols)
     elif fmt == "npz":
         by, column, names, vectors_from, matrix = _read_npz(path)
+    elif texts is None:
+        raise VectorFileError(f"{path}: a .{path.suffix.lower()[1:]} file holds only vectors; "
+                              "pass --texts FILE with one text per line, in the same order")
     else:
-        assert texts is not None
         lines = _read_lines(Path(texts))
         texts_sha = sha256_file(texts)
         matrix = (_read_npy(path) if fmt == "npy"
