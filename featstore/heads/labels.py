@@ -71,7 +71,8 @@ def _plain(v: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def check_classes(y: np.ndarray, labels: LabelMap, where: str) -> None:
+def check_classes(labels: LabelMap, where: str) -> None:
+    """A classifier needs two classes at least."""
     if len(labels.classes) < 2:
         only = labels.classes[0] if labels.classes else None
         raise HeadError(f"{where} has only one class ({only!r}); a classifier needs at least two")

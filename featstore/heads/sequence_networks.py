@@ -142,7 +142,8 @@ class SequenceNetwork(nn.Module):
 
     def forward(self, enc: torch.Tensor, sources: list[torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        assert mask is not None
+        if mask is None:  # every position a real message
+            mask = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
         gaps = sources[0] if sources else None
         return self.body(enc, mask, gaps)
 

@@ -47,6 +47,13 @@ class Sequences:
         return np.array([len(r) for r in self.rows], dtype=np.int64)
 
 
+def labels_of(seqs: Sequences, where: str) -> pd.Series:
+    """The sequences' labels; refused when they were grouped without any."""
+    if seqs.labels is None:
+        raise HeadError(f"{where}: the sequences carry no labels")
+    return seqs.labels
+
+
 def _column(df: pd.DataFrame, name: str, flag: str, where: str) -> pd.Series:
     if name not in df.columns:
         cols = ", ".join(str(c) for c in df.columns if c != KEY_COLUMN)
@@ -172,16 +179,6 @@ def time_buckets(seconds: np.ndarray, n_buckets: int = TIME_BUCKETS) -> np.ndarr
     later = ~np.isnan(gaps)
     out[later] = 1 + np.floor(np.log2(1.0 + np.clip(gaps[later], 0, None))).astype(np.int64)
     return np.clip(out, 0, n_buckets - 1)
-
-
-def grouped_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K (train, eval) pairs of sequence indices, stratified by label: every sequence stays
-    whole, so rows of one group never sit on both sides."""
-    from featstore.heads.splits import stratified_folds
-
-    if len(y) < k:
-        raise HeadError(f"--cv {k} needs at least {k} sequences, got {len(y)}")
-    return stratified_folds(y, k, seed)
 
 
 def split_per_group(split: pd.Series, rows: list[np.ndarray], groups: list, where: str
