@@ -1,9 +1,12 @@
 """Datasets named by what a user has at hand: a dataset already in the store, or a corpus file
-that is featurized first with the store's encoder."""
+that is featurized first with the store's encoder; and small tables of rows read as they are
+(a --labels file, a file of sequence rows to predict)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pandas as pd
 
 from featstore.featurize.driver import same_source
 from featstore.heads.errors import HeadError
@@ -47,3 +50,20 @@ def free_dataset_name(store: Store | None, path: Path) -> str:
         n += 1
         name = check_name(f"{stem}-{n}", "dataset")
     return name
+
+
+def read_rows_file(path: str | Path, what: str) -> pd.DataFrame:
+    """A small table file (CSV, TSV, JSONL, Parquet), every column as read."""
+    p = Path(path)
+    if not p.is_file():
+        raise HeadError(f"{what} {str(path)!r} is not a file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            return pd.read_json(p, lines=True)
+        if suffix == ".parquet":
+            return pd.read_parquet(p)
+        return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # noqa: BLE001  any reader failure is one line about the file
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HeadError(f"{what} {p} cannot be read ({text})") from None

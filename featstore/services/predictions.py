@@ -1,6 +1,7 @@
-"""Predictions as a table: rows from a dataset, a file or plain texts, any text the store lacks
-encoded first with the head's own encoder, then each row with its other columns (gold labels
-included), the prediction and class probabilities (all of them, or the top k)."""
+"""Predictions as a table, for a head of any unit: rows from a dataset, a file or plain texts,
+any text the store lacks encoded first with the head's own encoder, then what the head's unit
+prints per example (a text's row with its other columns, gold labels included; a sequence's
+group), its prediction and class probabilities (all of them, or the top k)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from featstore.featurize.corpus import open_corpus
-from featstore.heads.ensemble import HeadEnsemble
+from featstore.heads.base import StoreHead
 from featstore.heads.errors import HeadError
-from featstore.heads.estimator import HeadEstimator
 from featstore.heads.inputs import find_by_fingerprint
+from featstore.heads.units import Unit, unit_of
+from featstore.services.datasets import read_rows_file
 from featstore.services.featurizing import Say, featurize_missing
-from featstore.store import KEY_COLUMN, Store, clean_text, keys_for
+from featstore.store import KEY_COLUMN, Store, clean_text
 
 TEXT = "text"
 
@@ -26,6 +27,30 @@ def input_rows(store: Store, value: str | None = None, text_col: str | None = No
                texts: Sequence[str] = ()) -> pd.DataFrame:
     """A `text` column plus every other column of the input: a dataset in the store, a corpus
     file (rows without text dropped), and/or plain texts (inline, or one per line on stdin)."""
+    return _text_rows(store, value, text_col, texts)
+
+
+def prediction_input(store: Store, unit: Unit, value: str | None = None,
+                     text_col: str | None = None, texts: Sequence[str] = (),
+                     name: str = "the head") -> pd.DataFrame:
+    """The rows a head of `unit` predicts from: for texts, `input_rows`; for examples made of
+    several rows (a sequence), a dataset or a file of rows as they are, never lone texts."""
+    if unit.lone_texts:
+        return input_rows(store, value, text_col, texts)
+    if value is None or value == "-" or texts:
+        raise HeadError(f"{name} is a {unit.name} head: name a dataset or a file of rows with "
+                        "its group column (--text, stdin and --top-k are for per-text heads)")
+    if value in store.manifest.datasets:
+        return store.dataset(value)
+    rows = read_rows_file(value, "input")
+    if TEXT not in rows.columns:
+        raise HeadError(f"{value} has no 'text' column (columns: "
+                        f"{', '.join(map(str, rows.columns))})")
+    return rows
+
+
+def _text_rows(store: Store, value: str | None, text_col: str | None, texts: Sequence[str]
+               ) -> pd.DataFrame:
     frames = []
     if value is not None:
         frames.append(_rows_of(store, value, text_col))
@@ -59,40 +84,25 @@ def _rows_of(store: Store, value: str, text_col: str | None) -> pd.DataFrame:
     return df[[TEXT, *(c for c in df.columns if c != TEXT)]]
 
 
-def predict_frame(store: Store, head: HeadEstimator | HeadEnsemble,
-                  rows: pd.DataFrame | Sequence[str], progress: bool = False,
-                  say: Say | None = None, name: str = "the head",
+def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[str],
+                  progress: bool = False, say: Say | None = None, name: str = "the head",
                   top_k: int | None = None) -> pd.DataFrame:
-    """The rows (texts, or a frame with a `text` column) with `prediction` and, for classifiers,
-    `p_CLASS` per class, or with `top_k`, `label_1, p_1, ... label_K, p_K`. Texts the store
-    lacks are encoded and stored first, with the head's own encoder (which the store must
-    hold)."""
+    """What the head's unit prints per example of `rows` (texts, or a frame with a `text`
+    column; a sequence head's rows): `prediction` and, for classifiers, `p_CLASS` per class,
+    or with `top_k`, `label_1, p_1, ... label_K, p_K`. Texts the store lacks are encoded and
+    stored first, with the head's own encoder (which the store must hold)."""
     head.check_fitted()
     out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
     if "prediction" in out.columns:
         out = out.rename(columns={"prediction": "prediction_given"})
-    texts = out[TEXT].astype(str).tolist()
     needs: dict[str, tuple[dict, list[str]]] = {}  # per encoder: the features any part reads
-    for layout in head.layouts_:
+    for layout in head.layouts_:  # type: ignore[attr-defined]
         fp, feats = needs.setdefault(json.dumps(layout.encoder_fingerprint, sort_keys=True),
                                      (layout.encoder_fingerprint, []))
         feats.extend(f for f in layout.features if f not in feats)
     for fp, feats in needs.values():
         find_by_fingerprint(store, fp, name)
-        featurize_missing(store, texts, fp, feats, progress=progress, say=say)
-    keys = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
-    if head.task == "regression":
-        out["prediction"] = head.raw_output(store, keys)
-        return out
-    proba = np.asarray(head.raw_output(store, keys), dtype=np.float64)
-    classes = list(head.labels_.classes)
-    out["prediction"] = head.labels_.decode(proba.argmax(axis=1))
-    if top_k is None:
-        for i, c in enumerate(classes):
-            out[f"p_{c}"] = proba[:, i].round(6)
-        return out
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
-    for j in range(order.shape[1]):
-        out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
-        out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
-    return out
+        if TEXT in out.columns and KEY_COLUMN not in out.columns:
+            featurize_missing(store, out[TEXT].astype(str).tolist(), fp, feats,
+                              progress=progress, say=say)
+    return unit_of(head).prediction_table(store, head, out, top_k)
