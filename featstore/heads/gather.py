@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.store import Store, StoreError
 
 FUSE_FEATURE = "vector"  # what vector-only sources (LASER) store per text
@@ -43,8 +43,9 @@ def resolve_source(store: Store, name: str) -> FusionSource:
     try:
         enc = store.resolve_encoder(name)
     except StoreError as exc:  # say it is about --fuse
-        raise HeadError(f"--fuse {name}: {exc}; vectors made elsewhere are added with "
-                        "`featstore import-vectors --name NAME FILE`") from None
+        raise ParamError(f"{{fuse}} {literal(name)}: {literal(str(exc))}; vectors made "
+                         "elsewhere are added with `featstore import-vectors --name NAME FILE`"
+                         ) from None
     entry = store.encoder_entry(enc)
     if FUSE_FEATURE in entry.feature_shapes:
         return FusionSource(name, enc, FUSE_FEATURE, None)
@@ -60,11 +61,12 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
     for feat in features:
         if feat not in entry.feature_shapes:
             if feat == "tokens":
-                raise HeadError(f"--pool attention needs token states, which encoder {encoder_id} "
-                                f"did not store; re-run `featurize --tokens` on {where}")
+                raise ParamError(f"{{pool=}}attention needs token states, which encoder "
+                                 f"{literal(encoder_id)} did not store; re-run `featurize "
+                                 f"--tokens` on {literal(where)}")
             if feat == "pooler":
-                raise HeadError(f"encoder {encoder_id} ({model}) has no pooler output; "
-                                "choose another --pool")
+                raise ParamError(f"encoder {literal(encoder_id)} ({literal(str(model))}) has no "
+                                 "pooler output; choose another {pool}")
             raise HeadError(f"encoder {encoder_id} stored no {feat!r} features; re-run featurize "
                             f"on {where}")
     missing = int((~store.has(encoder_id, keys, features)).sum())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.store import KEY_COLUMN
 
 LABEL_COLUMNS = ("label", "category")
@@ -20,14 +20,15 @@ def label_column(df: pd.DataFrame, requested: str | None, where: str) -> str:
     cols = [c for c in df.columns if c != KEY_COLUMN]
     if requested is not None:
         if requested not in df.columns:
-            raise HeadError(f"{where} has no label column {requested!r} "
-                            f"(columns: {', '.join(cols)}); pass --label-col")
+            raise ParamError(f"{literal(where)} has no label column "
+                             f"{literal(repr(requested))} (columns: {literal(', '.join(cols))}); "
+                             "name it with {label_col}")
         return requested
     for name in LABEL_COLUMNS:
         if name in df.columns:
             return name
-    raise HeadError(f"{where} has no 'label' or 'category' column (columns: {', '.join(cols)}); "
-                    "name the label column with --label-col")
+    raise ParamError(f"{literal(where)} has no 'label' or 'category' column (columns: "
+                     f"{literal(', '.join(cols))}); name the label column with {{label_col}}")
 
 
 def check_label_values(values: pd.Series, column: str, where: str) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.kinds import pooling
 
 CONCAT_DEFAULT_LAYERS = 4
@@ -53,7 +53,7 @@ def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
         start = top + 1 + layer_start if layer_start < 0 else layer_start
         chosen = [i for i in stored if i >= start]
         if not chosen:
-            raise HeadError(f"--layer-start {layer_start} is above the top layer ({top})")
+            raise ParamError(f"{{layer_start}} {layer_start} is above the top layer ({top})")
         return chosen
     return [top]
 

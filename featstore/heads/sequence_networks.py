@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.sequences import TIME_BUCKETS
 
 SEQ_NETWORKS = ("transformer", "gru")
@@ -66,7 +66,7 @@ class SequenceTransformer(nn.Module):
                  dropout: float = 0.2, classifier: str = "linear", skip: bool = True) -> None:
         super().__init__()
         if width % n_heads:
-            raise HeadError(f"--seq-width {width} must be a multiple of {n_heads} heads")
+            raise ParamError(f"{{width}} {width} must be a multiple of {{n_heads}} {n_heads}")
         self.max_len = max_len
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, width),
                                   nn.LayerNorm(width))
