@@ -1,12 +1,13 @@
 """The Python API: `HeadClassifier` and `HeadRegressor`, scikit-learn estimators over the store.
 
-Parameters go to `__init__` and are only stored there: its signature is the one parameter list
-(scikit-learn's `get_params`, `clone`, the saved config and `load` all derive from it). `fit`
-does all the work and leaves learned state in attributes ending in `_`; `predict`,
-`predict_proba` and `score` check fittedness first. `X` is a list, array or Series of raw texts
-(those the store lacks are featurized on the fly with its encoder), a DataFrame with a `text`
-(or `_key`) column, or a dataset name in the store; `store` is a path or an open store. So
-`Pipeline`, `cross_val_score`, `GridSearchCV` and `clone` work on raw texts:
+Parameters are declared in `featstore.heads.params` (`TEXT_HEAD`); `__init__` is made from the
+declarations and only stores them (scikit-learn's `get_params`, `clone`, the saved config and
+`load` all derive from it). `fit` does all the work and leaves learned state in attributes
+ending in `_`; `predict`, `predict_proba` and `score` check fittedness first. `X` is a list,
+array or Series of raw texts (those the store lacks are featurized on the fly with its
+encoder), a DataFrame with a `text` (or `_key`) column, or a dataset name in the store; `store`
+is a path or an open store. So `Pipeline`, `cross_val_score`, `GridSearchCV` and `clone` work
+on raw texts:
 
     >>> from featstore.heads import HeadClassifier
     >>> clf = HeadClassifier(store="featstore-store", pool="mean-max", head="mlp")

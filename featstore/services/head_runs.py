@@ -12,7 +12,7 @@ from featstore.heads.artifacts import list_heads, read_head_json, refuse_existin
 from featstore.heads.base import StoreHead
 from featstore.heads.errors import HeadError
 from featstore.heads.metrics import primary_metric
-from featstore.heads.params import HEAD_SELECTOR
+from featstore.heads.params import DECLARED, HEAD_SELECTOR
 from featstore.heads.protocols import (
     EvaluationPlan,
     ProtocolResult,
@@ -34,7 +34,7 @@ def plan_data(store_path: str | Path | None, train: str | None = None, eval: str
               progress: bool = True, say: Say | None = None, unit: Unit = TEXT
               ) -> tuple[Store, EvaluationPlan]:
     """The store and the evaluation plan; --train/--eval corpus files are featurized first."""
-    HEAD_SELECTOR["task"].check(task)
+    DECLARED["task"].check(task)
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
     train_name = dataset_for(store_path, train, model, tokens, progress, say)
