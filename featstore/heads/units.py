@@ -57,13 +57,15 @@ class Unit:
     """What every adapter answers; see the module docstring. `tasks`: what its estimators
     learn; `dev_for_early_stopping`: a dev split next to a test split stops torch training
     early; `refit_on`: what the kept head of a CV run is refitted on, in words; `lone_texts`:
-    an example can be given as one text (--text, stdin)."""
+    an example can be given as one text (--text, stdin); `text_columns`: the columns of a row
+    that hold texts to encode."""
 
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]]
     dev_for_early_stopping: ClassVar[bool]
     refit_on: ClassVar[str]
     lone_texts: ClassVar[bool]
+    text_columns: ClassVar[tuple[str, ...]] = ("text",)
 
     def with_labels(self, rows: pd.DataFrame, label_col: str | None, where: str
                     ) -> tuple[pd.DataFrame, str]:

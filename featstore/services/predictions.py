@@ -43,9 +43,10 @@ def prediction_input(store: Store, unit: Unit, value: str | None = None,
     if value in store.manifest.datasets:
         return store.dataset(value)
     rows = read_rows_file(value, "input")
-    if TEXT not in rows.columns:
-        raise HeadError(f"{value} has no 'text' column (columns: "
-                        f"{', '.join(map(str, rows.columns))})")
+    for column in unit.text_columns:
+        if column not in rows.columns:
+            raise HeadError(f"{value} has no {column!r} column (columns: "
+                            f"{', '.join(map(str, rows.columns))})")
     return rows
 
 
@@ -100,9 +101,11 @@ def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[s
         fp, feats = needs.setdefault(json.dumps(layout.encoder_fingerprint, sort_keys=True),
                                      (layout.encoder_fingerprint, []))
         feats.extend(f for f in layout.features if f not in feats)
-    for fp, feats in needs.values():
+    unit = unit_of(head)
+    texts = [] if KEY_COLUMN in out.columns else \
+        [t for c in unit.text_columns if c in out.columns for t in out[c].astype(str)]
+    for fp, feats in needs.values():  # rows with keys were read from the store: it holds them
         find_by_fingerprint(store, fp, name)
-        if TEXT in out.columns and KEY_COLUMN not in out.columns:
-            featurize_missing(store, out[TEXT].astype(str).tolist(), fp, feats,
-                              progress=progress, say=say)
-    return unit_of(head).prediction_table(store, head, out, top_k)
+        if texts:
+            featurize_missing(store, texts, fp, feats, progress=progress, say=say)
+    return unit.prediction_table(store, head, out, top_k)
