@@ -165,10 +165,10 @@ class TrainResult:
     history: list[float]
 
 
-def _loss_fn(task: str, label_smoothing: float) -> nn.Module:
+def _loss_fn(task: str, smoothing: float) -> nn.Module:
     if task == "regression":
         return nn.MSELoss()
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=smoothing)
 
 
 @torch.inference_mode()
