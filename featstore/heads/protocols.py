@@ -143,7 +143,7 @@ def plan_evaluation(store: Store, train: str | None = None,
 
 def _check_labels(p: EvaluationPlan, task: str) -> None:
     """Labels every example has, the classes a classifier needs, no class seen only in
-    evaluation; folds that every class can fill."""
+    evaluation (folds are checked with the estimator, by `check_protocol`)."""
     col = p.label_col
     train = p.training_examples()
     ev = None if p.eval is None else p.unit.examples(p.eval, col, f"{p.eval_name}")
