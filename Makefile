@@ -32,7 +32,8 @@ demo: $(STAMP)
 	mkdir -p out
 	$(BIN)/featstore probe-layers --store $(STORE) --charts out --overwrite
 
-test: $(STAMP)
+# the linter first: a fresh clone's `make test` is the CI's check, lint included
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from banking77 import banking_csv, ensure, sst2_csv  # noqa: E402
 
 from featstore.heads.protocols import plan_evaluation  # noqa: E402
-from featstore.heads.search import search_protocol  # noqa: E402
+from featstore.selection.auto import auto_protocol  # noqa: E402
 from featstore.store import open_store  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -101,16 +101,16 @@ def main() -> int:
         log(f"banking77: {len(plan.train)} train, {len(plan.eval)} test rows")
         if "full" in parts:
             t = time.perf_counter()
-            run = search_protocol(store, plan, budget=args.budget, folds=args.folds,
-                                  seed=args.seed)
+            run = auto_protocol(store, plan, budget=args.budget, folds=args.folds,
+                                seed=args.seed)
             out["full"] = show("full", run, GOALS["full"], args.budget)
             log(f"[full] total {time.perf_counter() - t:.0f} s")
         if "shots" in parts:
             t = time.perf_counter()
             budget = args.shots_budget or args.budget
-            run = search_protocol(store, plan, shots=10, repeats=5, budget=budget,
-                                  folds=args.folds, seed=args.seed,
-                                  unlabeled="banking77" if args.unlabeled else None)
+            run = auto_protocol(store, plan, shots=10, repeats=5, budget=budget,
+                                folds=args.folds, seed=args.seed,
+                                unlabeled="banking77" if args.unlabeled else None)
             out["shots"] = show("10-shot x5" + (" +unlabeled" if args.unlabeled else ""), run,
                                 GOALS["shots"], budget)
             log(f"[10-shot x5] total {time.perf_counter() - t:.0f} s")
@@ -121,7 +121,7 @@ def main() -> int:
         plan = plan_evaluation(store, "sst2")
         log(f"sst2: {len(plan.train)} train, {len(plan.eval)} test rows ({plan.protocol})")
         t = time.perf_counter()
-        run = search_protocol(store, plan, budget=args.budget, folds=args.folds, seed=args.seed)
+        run = auto_protocol(store, plan, budget=args.budget, folds=args.folds, seed=args.seed)
         out["sst2"] = show("sst2", run, GOALS["sst2"], args.budget)
         log(f"[sst2] total {time.perf_counter() - t:.0f} s")
     log("summary: " + ", ".join(f"{k} {v:.2f} (goal {GOALS[k]})" for k, v in out.items()))

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featstore.heads import compare as compare_mod
 from featstore.heads import protocols
-from featstore.heads.search import search_protocol
+from featstore.selection import compare as compare_mod
+from featstore.selection.auto import auto_protocol
+from featstore.selection.recipes import STRONG
 from featstore.store import open_store
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -119,14 +120,14 @@ def main() -> int:
 
     if "full" in parts:
         for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "mlp"},
-                       compare_mod.STRONG):
+                       STRONG):
             r = protocols.run_protocol(store, plan, params, seed=args.seed)
             log(f"[2 full] {params}: accuracy {pct(r.metrics['accuracy'])}, macro-F1 "
                 f"{pct(r.metrics['macro_f1'])}, train {r.train_seconds:.1f} s")
 
-    best = dict(compare_mod.STRONG)
+    best = dict(STRONG)
     if "compare" in parts:
-        entries = compare_mod.compare_grid(store)
+        entries = compare_mod.compare_grid()
         t = time.perf_counter()
         ranked = compare_mod.run_grid(store, plan, entries, seed=args.seed)
         total = time.perf_counter() - t
@@ -148,9 +149,9 @@ def main() -> int:
     if "shots" in parts:
         # with 770 rows, small batches and more epochs give the MLP enough updates, and heavy
         # dropout keeps it from memorising ten examples per label (+0.4 to +0.5 over 0.3)
-        few = {**compare_mod.STRONG, "batch_size": 64, "epochs": 60, "lr": 1e-3, "dropout": 0.8}
+        few = {**STRONG, "batch_size": 64, "epochs": 60, "lr": 1e-3, "dropout": 0.8}
         for params in ({"pool": "mean", "head": "logreg"}, {"pool": "mean-max", "head": "logreg"},
-                       compare_mod.STRONG, few):
+                       STRONG, few):
             r = protocols.run_protocol(store, plan, params, shots=10, repeats=5, seed=args.seed)
             log(f"[3 10-shot] {params}: {pct(r.metrics['accuracy'])} ± "
                 f"{pct(r.metrics['accuracy_std'])} (target 86; paper USE+ConveRT 85.19) "
@@ -168,7 +169,7 @@ def main() -> int:
             log(f"[4 sst2] {params}: test accuracy {pct(r.metrics['accuracy'])} "
                 f"[{r.train_seconds:.0f} s]")
         t = time.perf_counter()
-        ranked = compare_mod.run_grid(store, p2, compare_mod.compare_grid(store), seed=args.seed)
+        ranked = compare_mod.run_grid(store, p2, compare_mod.compare_grid(), seed=args.seed)
         log(f"[4 sst2 compare] {time.perf_counter() - t:.0f} s")
         for i, e in enumerate(ranked):
             if e.result:
@@ -179,7 +180,7 @@ def main() -> int:
     if "auto" in parts:
         store = open_store(root)
         t = time.perf_counter()
-        run = search_protocol(store, plan, budget=args.budget, seed=args.seed)
+        run = auto_protocol(store, plan, budget=args.budget, seed=args.seed)
         s = run.searches[0]
         acc = 100 * run.result.metrics["accuracy"]
         results["auto"] = {"winner": s.best_name_, "inner": s.best_score_, "accuracy": acc}

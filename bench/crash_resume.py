@@ -192,7 +192,7 @@ def main() -> int:
             try:
                 store = Store(crash)
                 bad = store.verify()
-                rows = sum(e["rows"] for e in store.encoders())
+                rows = sum(e["rows"] for e in store.sources())
             except Exception as exc:  # noqa: BLE001  the benchmark reports, never hides
                 bad, rows = [f"{type(exc).__name__}: {exc}"], -1
             if not bad:

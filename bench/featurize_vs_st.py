@@ -233,7 +233,7 @@ def head_check(data: Path, limit: int | None, tmp: Path) -> dict:
     from featstore.featurize.driver import featurize_corpus
     from featstore.featurize.options import FeaturizeOptions
     from featstore.heads import HeadClassifier
-    from featstore.heads.search import STRONG
+    from featstore.selection.recipes import STRONG
     from featstore.store import open_store
 
     df = banking77(data, None)

@@ -161,7 +161,7 @@ def consistency(stores: dict[str, Path], sample: list[str], tmp: Path) -> dict:
 
 def heads(stores: dict[str, Path]) -> dict:
     from featstore.heads import HeadClassifier
-    from featstore.heads.search import STRONG
+    from featstore.selection.recipes import STRONG
     from featstore.store import open_store
 
     opened = {d: open_store(stores[d]) for d in DTYPES}

@@ -30,7 +30,8 @@ from featstore.heads.inputs import HeadInputs, InputLayout
 from featstore.heads.logreg import fit_logreg
 from featstore.heads.sequence_estimator import SequenceClassifier
 from featstore.heads.sequence_inputs import summarize_sequences
-from featstore.heads.sequences import group_rows, grouped_folds
+from featstore.heads.sequences import group_rows
+from featstore.heads.splits import stratified_folds
 from featstore.store import KEY_COLUMN, Store, open_store
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -75,7 +76,7 @@ def baseline_scores(store: Store, rows: pd.DataFrame, train_groups: set, seed: i
     layout = InputLayout.resolve(store, "mean", None, LAYERS, None, (), None)
     is_train = rows["conversation"].isin(train_groups).to_numpy()
     inputs = HeadInputs(layout, "mean", True, True, "standard")
-    inputs.fit(store, rows.loc[is_train, KEY_COLUMN].tolist(), "train comments")
+    inputs.fit_transform(store, rows.loc[is_train, KEY_COLUMN].tolist(), "train comments")
     matrix = inputs.matrix(store, rows[KEY_COLUMN].tolist())
     seqs = group_rows(rows, "conversation", "turn", None, "label")
     y = seqs.labels.to_numpy().astype(int)
@@ -112,7 +113,7 @@ def main() -> int:
     results: dict[str, list[float]] = {n: [] for n in (*args.heads, *BASELINES)}
     seconds: dict[str, float] = dict.fromkeys(results, 0.0)
     chosen: list[str] = []
-    for f, (tr, _te) in enumerate(grouped_folds(y, args.folds, args.seed)):
+    for f, (tr, _te) in enumerate(stratified_folds(y, args.folds, args.seed)):
         train_groups = {seqs.groups[i] for i in tr}
         is_train = rows["conversation"].isin(train_groups)
         train_rows, test_rows = rows[is_train], rows[~is_train]

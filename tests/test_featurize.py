@@ -270,7 +270,7 @@ def test_store_from_env_and_python_api(tiny_model_dir, tmp_path, capsys, monkeyp
     assert code == 0, err
     store = featstore.open()
     assert [d["name"] for d in store.datasets()] == ["demo"]
-    [enc] = store.encoders()
+    [enc] = store.sources()
     assert enc["fingerprint"]["layers"] == [0, 1, 2] and enc["rows"] == len(TEXTS)
     by_name = store.features("demo", "mean", layers=[0, -1])
     by_text = store.features(list(reversed(TEXTS)), "mean", layers=[0, -1])
@@ -338,5 +338,5 @@ def test_featurizer_version_is_in_the_fingerprint_and_older_stores_stay_usable(
     other = featurize_json(capsys, corpus, tmp_path / "s", "--model", model_dir)
     assert other["new"] == 6 and other["encoder_id"] != first["encoder_id"]
     ids = {e["id"]: e["fingerprint"]["featurizer_version"]
-           for e in featstore.open(tmp_path / "s").encoders()}
+           for e in featstore.open(tmp_path / "s").sources()}
     assert ids == {first["encoder_id"]: 99, other["encoder_id"]: 1}

@@ -61,7 +61,7 @@ def test_sigkill_mid_run_then_rerun_matches_an_uninterrupted_run(tiny_model_dir,
     proc.wait()
 
     partial = featstore.open(killed)
-    committed = partial.encoders()[0]["rows"]
+    committed = partial.sources()[0]["rows"]
     assert 0 < committed < 500
     assert partial.verify() == []
     assert partial.datasets() == []  # the dataset table is committed last

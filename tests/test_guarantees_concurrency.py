@@ -141,7 +141,7 @@ def test_readers_during_a_write_see_only_committed_shards(tiny_model_dir, tmp_pa
         except StoreError:  # no manifest yet
             time.sleep(0.01)
             continue
-        encs = [e["id"] for e in s.encoders()]
+        encs = [e["id"] for e in s.sources()]
         if encs:
             enc = encs[0]
             keys = list(s.index(enc, "cls"))
@@ -158,7 +158,7 @@ def test_readers_during_a_write_see_only_committed_shards(tiny_model_dir, tmp_pa
             break
     assert writer.wait() == 0, writer.stderr.read().decode()
     final = featstore.open(store)
-    enc = final.encoders()[0]["id"]
+    enc = final.sources()[0]["id"]
     assert len({g for g, *_ in snapshots}) >= 3, "the reader never overlapped the writer"
     for _, keys, cls, mean in snapshots:
         np.testing.assert_array_equal(cls, final.gather(enc, keys, "cls"))

@@ -100,9 +100,9 @@ def test_killed_at_each_commit_step(tmp_path, point, nth):
     assert _run(root, point, nth) == -signal.SIGKILL
     s = featstore.open(root)
     assert s.verify() == []
-    committed = s.encoders()[0]["rows"] if s.encoders() else 0
+    committed = s.sources()[0]["rows"] if s.sources() else 0
     assert committed % 10 == 0  # whole shards or nothing
-    keys = list(s.index("enc", "cls")) if s.encoders() else []
+    keys = list(s.index("enc", "cls")) if s.sources() else []
     assert len(keys) == committed
     if keys:  # what is committed reads back exactly
         got = s.gather("enc", keys, "cls")
@@ -119,4 +119,4 @@ def test_killed_at_each_commit_step(tmp_path, point, nth):
     keys = s.dataset("d")["_key"].tolist()
     np.testing.assert_array_equal(s.gather("enc", keys, "cls", 1)[:, 0],
                                   np.arange(50, dtype=np.float16))
-    assert s.encoders()[0]["rows"] == 50  # nothing was stored twice
+    assert s.sources()[0]["rows"] == 50  # nothing was stored twice

@@ -328,7 +328,7 @@ def test_a_wrong_hidden_size_is_caught_by_verify(capsys, store):
 def test_a_negative_learning_rate_is_one_line(capsys, store):
     code, _, err = run_cli(capsys, "fit-head", "--store", store, "--lr", "-1")
     assert code == 2 and "--lr" in one_line_error(err)
-    with pytest.raises(HeadError, match="--lr must be positive"):
+    with pytest.raises(HeadError, match="lr must be positive"):
         featstore.heads.HeadClassifier(head="mlp", lr=-1).validate_params()
 
 

@@ -140,7 +140,7 @@ def test_cli_dataset_name_traversal(capsys, base, tmp_path, name):
 
 def test_head_names_are_checked_before_any_path_is_built(base):
     from featstore.heads.artifacts import head_dir
-    from featstore.heads.ensemble import load_head
+    from featstore.heads.loading import load_head
 
     for name in ("../../outside", "/etc", "a/b"):
         with pytest.raises(StoreError, match="invalid head name"):

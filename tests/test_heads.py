@@ -81,7 +81,7 @@ def test_logreg_weighted_is_the_plain_layer_average(tmp_path):
     {"pool": "attention", "head": "linear", **FAST},
     {"pool": "mean", "head": "mlp", "fuse": ["laser"], "fuse_mode": "project", **FAST},
     {"pool": "cls-mean", "head": "linear", "fuse": ["laser"], "normalize": "l2", **FAST},
-    {"pool": "mean", "head": "mlp", "ensemble": 2, **FAST},
+    {"pool": "mean", "head": "mlp", "seeds": 2, **FAST},
 ])
 def test_save_load_round_trip_predicts_identically(tmp_path, params):
     store, _, _ = toy_store(tmp_path / "s", tokens=True, laser=True)
@@ -325,7 +325,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 def test_ensemble_averages_its_members(tmp_path):
     store, _, _ = toy_store(tmp_path / "s")
     train, test = _split(store)
-    ens = HeadClassifier(pool="mean", head="mlp", ensemble=3, valid_fraction=0,
+    ens = HeadClassifier(pool="mean", head="mlp", seeds=3, valid_fraction=0,
                          **FAST).fit(store, train)
     assert len(ens.networks_) == 3
     single = HeadClassifier(pool="mean", head="mlp", seed=1, valid_fraction=0,

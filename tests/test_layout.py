@@ -1,5 +1,6 @@
-"""The package's shape: arrows go one way (cli -> services -> featurize / heads -> store), no
-import cycle, no module takes another's private names, and every top-level name is defined once.
+"""The package's shape: arrows go one way (cli -> services -> selection / reports -> featurize /
+heads -> store), no import cycle, no module takes another's private names, and every top-level
+name is defined once.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "featstore"
 # higher imports lower; equal ranks may not import each other across packages
-RANKS = {"version": 0, "store": 0, "featurize": 1, "heads": 1, "services": 2, "cli": 3}
-TOP = 4  # featstore/__init__.py and __main__.py: the public facade and the entry point
+RANKS = {"version": 0, "store": 0, "featurize": 1, "heads": 1, "selection": 2, "reports": 2,
+         "services": 3, "cli": 4}
+TOP = 5  # featstore/__init__.py and __main__.py: the public facade and the entry point
 
 
 def module_name(path: Path) -> str:
@@ -74,8 +76,8 @@ def test_arrows_point_one_way():
                 continue
             if tr >= r:
                 wrong.append(f"{name}:{line} imports {target}")
-    assert not wrong, "imports against cli -> services -> featurize/heads -> store:\n" + \
-        "\n".join(wrong)
+    assert not wrong, "imports against cli -> services -> selection/reports -> " \
+        "featurize/heads -> store:\n" + "\n".join(wrong)
 
 
 def test_no_import_cycle():
@@ -141,3 +143,15 @@ def test_featurize_and_heads_never_meet(cycle_free_root):
     for name in MODULES:
         if name.startswith(cycle_free_root):
             assert not [t for t, _, _ in imports(name) if t.startswith(other)], name
+
+
+@pytest.mark.parametrize("package", ["featstore.selection", "featstore.reports"])
+def test_model_selection_and_reports_read_vectors_only_through_heads(package):
+    """They sit above heads, beside each other, and never reach the encoder pass."""
+    for name in MODULES:
+        if name.startswith(package):
+            reached = {t for t, _, _ in imports(name)}
+            assert not [t for t in reached if t.startswith("featstore.featurize")], name
+            sibling = "featstore.reports" if package == "featstore.selection" else \
+                "featstore.selection"
+            assert not [t for t in reached if t.startswith(sibling)], name

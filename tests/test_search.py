@@ -1,4 +1,4 @@
-"""`fit-head --auto` / `HeadSearch`: the choice is made by inner CV on training rows only, is
+"""`fit-head --auto` / `HeadSelector`: the choice is made by inner CV on training rows only, is
 deterministic with a seed, keeps to its budget, and the winner is refitted and saved with its
 search record; few-shot runs search inside each sample."""
 
@@ -12,19 +12,15 @@ from test_guarantees_support import run_cli
 from test_heads_support import toy_store
 
 from featstore.heads import HeadClassifier, load_head
-from featstore.heads.ensemble import HeadEnsemble, select_ensemble
+from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.errors import HeadError
 from featstore.heads.protocols import plan_evaluation
-from featstore.heads.search import (
-    FEW,
-    STRONG,
-    HeadSearch,
-    default_candidates,
-    grown_recipe,
-    search_protocol,
-)
-from featstore.heads.self_training import pseudo_labels
-from featstore.services.head_runs import search_and_save
+from featstore.selection.auto import HeadSelector, auto_protocol
+from featstore.selection.candidates import default_candidates
+from featstore.selection.ensemble_selection import select_ensemble
+from featstore.selection.recipes import FEW, STRONG, grown_recipe
+from featstore.selection.self_training import pseudo_labels
+from featstore.services.head_runs import select_and_save
 from featstore.store import open_store
 
 # a small, fast grid whose members really differ on the weak-signal toy store
@@ -50,7 +46,7 @@ def _store(root, corrupt_eval: bool = False, n: int = 240):
     return open_store(root)
 
 
-def _record(s: HeadSearch) -> list[tuple]:
+def _record(s: HeadSelector) -> list[tuple]:
     return [(r["name"], tuple(r["scores"]), r["status"]) for r in s.cv_results_]
 
 
@@ -59,7 +55,7 @@ def test_search_never_reads_evaluation_labels(tmp_path):
     for corrupt in (False, True):
         store = _store(tmp_path / str(corrupt), corrupt_eval=corrupt)
         plan = plan_evaluation(store, "toy")
-        runs.append(search_protocol(store, plan, budget=300, folds=3, candidates=GRID))
+        runs.append(auto_protocol(store, plan, budget=300, folds=3, search_space=GRID))
     clean, corrupted = runs
     assert _record(clean.searches[0]) == _record(corrupted.searches[0])
     assert clean.searches[0].best_params_ == corrupted.searches[0].best_params_
@@ -73,8 +69,10 @@ def test_search_is_deterministic_with_its_seed(tmp_path):
     store = _store(tmp_path / "s")
     df = store.dataset("toy")
     train = df[df.split == "train"]
-    a = HeadSearch(store, budget=300, candidates=GRID, seed=3, ensemble=False).fit(train)
-    b = HeadSearch(store, budget=300, candidates=GRID, seed=3, ensemble=False).fit(train)
+    a = HeadSelector(store, budget=300, search_space=GRID, seed=3,
+                     allow_ensemble=False).fit(train)
+    b = HeadSelector(store, budget=300, search_space=GRID, seed=3,
+                     allow_ensemble=False).fit(train)
     assert _record(a) == _record(b)
     assert a.best_params_ == b.best_params_
     np.testing.assert_allclose(a.predict_proba(df), b.predict_proba(df))
@@ -90,14 +88,14 @@ def test_budget_is_kept(tmp_path):
     store = _store(tmp_path / "s")
     df = store.dataset("toy")
     train = df[df.split == "train"]
-    tiny = HeadSearch(store, budget=1e-3, candidates=GRID).fit(train)
+    tiny = HeadSelector(store, budget=1e-3, search_space=GRID).fit(train)
     scored = [r for r in tiny.cv_results_ if r["folds"]]
     assert len(scored) == 1 and scored[0]["folds"] == 1  # one fold of the cheapest, no more
     assert sum(r["status"] == "out of budget" for r in tiny.cv_results_) == len(GRID) - 1
     # a budget of a few of the cheapest folds, against 20 candidates: it must run out, however
     # fast or loaded the machine is
     budget = 3 * max(scored[0]["seconds"], 0.01)
-    mid = HeadSearch(store, budget=budget, candidates=GRID * 4).fit(train)
+    mid = HeadSelector(store, budget=budget, search_space=GRID * 4).fit(train)
     longest = max(r["seconds"] / max(1, r["folds"]) for r in mid.cv_results_)
     assert mid.search_seconds_ <= budget + longest + 0.5
     assert any(r["status"].startswith("out of budget") for r in mid.cv_results_)
@@ -128,8 +126,8 @@ def test_winner_is_refitted_and_saved_with_its_search(tmp_path, capsys):
 def test_few_shot_searches_inside_each_sample(tmp_path):
     store = _store(tmp_path / "s")
     plan = plan_evaluation(store, "toy")
-    saved = search_and_save(store, plan, shots=4, repeats=2, seed=1, budget=200,
-                            candidates=GRID[:3], name="few")
+    saved = select_and_save(store, plan, shots=4, repeats=2, seed=1, budget=200,
+                            search_space=GRID[:3], name="few")
     assert len(saved.searches) == 2 and len(saved.result.runs) == 2
     for s in saved.searches:
         assert s.best_estimator_.fit_info_["rows"] == 12  # 4 shots x 3 classes
@@ -177,13 +175,13 @@ def test_bad_auto_flags_are_one_line_errors(tmp_path, capsys, argv, msg):
 def test_library_refuses_bad_search_settings(tmp_path):
     store = _store(tmp_path / "s", n=60)
     df = store.dataset("toy")
-    for kwargs, msg in (({"budget": 0}, "--budget"), ({"folds": 1}, "--folds"),
-                        ({"budget": float("nan")}, "--budget")):
+    for kwargs, msg in (({"budget": 0}, "budget"), ({"folds": 1}, "folds"),
+                        ({"budget": float("nan")}, "budget")):
         with pytest.raises(HeadError, match=msg):
-            HeadSearch(store, candidates=GRID, **kwargs).fit(df)
+            HeadSelector(store, search_space=GRID, **kwargs).fit(df)
     one = df.iloc[:4].assign(label=["c0", "c0", "c1", "c2"])
     with pytest.raises(HeadError, match="at least 2 examples of every class"):
-        HeadSearch(store, candidates=GRID).fit(one)
+        HeadSelector(store, search_space=GRID).fit(one)
 
 
 def test_select_ensemble_keeps_a_mix_only_when_it_is_more_accurate():
@@ -202,7 +200,7 @@ def test_search_mixes_finalists_when_inner_folds_prefer_it(tmp_path):
     store = _store(tmp_path / "s")
     df = store.dataset("toy")
     train, test = df[df.split == "train"], df[df.split == "test"]
-    s = HeadSearch(store, budget=300, candidates=GRID, seed=0).fit(train)
+    s = HeadSelector(store, budget=300, search_space=GRID, seed=0).fit(train)
     mix = s.ensemble_
     assert mix["chosen"] and mix["inner_score"] > mix["single_best_inner_score"]
     assert isinstance(s.best_estimator_, HeadEnsemble) and s.best_score_ == mix["inner_score"]
@@ -225,7 +223,8 @@ def test_search_mixes_finalists_when_inner_folds_prefer_it(tmp_path):
     with pytest.raises(HeadError, match="ensemble of heads"):
         HeadClassifier.load(tmp_path / "s", "mix")
     # the same search without ensembles keeps its single winner
-    single = HeadSearch(store, budget=300, candidates=GRID, seed=0, ensemble=False).fit(train)
+    single = HeadSelector(store, budget=300, search_space=GRID, seed=0,
+                          allow_ensemble=False).fit(train)
     assert not isinstance(single.best_estimator_, HeadEnsemble)
     assert single.ensemble_ == {"chosen": False, "why": "ensembles are off"}
 
@@ -247,7 +246,8 @@ def test_ensemble_head_predicts_from_the_command_line(tmp_path, capsys):
 
 
 def test_racing_keeps_candidates_within_two_standard_errors_of_the_leader():
-    from featstore.heads.search import Candidate, Trial, _survivors
+    from featstore.selection.auto import Trial, _survivors
+    from featstore.selection.candidates import Candidate
 
     ranked = [Trial(Candidate(str(m), {}), scores=[m]) for m in (0.92, 0.915, 0.90, 0.85)]
     # 3,000 held-out rows: the error at 92% is 0.5 points, so 2 SE = 1 point behind the leader
@@ -310,7 +310,7 @@ def test_self_training_uses_unlabeled_training_rows_never_evaluation_rows(tmp_pa
     store = _store(tmp_path / "s", n=600)  # 450 train-split rows, 150 test-split rows
     plan = plan_evaluation(store, "toy")
     grid = GRID[:2]
-    run = search_protocol(store, plan, shots=8, repeats=1, budget=300, candidates=grid,
+    run = auto_protocol(store, plan, shots=8, repeats=1, budget=300, search_space=grid,
                           unlabeled="toy")
     s = run.searches[0]
     st = s.self_training_
@@ -325,7 +325,7 @@ def test_self_training_uses_unlabeled_training_rows_never_evaluation_rows(tmp_pa
     assert s.best_estimator_.fit_info_["rows"] == 24 + st["pseudo_rows"] == 24 + 426
     assert s.record()["self_training"] == st
     # the same search without unlabeled rows: the same winner, fitted on the 24 rows alone
-    plain = search_protocol(store, plan, shots=8, repeats=1, budget=300, candidates=grid)
+    plain = auto_protocol(store, plan, shots=8, repeats=1, budget=300, search_space=grid)
     assert plain.searches[0].self_training_ == {"chosen": False, "why": "no unlabeled rows"}
     assert plain.searches[0].best_estimator_.fit_info_["rows"] == 24
     assert s.best_name_ == plain.searches[0].best_name_
@@ -335,8 +335,8 @@ def test_self_training_uses_unlabeled_training_rows_never_evaluation_rows(tmp_pa
 def test_self_training_is_not_kept_when_the_inner_folds_see_no_gain(tmp_path):
     toy_store(tmp_path / "s", n=600, strength=1.5)  # strong signal: 8 examples already suffice
     store = open_store(tmp_path / "s")
-    run = search_protocol(store, plan_evaluation(store, "toy"), shots=8, repeats=1, budget=300,
-                          candidates=GRID[:2], unlabeled="toy")
+    run = auto_protocol(store, plan_evaluation(store, "toy"), shots=8, repeats=1, budget=300,
+                          search_space=GRID[:2], unlabeled="toy")
     st = run.searches[0].self_training_
     assert st["inner_score_with"] == st["inner_score_without"] == 1.0 and not st["chosen"]
     assert "did not beat" in st["why"] and "pseudo_rows" not in st
@@ -344,7 +344,7 @@ def test_self_training_is_not_kept_when_the_inner_folds_see_no_gain(tmp_path):
     # unlabeled rows that are all among the labeled ones leave no pool
     df = store.dataset("toy")
     train = df[df.split == "train"]
-    s = HeadSearch(store, budget=300, candidates=GRID[:2]).fit(train, unlabeled=train)
+    s = HeadSelector(store, budget=300, search_space=GRID[:2]).fit(train, unlabeled=train)
     assert s.self_training_ == {"chosen": False, "why": "no unlabeled rows"}
 
 

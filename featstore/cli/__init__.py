@@ -40,7 +40,18 @@ def _package_version() -> str:
 
 def _error_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    if _is_param_error(exc):
+        from featstore.heads.params import flag_for
+
+        text = exc.worded(flag_for).strip()  # type: ignore[attr-defined]  # named by its flags
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_param_error(exc: BaseException) -> bool:
+    """A head parameter's error, whose message the command line words with flags; checked
+    without importing heads for every other error."""
+    module = sys.modules.get("featstore.heads.errors")
+    return module is not None and isinstance(exc, module.ParamError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

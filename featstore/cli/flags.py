@@ -1,9 +1,11 @@
 """Every command-line flag, declared once: its type, range or choices, default and help.
 
-Commands pick flags from this table by name, so a flag means the same everywhere, its value is
-checked the moment it is parsed (type, range, allowed values), and help shows its default. Bad
-values stop with one line and exit status 2 before any work starts; combinations of flags are
-checked right after parsing by each command's `check_*` function.
+A head's flags are made from the parameter declarations (`featstore.heads.params`): the same
+name, range, choices and help, checked with the same wording. The other flags are in `FLAGS`.
+Commands pick flags by name, so a flag means the same everywhere, its value is checked the
+moment it is parsed, and help shows its default. Bad values stop with one line and exit status
+2 before any work starts; combinations of flags are checked right after parsing by each
+command's `check_*` function.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from featstore.heads.choices import (
-    FUSE_MODES,
-    HEADS,
-    NORMALIZATIONS,
-    OF_CHOICES,
-    POOLINGS,
-    SEQ_HEADS,
-    TASKS,
+from featstore.heads.kinds import HEADS, POOLINGS, SEQ_HEADS
+from featstore.heads.params import (
+    DECLARED,
+    FLOAT,
+    INT,
+    LAYERS,
+    NAMES,
+    SEQUENCE_HEAD,
+    TEXT_HEAD,
+    Param,
+    range_reason,
 )
+from featstore.selection.settings import PROBE_C
 from featstore.store.manifest import check_name
 
 EXIT_USAGE = 2
@@ -50,36 +56,26 @@ def _number(text: str, kind: Callable[[str], Any]) -> Any:
     return value
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _number(text, int)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+def _in_range(text: str, kind: Callable[[str], Any], name: str, **bounds: Any
+              ) -> Callable[[str], Any]:
+    """A parser of numbers within bounds, worded as the parameter checks word it."""
+    def parse(text: str) -> Any:
+        value = _number(text, kind)
+        why = range_reason(value, shown=text if kind is float else None, **bounds)
+        if why is not None:
+            raise argparse.ArgumentTypeError(why)
         return value
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = name
     return parse
 
 
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+def int_at_least(low: int) -> Callable[[str], int]:
+    return _in_range("", int, f"integer >= {low}", low=low)
 
 
-def non_negative_float(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """In [0, 1): a share that must leave something over."""
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
-    return value
+positive_float = _in_range("", float, "positive_float", positive=True)
+non_negative_float = _in_range("", float, "non_negative_float", low=0.0)
+fraction = _in_range("", float, "fraction", low=0.0, high=1.0)  # a share that leaves some over
 
 
 def one_of(what: str, values: tuple[str, ...]) -> Callable[[str], str]:
@@ -165,6 +161,50 @@ class Flag:
 
 SWITCH = None  # a flag with no value: type None, action store_true
 
+
+def _param_type(p: Param) -> Callable[[str], Any]:
+    """The parser of a declared parameter's command-line word."""
+    if p.type == LAYERS:
+        return layer_numbers
+    if p.type == INT:
+        return any_int if p.low is None else int_at_least(int(p.low))
+    if p.type == FLOAT:
+        if p.positive:
+            return positive_float
+        if (p.low, p.high) == (0.0, 1.0):
+            return fraction
+        if p.low == 0:
+            return non_negative_float
+        return _in_range("", float, "number", low=p.low, high=p.high)
+    return text_value
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+
+
+def param_flag(p: Param, default: Any = None, help: str | None = None) -> Flag:  # noqa: A002
+    """The flag of a declared parameter. Its default is None (not given), so the estimator's
+    own default applies and a value typed equal to it still counts as given; help names the
+    default of each estimator that takes it."""
+    defaults = [(ps[p.name].default, where) for ps, where in
+                ((TEXT_HEAD, ""), (SEQUENCE_HEAD, "with --group-by: ")) if p.name in ps]
+    if not defaults:
+        defaults = [(p.default, "")]
+    shown = [f"{where}{_shown(d)}" for d, where in defaults
+             if d not in (None, (), []) and not (where and d == defaults[0][0])]
+    text = help or p.help
+    if p.name in SEQUENCE_HEAD and p.name not in TEXT_HEAD and p.name != "group_by" and not help:
+        text = f"with --group-by: {text}"
+    if shown and "default" not in text:
+        text += f" (default: {'; '.join(shown)})"
+    nargs = "+" if p.type in (LAYERS, NAMES) else None
+    metavar = {"layers": "L", "fuse": "SOURCE"}.get(p.name)
+    if p.choices is not None:
+        return Flag(text, default=default, choices=p.choices, what=p.what or p.command_flag,
+                    nargs=nargs, metavar=metavar)
+    return Flag(text, _param_type(p), default, nargs=nargs, metavar=metavar)
+
 FLAGS: dict[str, Flag] = {
     # shared
     "--store": Flag("store directory (default: $FEATSTORE_DIR, else ./featstore)"),
@@ -240,40 +280,7 @@ FLAGS: dict[str, Flag] = {
     "--eval": Flag("evaluation data (default: the split column, else --cv)",
                    metavar="DATASET_OR_FILE"),
     "--cv": Flag("stratified K-fold cross-validation", int_at_least(2), metavar="K"),
-    "--label-col": Flag("label column (default: label, category)"),
-    "--task": Flag("classification or regression (default: %(default)s)",
-                   default="classification", choices=TASKS, what="--task"),
-    "--seed": Flag("random seed (default: %(default)s)", int_at_least(0), default=0),
     # heads
-    "--pool": Flag("pooling (default: %(default)s)", default="mean", choices=POOLINGS,
-                   what="pooling"),
-    "--layers": Flag("layer numbers (0 = embeddings, negative from the top): 4 5 6 or 4,5,6",
-                     layer_numbers, nargs="+", metavar="L"),
-    "--layer-start": Flag("weighted/lstm: first layer used", any_int),
-    "--of": Flag("concat/weighted/lstm input", choices=OF_CHOICES, what="--of"),
-    "--fuse": Flag("extra vector sources: laser, vectors imported by import-vectors (by their "
-                   "name), or another encoder in the store", text_value,
-                   default=[], nargs="+", metavar="SOURCE"),
-    "--fuse-mode": Flag("how sources are joined (default: %(default)s)", default="concat",
-                        choices=FUSE_MODES, what="--fuse-mode"),
-    "--normalize": Flag("per-source normalisation (default: %(default)s)", default="standard",
-                        choices=NORMALIZATIONS, what="--normalize"),
-    "--head": Flag("head (default: logreg for fixed poolings, else mlp)", choices=HEADS,
-                   what="head"),
-    "--hidden": Flag("MLP width; the LSTM uses at most 128 (default: %(default)s)",
-                     int_at_least(1), default=512),
-    "--dropout": Flag("dropout in [0, 1) (default: %(default)s)", fraction, default=0.5),
-    "--epochs": Flag("torch head epochs (default: %(default)s)", int_at_least(1), default=40),
-    "--lr": Flag("learning rate (default: %(default)s)", positive_float, default=1e-3),
-    "--batch-size": Flag("torch head minibatch (default: %(default)s)", int_at_least(1),
-                         default=256),
-    "--label-smoothing": Flag("classification only, in [0, 1) (default 0.1)", fraction),
-    "--valid-fraction": Flag("share of train held out for early stopping, in [0, 1) "
-                             "(0: train all epochs) (default: %(default)s)", fraction,
-                             default=0.1),
-    "--C": Flag("logreg inverse L2 strength (default: chosen by inner CV)", positive_float),
-    "--ensemble": Flag("torch heads: average the probabilities of N seeds (N x train time) "
-                       "(default: %(default)s)", int_at_least(1), default=1),
     "--shots": Flag("sample N examples per label from train (few-shot)", int_at_least(1)),
     "--repeats": Flag("few-shot samples to average (default: %(default)s)", int_at_least(1),
                       default=1),
@@ -286,26 +293,11 @@ FLAGS: dict[str, Flag] = {
     "--auto": Flag("search poolings x heads by inner CV on the training rows and keep the "
                    "best (the evaluation rows score only the winner)", SWITCH,
                    action="store_true"),
-    "--budget": Flag("seconds the --auto search (and refit) may spend; few-shot repeats share "
-                     "it (default: %(default)s)", positive_float, default=600.0,
-                     metavar="SECONDS"),
     "--unlabeled": Flag("with --auto (classification): texts without labels, a dataset in the "
                         "store or a corpus file; the search scores self-training on them "
                         "(pseudo-labels) and keeps it only if the inner folds say it helps; "
                         "evaluation rows are left out", text_value, metavar="DATA"),
-    "--folds": Flag("inner cross-validation folds on the training rows for --auto and "
-                    "compare --save-best (default: %(default)s)", int_at_least(2), default=3,
-                    metavar="K"),
     # sequence heads (fit-head/compare --group-by)
-    "--group-by": Flag("group rows into sequences by this column; one label per group, "
-                       "evaluation keeps each sequence whole"),
-    "--order-by": Flag("with --group-by: order each sequence by this column (default: row "
-                       "order)"),
-    "--time-col": Flag("with --group-by: event times (seconds or dates); the time since the "
-                       "previous event enters transformer/gru heads, log-bucketed"),
-    "--seq-head": Flag("with --group-by: the model over a sequence (default: %(default)s: "
-                       "picked by inner CV on the training sequences)", default="auto",
-                       choices=SEQ_HEADS, what="--seq-head"),
     "--seq-heads": Flag("compare --group-by: sequence heads to rank (default: mean last "
                         "mean-last gru transformer)", nargs="+", metavar="SEQ_HEAD",
                         choices=SEQ_HEADS, what="--seq-head"),
@@ -325,44 +317,77 @@ FLAGS: dict[str, Flag] = {
     # compare, probe-layers
     "--pools": Flag("poolings to try", nargs="+", metavar="POOL", choices=POOLINGS, what="pooling"),
     "--heads": Flag("heads to try", nargs="+", metavar="HEAD", choices=HEADS, what="head"),
-    "--compare-epochs": Flag("torch head epochs", int_at_least(1)),
     "--plot": Flag("chart PNG"),
     "--save-best": Flag("refit the winner on all training rows and save it as NAME",
                         _checked_name("head"), metavar="NAME"),
     "--probe-C": Flag("L2 inverse strength (default: %(default)s)", positive_float,
-                      default=1.0),
+                      default=PROBE_C),
 }
+# a head's flags, made from its parameters' declarations; --task, --seed and --label-col are
+# read by every head command, so --task and --seed keep their values when not typed
+FLAGS.update({p.command_flag: param_flag(p) for p in DECLARED.values() if p.cli})
+FLAGS.update({"--task": param_flag(DECLARED["task"], default=DECLARED["task"].default),
+              "--seed": param_flag(DECLARED["seed"], default=DECLARED["seed"].default),
+              "--label-col": param_flag(DECLARED["label_col"]),
+              "--compare-epochs": param_flag(DECLARED["epochs"], help="torch head epochs")})
 
 # flags whose spec key differs from the flag a user types
 _SPELLING = {"--featurize-layers": "--layers", "--source-name": "--name", "--head-name": "--head",
              "--predictions": "--out", "--compare-epochs": "--epochs", "--probe-C": "--C"}
 
 
+def head_flags(params: Any) -> list[str]:
+    """The flags of the parameters in `params` that commands offer."""
+    return [p.command_flag for p in params if p.cli]
+
+
+def add_param_flags(parser: argparse.ArgumentParser, params: Any) -> None:
+    """A flag for every parameter in `params` that commands offer, made from its declaration
+    (how `fit-head` gets a head's flags); those already added are left as they are."""
+    taken = {s for a in parser._actions for s in a.option_strings}
+    for p in params:
+        if p.cli and p.command_flag not in taken:
+            _add(parser, p.command_flag, param_flag(p), {})
+
+
+def given_params(args: argparse.Namespace, params: Any) -> dict[str, Any]:
+    """The parameters of `params` whose flags were typed, as the estimator takes them."""
+    out = {}
+    for p in params:
+        value = getattr(args, p.name, None) if p.cli else None
+        if value is not None:
+            out[p.name] = joined(value) if p.type == LAYERS else value
+    return out
+
+
 def add_flags(p: argparse.ArgumentParser, *keys: str, **overrides: Any) -> None:
     """Add flags by their key in FLAGS; `overrides` (by dest) change help or default."""
     for key in keys:
-        spec = FLAGS[key]
-        flag = _SPELLING.get(key, key)
-        dest = flag.lstrip("-").replace("-", "_")
-        kwargs: dict[str, Any] = {"help": spec.help, "default": spec.default, "dest": dest}
-        if spec.action is not None:
-            kwargs["action"] = spec.action
-            if spec.action == "store_true":
-                kwargs["default"] = False
-        if spec.action is None or spec.action == "append":
-            kwargs["type"] = spec.type
-            if spec.choices is not None:
-                kwargs["type"] = one_of(spec.what, spec.choices)
-                kwargs["help"] = f"{spec.help}; one of: {', '.join(spec.choices)}"
-                kwargs.setdefault("metavar", spec.metavar or flag.lstrip("-").upper())
-            if spec.nargs is not None:
-                kwargs["nargs"] = spec.nargs
-            if spec.metavar is not None:
-                kwargs["metavar"] = spec.metavar
-        if key == "--head-name":
-            kwargs["required"] = True
-        kwargs.update(overrides.get(dest, {}))
-        p.add_argument(flag, **kwargs)
+        _add(p, key, FLAGS[key], overrides)
+
+
+def _add(p: argparse.ArgumentParser, key: str, spec: Flag, overrides: dict[str, Any]) -> None:
+    flag = _SPELLING.get(key, key)
+    dest = flag.lstrip("-").replace("-", "_")
+    kwargs: dict[str, Any] = {"help": spec.help, "default": spec.default, "dest": dest}
+    if spec.action is not None:
+        kwargs["action"] = spec.action
+        if spec.action == "store_true":
+            kwargs["default"] = False
+    if spec.action is None or spec.action == "append":
+        kwargs["type"] = spec.type
+        if spec.choices is not None:
+            kwargs["type"] = one_of(spec.what, spec.choices)
+            kwargs["help"] = f"{spec.help}; one of: {', '.join(spec.choices)}"
+            kwargs.setdefault("metavar", spec.metavar or flag.lstrip("-").upper())
+        if spec.nargs is not None:
+            kwargs["nargs"] = spec.nargs
+        if spec.metavar is not None:
+            kwargs["metavar"] = spec.metavar
+    if key == "--head-name":
+        kwargs["required"] = True
+    kwargs.update(overrides.get(dest, {}))
+    p.add_argument(flag, **kwargs)
 
 
 def joined(values: list[list[int]] | None) -> list[int] | None:

@@ -1,7 +1,11 @@
-"""`fit-head`, `predict`, `compare` and `probe-layers`: heads trained on stored features.
+"""`fit-head`, `predict`, `compare` and `probe-layers`: heads trained on stored features, per
+text or, with `--group-by`, per sequence of rows (the same commands; the unit of example
+decides what is grouped and printed).
 
 A --train/--eval file or predict input that the store lacks is featurized first, with the very
-encoder (fingerprint) the head uses; that happens in `featstore.services`, not here.
+encoder (fingerprint) the head uses; that happens in `featstore.services`, not here. A head's
+flags come from its parameters' declarations (`featstore.heads.params`), and so do the checks
+of which flags go together.
 """
 
 from __future__ import annotations
@@ -12,27 +16,30 @@ import sys
 import time
 from typing import Any
 
-from featstore.cli.flags import FLAGS, add_flags, joined, text_value
+from featstore.cli.flags import add_flags, add_param_flags, given_params, head_flags, text_value
 from featstore.cli.text_output import metrics_table, score, table
-from featstore.heads.choices import COMPARE_HEADS, COMPARE_POOLS
 from featstore.heads.errors import HeadError
+from featstore.heads.kinds import HEAD_KINDS, POOLINGS_BY_NAME, SEQ_HEADS
+from featstore.heads.params import DECLARED, HEAD_SELECTOR, SEQUENCE_HEAD, TEXT_HEAD
+from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS, COMPARE_SEQ_HEADS
 
 # -- parsers -------------------------------------------------------------------------------------
 DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--task", "--model",
               "--seed", "--json", "--no-progress")
-HEAD_FLAGS = ("--pool", "--layers", "--layer-start", "--of", "--fuse", "--fuse-mode",
-              "--normalize", "--head", "--hidden", "--dropout", "--epochs", "--lr",
-              "--batch-size", "--label-smoothing", "--valid-fraction", "--C", "--ensemble")
-SEQUENCE_FLAGS = ("--group-by", "--order-by", "--time-col", "--labels")
+GROUPING = ("group_by", "order_by", "time_col")  # what the sequence unit holds
+SEQUENCE_FLAGS = (*head_flags(SEQUENCE_HEAD[n] for n in GROUPING), "--labels")
+AUTO_FLAGS = tuple(head_flags(HEAD_SELECTOR[n] for n in ("budget", "folds")))
 
 
 def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-head", help="train a pooling/fusion head on stored features",
                        description="Train a head from the store (no encoder pass), report "
                                    "metrics, save it under STORE/heads/NAME.")
-    add_flags(p, *DATA_FLAGS, *HEAD_FLAGS, "--shots", "--repeats", "--out", "--overwrite",
-              "--report", *SEQUENCE_FLAGS, "--seq-head")
-    add_flags(p, "--auto", "--budget", "--folds", "--unlabeled")
+    add_flags(p, *DATA_FLAGS)
+    add_param_flags(p, TEXT_HEAD)  # a head's flags, from its parameters' declarations
+    add_param_flags(p, SEQUENCE_HEAD)
+    add_flags(p, "--shots", "--repeats", "--out", "--overwrite", "--report", "--labels")
+    add_flags(p, "--auto", *AUTO_FLAGS, "--unlabeled")
     p.set_defaults(func=cmd_fit_head)
 
     p = sub.add_parser("predict", help="predict with a saved head",
@@ -71,9 +78,9 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
               pool={"help": "with --group-by: the pooling of each message's vector (default: "
                             "mean)"},
               layers={"help": "with --group-by: layers the message vectors average"})
-    add_flags(p, "--budget", "--folds",
+    add_flags(p, *AUTO_FLAGS,
               budget={"help": "seconds --save-best's inner-CV choice may spend (default: "
-                              "%(default)s)"})
+                              f"{HEAD_SELECTOR['budget'].default})"})
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("probe-layers", help="logistic regression per layer on cls and mean",
@@ -84,41 +91,66 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_probe)
 
 
+# -- which flags go together ---------------------------------------------------------------------
+def _typed(args: argparse.Namespace, names: Any) -> list[str]:
+    """The declared parameters among `names` whose flags were typed."""
+    return [n for n in names if DECLARED[n].cli and getattr(args, n, None) is not None]
+
+
 def check_data_flags(args: argparse.Namespace) -> None:
     if args.eval is not None and args.cv is not None:
         raise HeadError("use either --eval or --cv, not both")
 
 
-def check_sequence_flags(args: argparse.Namespace) -> None:
-    """Sequence flags without --group-by mean nothing."""
-    if args.group_by is None:
-        for flag in ("order_by", "time_col", "labels"):
-            if getattr(args, flag) is not None:
-                raise HeadError(f"--{flag.replace('_', '-')} applies to sequences; it needs "
-                                "--group-by")
-        if getattr(args, "seq_head", "auto") != "auto" or getattr(args, "seq_heads", None):
-            raise HeadError("--seq-head applies to sequences; it needs --group-by")
-        if args.func is cmd_compare and (args.pool != "mean" or args.layers):
-            raise HeadError("compare takes --pool and --layers with --group-by; rank per-text "
-                            "poolings with --pools")
+def check_unit_flags(args: argparse.Namespace) -> None:
+    """Flags of the other unit: per-text ones with --group-by, sequence ones without it."""
+    if args.group_by is not None:
+        if args.task not in {t for k in SEQ_HEADS for t in HEAD_KINDS[k].tasks}:
+            raise HeadError(f"sequence heads classify; --task {args.task} is not supported with "
+                            "--group-by")
+        only_text = [n for n in TEXT_HEAD.names if n not in SEQUENCE_HEAD]
+        refused = [f for f, typed in (("--shots", getattr(args, "shots", None) is not None),
+                                      ("--repeats", getattr(args, "repeats", 1) != 1))
+                   if typed] + [DECLARED[n].command_flag for n in _typed(args, only_text)]
+        if refused:
+            raise HeadError(f"{refused[0]} applies to per-text heads; with --group-by choose "
+                            "the model with --seq-head")
+        return
+    only_sequence = [n for n in SEQUENCE_HEAD.names if n not in TEXT_HEAD and n not in GROUPING]
+    typed = [DECLARED[n].command_flag for n in _typed(args, GROUPING[1:])]
+    typed += ["--labels"] if args.labels is not None else []
+    typed += [DECLARED[n].command_flag for n in _typed(args, only_sequence)]
+    typed += ["--seq-head"] if getattr(args, "seq_heads", None) else []
+    if typed:
+        raise HeadError(f"{typed[0]} applies to sequences; it needs --group-by")
+    if args.func is cmd_compare and (args.pool is not None or args.layers):
+        raise HeadError("compare takes --pool and --layers with --group-by; rank per-text "
+                        "poolings with --pools")
 
 
 def check_fit_head(args: argparse.Namespace) -> None:
     """Combinations of fit-head flags that cannot mean anything."""
     check_data_flags(args)
-    check_sequence_flags(args)
+    check_unit_flags(args)
     if args.repeats != 1 and args.shots is None:
         raise HeadError("--repeats repeats few-shot samples; it needs --shots")
     if args.shots is not None and args.task != "classification":
         raise HeadError("--shots samples examples per label; it needs --task classification")
-    if args.task == "regression" and args.label_smoothing is not None:
-        raise HeadError("--label-smoothing applies to classification only")
-    if args.C is not None and args.head in ("linear", "mlp"):
+    for name in _typed(args, TEXT_HEAD.names):
+        tasks = DECLARED[name].tasks
+        if tasks is not None and args.task not in tasks:
+            raise HeadError(f"{DECLARED[name].command_flag} applies to {' or '.join(tasks)} "
+                            "only")
+    if args.C is not None and args.head is not None and \
+            HEAD_KINDS[args.head].trained_by != "logreg":
         raise HeadError(f"--C sets logreg's regularisation; --head {args.head} does not use it")
-    if args.layer_start is not None and args.pool not in ("weighted", "lstm"):
-        raise HeadError("--layer-start applies to --pool weighted or lstm")
-    if args.of is not None and args.pool not in ("concat", "weighted", "lstm"):
-        raise HeadError("--of applies to --pool concat, weighted or lstm")
+    pool = POOLINGS_BY_NAME[args.pool or TEXT_HEAD["pool"].default]
+    if args.layer_start is not None and not pool.takes_layer_start:
+        names = [k for k, v in POOLINGS_BY_NAME.items() if v.takes_layer_start]
+        raise HeadError(f"--layer-start applies to --pool {' or '.join(names)}")
+    if args.of is not None and not pool.takes_of:
+        names = [k for k, v in POOLINGS_BY_NAME.items() if v.takes_of]
+        raise HeadError(f"--of applies to --pool {', '.join(names[:-1])} or {names[-1]}")
     if args.fuse_mode == "project" and not args.fuse:
         raise HeadError("--fuse-mode project maps fusion sources; name them with --fuse")
     if args.report and args.task != "classification":
@@ -126,52 +158,57 @@ def check_fit_head(args: argparse.Namespace) -> None:
     check_auto(args)
 
 
-# flags that fix what --auto searches; the defaults of those with one
-_SEARCHED = {"pool": "mean", "head": None, "layers": None, "layer_start": None, "of": None,
-             "C": None, "ensemble": 1, "fuse_mode": "concat", "label_smoothing": None}
-
-
 def check_auto(args: argparse.Namespace) -> None:
     """--auto chooses pooling and head itself; --budget, --folds and --unlabeled belong to
     it."""
     if not args.auto:
         for flag in ("budget", "folds", "unlabeled"):
-            if getattr(args, flag) != FLAGS[f"--{flag}"].default:
+            if getattr(args, flag) is not None:
                 raise HeadError(f"--{flag} sets the --auto search; add --auto")
         return
     if args.unlabeled is not None and args.task != "classification":
         raise HeadError("--unlabeled serves self-training, which needs --task classification")
-    for dest, default in _SEARCHED.items():
-        if getattr(args, dest) != default:
-            flag = "--" + dest.replace("_", "-")
-            raise HeadError(f"--auto chooses the pooling and head by inner CV; drop {flag} "
-                            "(or drop --auto)")
+    for name in _typed(args, TEXT_HEAD.names):
+        if DECLARED[name].searched:
+            raise HeadError(f"--auto chooses the pooling and head by inner CV; drop "
+                            f"{DECLARED[name].command_flag} (or drop --auto)")
 
 
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params = {
-        "pool": args.pool, "head": args.head, "layers": joined(args.layers),
-        "layer_start": args.layer_start, "of": args.of, "fuse": list(args.fuse),
-        "fuse_mode": args.fuse_mode, "normalize": args.normalize, "hidden": args.hidden,
-        "dropout": args.dropout, "epochs": args.epochs, "lr": args.lr,
-        "batch_size": args.batch_size, "C": args.C, "valid_fraction": args.valid_fraction,
-        "encoder": args.model, "ensemble": args.ensemble,
-    }
-    if args.label_smoothing is not None:
-        params["label_smoothing"] = args.label_smoothing
-    return params
+# -- what the flags ask for ----------------------------------------------------------------------
+def _unit(args: argparse.Namespace) -> Any:
+    """The unit of example: a text, or with --group-by a sequence of rows."""
+    from featstore.heads.units import TEXT, SequenceUnit
+
+    if args.group_by is None:
+        return TEXT
+    from featstore.services.datasets import read_rows_file
+
+    labels = read_rows_file(args.labels, "--labels") if args.labels is not None else None
+    return SequenceUnit(args.group_by, args.order_by, args.time_col, labels)
+
+
+def _params(args: argparse.Namespace, unit: Any) -> dict[str, Any]:
+    """The head's parameters from the flags typed (the estimator's defaults for the rest)."""
+    if unit.name == "sequence":
+        params = given_params(args, SEQUENCE_HEAD)
+        for name in GROUPING:
+            params.pop(name, None)
+        return {**params, "encoder": args.model, "label_col": args.label_col}
+    return {**given_params(args, TEXT_HEAD), "encoder": args.model}
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _plan(args: argparse.Namespace, tokens: bool = False) -> tuple[Any, Any]:
+def _plan(args: argparse.Namespace, unit: Any = None, tokens: bool = False
+          ) -> tuple[Any, Any]:
+    from featstore.heads.units import TEXT
     from featstore.services.head_runs import plan_data
 
     store, plan = plan_data(args.store, args.train, args.eval, args.cv, args.label_col,
-                            args.task, args.seed, args.model, tokens,
-                            progress=not args.no_progress, say=_say)
+                            args.task, args.model, tokens, progress=not args.no_progress,
+                            say=_say, unit=unit or TEXT)
     store.resolve_encoder(args.model, kind="encoder")  # its one-line error before any bar
     return store, plan
 
@@ -191,33 +228,38 @@ def _metric_names(task: str) -> tuple[str, ...]:
 # -- fit-head ------------------------------------------------------------------------------------
 def cmd_fit_head(args: argparse.Namespace) -> int:
     from featstore.heads.artifacts import refuse_existing_head
-    from featstore.services.head_runs import default_head_name, fit_and_save
+    from featstore.heads.kinds import pooling
+    from featstore.services.head_runs import check_fit, default_head_name, fit_and_save
 
-    if args.group_by is not None:
-        from featstore.cli.sequence_commands import fit_sequence_head
-
-        return fit_sequence_head(args)
     check_fit_head(args)
+    if args.group_by is not None and (args.auto or args.report):
+        raise HeadError("--auto and --report apply to per-text heads; with --group-by choose "
+                        "the sequence model with --seq-head (auto picks by inner CV)")
     if args.auto:
         return _fit_auto(args)
-    params = _params(args)
+    unit = _unit(args)
+    params = _params(args, unit)
     if args.report:
-        from featstore.services.head_runs import report_paths
+        from featstore.services.head_reports import report_paths
 
         report_paths(args.report, args.overwrite)  # refused now, not after training
-    store, plan = _plan(args, tokens=args.pool == "attention")
+    tokens = unit.name == "text" and pooling(params.get("pool", "mean")).reads_tokens
+    store, plan = _plan(args, unit, tokens=tokens)
     name = args.out or default_head_name(plan, params, args.task)
     refuse_existing_head(store, name, args.overwrite)  # before any work or progress bar
+    check_fit(store, plan, params, args.task, args.shots, args.repeats, args.seed)
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
         saved = fit_and_save(store, plan, params, task=args.task, shots=args.shots,
                              repeats=args.repeats, seed=args.seed, name=name, progress=bar,
                              overwrite=args.overwrite, keep_predictions=bool(args.report))
+    if unit.name == "sequence":
+        return _print_sequence_fit(saved, args)
     result, head = saved.result, saved.result.head
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
     out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
-           "pool": args.pool, "head_kind": head.head_kind_, "layers": head.layers_, **summary,
+           "pool": head.pool, "head_kind": head.head_kind_, "layers": head.layers_, **summary,
            "fit": head.fit_info_, "notes": result.notes}
     report, report_files = _write_report(store, saved, args)
     if report_files:
@@ -228,8 +270,8 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     print(f"dataset   {plan.train_name} ({plan.protocol}; {summary['train_rows']} train rows"
           + (f", {summary['eval_rows']} eval rows" if summary["eval_rows"] else "") + ")")
     print(f"encoder   {head.encoder_id_}  layers {head.layers_ or '-'}")
-    print(f"head      pool {args.pool} · {head.head_kind_}"
-          + (f" · fuse {'+'.join(args.fuse)} ({args.fuse_mode})" if args.fuse else "")
+    print(f"head      pool {head.pool} · {head.head_kind_}"
+          + (f" · fuse {'+'.join(head.fuse)} ({head.fuse_mode})" if head.fuse else "")
           + (f" · C {head.fit_info_['C']:g}" if "C" in head.fit_info_ else "")
           + (f" · {args.shots} shots x {args.repeats}" if args.shots else ""))
     print(metrics_table(args.task, result.metrics, _metric_names(args.task), len(result.runs)))
@@ -241,12 +283,37 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_sequence_fit(saved: Any, args: argparse.Namespace) -> int:
+    result, head = saved.result, saved.result.head
+    summary = result.summary()
+    if args.json:
+        print(json.dumps({"head": saved.name, "path": str(saved.path), "pool": head.pool,
+                          "group_by": args.group_by, **summary, "fit": head.fit_info_,
+                          "notes": result.notes}, indent=1, default=str))
+        return 0
+    rows = summary["train_rows"] + (summary["eval_rows"] or 0)
+    print(f"dataset   {summary['train']} ({summary['protocol']}; {summary['sequences']} "
+          f"sequences of {rows} rows, grouped by {args.group_by})")
+    print(f"head      sequence {head.kind_}" + (" (auto)" if head.seq_head == "auto" else "")
+          + f" · pool {head.pool}" + (f" · times {args.time_col}" if args.time_col else ""))
+    inner = head.fit_info_.get("inner_cv")
+    if inner:
+        print("inner CV  " + ", ".join(f"{k} {v * 100:.1f}" for k, v in inner.items()))
+    print(metrics_table("classification", result.metrics, ("accuracy", "macro_f1"),
+                        len(result.runs)))
+    print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
+    for note in result.notes:
+        print(f"note      {note}")
+    print(f"saved     {saved.path}")
+    return 0
+
+
 def _write_report(store: Any, saved: Any, args: argparse.Namespace
                   ) -> tuple[Any, dict[str, str] | None]:
     """`--report DIR`: the evaluation rows' per-class scores, confusion matrix and errors."""
     if not args.report:
         return None, None
-    from featstore.services.head_runs import write_report
+    from featstore.services.head_reports import write_report
 
     report, paths = write_report(store, saved, args.report, args.overwrite)
     return report, {k: str(v) for k, v in paths.items()}
@@ -263,10 +330,10 @@ def _print_report(report: Any, args: argparse.Namespace) -> None:
 
 def _fit_auto(args: argparse.Namespace) -> int:
     from featstore.heads.artifacts import refuse_existing_head
-    from featstore.services.head_runs import search_and_save
+    from featstore.services.head_runs import select_and_save
 
     if args.report:
-        from featstore.services.head_runs import report_paths
+        from featstore.services.head_reports import report_paths
 
         report_paths(args.report, args.overwrite)  # refused now, not after the search
     store, plan = _plan(args)
@@ -279,15 +346,18 @@ def _fit_auto(args: argparse.Namespace) -> int:
         unlabeled = dataset_for(args.store, args.unlabeled, args.model,
                                 progress=not args.no_progress, say=_say)
         store.refresh()  # the handle must see the dataset just featurized
+    budget = HEAD_SELECTOR["budget"].default if args.budget is None else args.budget
+    folds = HEAD_SELECTOR["folds"].default if args.folds is None else args.folds
     with _progress(0, "fit-head --auto", args.no_progress) as bar:
-        saved = search_and_save(store, plan, task=args.task, shots=args.shots,
+        saved = select_and_save(store, plan, task=args.task, shots=args.shots,
                                 repeats=args.repeats, seed=args.seed, name=name,
-                                budget=args.budget, folds=args.folds, encoder=args.model,
-                                fuse=tuple(args.fuse) or None, unlabeled=unlabeled,
+                                budget=budget, folds=folds, encoder=args.model,
+                                fuse=tuple(args.fuse or ()) or None, unlabeled=unlabeled,
                                 progress=bar, overwrite=args.overwrite,
                                 keep_predictions=bool(args.report))
-    result, head = saved.result, saved.result.head
+    result = saved.result
     searches = saved.searches or []
+    head = searches[0].best_estimator_
     report, report_files = _write_report(store, saved, args)
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
@@ -302,7 +372,7 @@ def _fit_auto(args: argparse.Namespace) -> int:
     print(f"dataset   {plan.train_name} ({plan.protocol}; {summary['train_rows']} train rows"
           + (f", {summary['eval_rows']} eval rows" if summary["eval_rows"] else "") + ")")
     print(f"search    {len(first.trials_)} candidates · {first.n_folds_}-fold inner CV on the "
-          f"training rows · {first.metric_} · budget {args.budget:g} s"
+          f"training rows · {first.metric_} · budget {budget:g} s"
           + (f" shared by {len(searches)} searches" if len(searches) > 1 else ""))
     rows = [[t.candidate.name,
              "-" if not t.scores else score(args.task, t.mean) if len(t.scores) == 1 else
@@ -339,15 +409,15 @@ def _fit_auto(args: argparse.Namespace) -> int:
 
 # -- predict -------------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from featstore.heads.ensemble import load_head
+    from featstore.heads.loading import load_head
+    from featstore.heads.units import unit_of
     from featstore.services.predictions import (
-        input_rows,
         output_target,
         predict_frame,
+        prediction_input,
         stdin_texts,
         write_predictions,
     )
-    from featstore.services.sequence_runs import is_sequence_head_name
     from featstore.store import open_store
 
     if args.json and (args.out or args.format):
@@ -356,24 +426,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise HeadError("--overwrite replaces an --out file; it needs --out")
     target, fmt = output_target(args.out, args.format, args.overwrite)  # before any work
     store = open_store(args.store)
-    skipped = 0
-    if is_sequence_head_name(store, args.head):
-        from featstore.cli.sequence_commands import predict_sequence_rows
-
-        out, skipped = predict_sequence_rows(store, args, _say)
-    else:
-        head = load_head(store, args.head)
-        texts = list(args.text or [])
-        source = args.input
-        if source == "-":
-            texts += stdin_texts(sys.stdin)
-            source = None
-        given = input_rows(store, source, args.text_col, texts)
-        skipped = given.skipped
-        if skipped:
-            _say(f"skipped {skipped} input row(s) without text")
-        out = predict_frame(store, head, given.rows, progress=not args.no_progress, say=_say,
-                            name=f"head {args.head}", top_k=args.top_k)
+    head = load_head(store, args.head)
+    unit = unit_of(head)
+    if not unit.lone_texts and args.top_k:
+        raise HeadError(f"head {args.head} is a {unit.name} head: name a dataset or a file of "
+                        "rows with its group column (--text, stdin and --top-k are for per-text "
+                        "heads)")
+    texts = list(args.text or [])
+    source = args.input
+    if source == "-" and unit.lone_texts:
+        texts += stdin_texts(sys.stdin)
+        source = None
+    given = prediction_input(store, unit, source, args.text_col, texts, f"head {args.head}",
+                             say=_say)
+    skipped = given.skipped
+    if skipped and unit.lone_texts:
+        _say(f"skipped {skipped} input row(s) without text")
+    out = predict_frame(store, head, given.rows, progress=not args.no_progress, say=_say,
+                        name=f"head {args.head}", top_k=args.top_k)
     if args.json:
         print(json.dumps({"head": args.head, "rows": len(out), "skipped": skipped,
                           "predictions": out.to_dict(orient="records")},
@@ -413,45 +483,56 @@ def cmd_heads_rm(args: argparse.Namespace) -> int:
 
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from featstore.heads.charts import chart_path, check_chart_dir, leaderboard_chart
+    from featstore.heads.artifacts import refuse_existing_head
     from featstore.heads.metrics import primary_metric
-    from featstore.services.head_runs import compare_heads, comparison_grid, save_best
+    from featstore.reports.charts import chart_path, check_chart_dir, leaderboard_chart
+    from featstore.selection.compare import sequence_grid
+    from featstore.services.comparisons import compare_heads, comparison_grid, save_best
 
     check_data_flags(args)
-    if args.group_by is not None:
-        from featstore.cli.sequence_commands import compare_sequences
-
-        return compare_sequences(args)
-    check_sequence_flags(args)
-    if not args.save_best and (args.budget, args.folds) != (FLAGS["--budget"].default,
-                                                             FLAGS["--folds"].default):
+    check_unit_flags(args)
+    unit = _unit(args)
+    searching = args.budget is not None or args.folds is not None
+    if unit.name == "sequence":
+        if args.pools or args.heads:
+            raise HeadError("--pools and --heads rank per-text heads; with --group-by name "
+                            "sequence heads with --seq-heads")
+        if args.save_best and searching:
+            raise HeadError("--budget and --folds set the per-text search; with --group-by "
+                            "--save-best chooses by 3-fold inner CV on the training sequences")
+    elif not args.save_best and searching:
         raise HeadError("--budget and --folds set how --save-best chooses; add --save-best")
     check_chart_dir(args.plot, args.charts)
-    store, plan = _plan(args)
+    store, plan = _plan(args, unit)
     plot = chart_path(args.plot, args.charts, f"compare-{plan.train_name}.png", args.overwrite)
     if args.save_best:
-        from featstore.heads.artifacts import refuse_existing_head
-
         refuse_existing_head(store, args.save_best, args.overwrite)
-    pools = tuple(args.pools or COMPARE_POOLS)
-    heads = tuple(args.heads or COMPARE_HEADS)
-    base: dict[str, Any] = {"encoder": args.model}
-    if args.epochs:
-        base["epochs"] = args.epochs
-    entries = comparison_grid(store, pools, heads, tuple(args.fuse), args.task, base)
+    if unit.name == "sequence":
+        base = _params(args, unit)
+        if args.epochs:
+            base["epochs"] = args.epochs
+        entries = sequence_grid(tuple(args.seq_heads or COMPARE_SEQ_HEADS), base)
+        title = f"{plan.train_name} · sequences by {args.group_by}\n{plan.protocol}"
+    else:
+        base = {"encoder": args.model, **({"epochs": args.epochs} if args.epochs else {})}
+        entries = comparison_grid(store, tuple(args.pools or COMPARE_POOLS),
+                                  tuple(args.heads or COMPARE_HEADS), tuple(args.fuse or ()),
+                                  args.task, base)
+        title = _chart_title(plan, store.resolve_encoder(args.model, kind="encoder"), "compare")
     start = time.perf_counter()
     with _progress(len(entries), "compare", args.no_progress) as bar:
         ranked = compare_heads(store, plan, entries, args.task, args.seed, bar)
     total = time.perf_counter() - start
     metric = primary_metric(args.task)
     done = [e for e in ranked if e.result]
-    encoder = store.resolve_encoder(args.model, kind="encoder")
     leaderboard_chart([e.name for e in done], [e.result.metrics[metric] for e in done], metric,
-                      _chart_title(plan, encoder, "compare"), plot)
+                      title, plot)
     saved = None
     if args.save_best:
+        budget = HEAD_SELECTOR["budget"].default if args.budget is None else args.budget
+        folds = HEAD_SELECTOR["folds"].default if args.folds is None else args.folds
         saved = str(save_best(store, plan, ranked, args.save_best, args.task, args.seed,
-                              args.budget, args.folds, overwrite=args.overwrite).path)
+                              budget, folds, overwrite=args.overwrite).path)
     if args.json:
         print(json.dumps({
             "dataset": plan.train_name, "protocol": plan.protocol, "overlap": plan.overlap,
@@ -462,10 +543,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         }, indent=1, default=str))
         return 0
     names = _metric_names(args.task)
-    print(f"dataset  {plan.train_name} ({plan.protocol}; {len(plan.train)} train rows)")
+    examples = f"{len(plan.training_examples()) + (plan.eval_examples or 0)} sequences" \
+        if unit.name == "sequence" else f"{len(plan.train)} train rows"
+    print(f"dataset  {plan.train_name} ({plan.protocol}; {examples})")
     rows = [[str(i + 1), e.name, *(score(args.task, e.result.metrics[m]) for m in names),
              f"{e.result.train_seconds:.1f}"] for i, e in enumerate(done)]
-    print(table(["#", "configuration", *names, "train s"], rows))
+    what = "sequence head" if unit.name == "sequence" else "configuration"
+    print(table(["#", what, *names, "train s"], rows))
     for e in ranked:
         if e.skipped:
             print(f"skipped  {e.name}: {e.skipped}")
@@ -477,9 +561,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- probe-layers --------------------------------------------------------------------------------
 def cmd_probe(args: argparse.Namespace) -> int:
-    from featstore.heads.charts import chart_path, check_chart_dir, layer_chart
-    from featstore.heads.layer_probe import chance_rate
-    from featstore.services.head_runs import probe_all_layers
+    from featstore.reports.charts import chart_path, check_chart_dir, layer_chart
+    from featstore.selection.layer_probe import chance_rate
+    from featstore.services.comparisons import probe_all_layers
 
     check_data_flags(args)
     if args.task != "classification":

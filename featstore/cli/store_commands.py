@@ -184,7 +184,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from featstore.store import open_store
 
     store = open_store(args.store)
-    encoders, datasets = store.encoders(), store.datasets()
+    encoders, datasets = store.sources(), store.datasets()
     for e in encoders:
         e["compute_dtypes"] = store.rows_by_attr(e["id"], "compute_dtype")
     if args.json:
@@ -197,10 +197,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         if not e:
             print("  (none)")
             continue
-        fp = e["fingerprint"]
+        fp, kind = e["fingerprint"], store.encoder_entry(e["id"]).kind
         what = (f"{fp.get('model')} layers={len(fp.get('layers', []))} hidden={fp.get('hidden')}"
-                if fp.get("kind") == "encoder" else f"{fp.get('kind')} dim={fp.get('dim')}")
-        if fp.get("kind") == "vectors":
+                if kind == "encoder" else f"{kind} dim={fp.get('dim')}")
+        if kind == "vectors":
             what = (f"vectors {fp.get('name')} dim={fp.get('dim')} "
                     f"file_sha256={str(fp.get('file_sha256'))[:12]}...")
         recorded = set(e["compute_dtypes"]) - {"unrecorded"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle  # for its error class only: nothing is unpickled here
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -444,10 +443,3 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)
-
-
-def threads_hint() -> None:
-    """Respect OMP_NUM_THREADS if set; otherwise torch's default (physical cores)."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    if n and n.isdigit():
-        torch.set_num_threads(int(n))

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from featstore.featurize.errors import EngineStateError
 from featstore.featurize.sources import PassSources
 from featstore.store import StoreWriter
+
+State = TypeVar("State")
+
+
+def opened(state: State | None, engine: str) -> State:
+    """What an engine's `open` set up; using the engine before `open` is refused."""
+    if state is None:
+        raise EngineStateError(f"the {engine} engine was used before open()")
+    return state
 
 
 @dataclass

@@ -15,5 +15,9 @@ class LaserError(FeatstoreError):
     """LASER's models cannot be found, loaded or run as asked."""
 
 
+class EngineStateError(FeatstoreError):
+    """An engine used out of order (a submission before `open`): a bug in the caller."""
+
+
 class RayEngineError(FeatstoreError):
     """The Ray engine cannot run as asked (Ray missing, cluster unreachable, a worker failed)."""

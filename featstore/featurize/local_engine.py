@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from featstore.featurize import sources
-from featstore.featurize.engine import EngineReport
+from featstore.featurize.engine import EngineReport, opened
 from featstore.featurize.errors import LaserError
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.shard_committer import ShardCommitter
@@ -43,14 +43,13 @@ class LocalEngine:
 
     def _encoder_model(self) -> Encoder:
         if self._encoder is None:
-            assert self._sources is not None
             self._encoder = sources.load_encoder(self.options)
-            sources.check_loaded(self._sources, encoder=self._encoder)
+            sources.check_loaded(opened(self._sources, "local"), encoder=self._encoder)
         return self._encoder
 
     def submit(self, role: str, keys: list[str], texts: list[str],
                only: list[str] | None = None) -> None:
-        assert self._committer is not None, "open() first"
+        committer = opened(self._committer, "local")
         if not keys:
             return
         from featstore.featurize import shard_encoding
@@ -66,7 +65,7 @@ class LocalEngine:
                                                       only=only):
                 self.report.encode_seconds += time.perf_counter() - t0
                 self.report.windows += shard.windows
-                self._committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,
+                committer.submit(self._ids[sources.ENCODER], shard.keys, shard.features,
                                        shard.ragged, shard.meta, shard.attrs)
                 self.report.new += len(shard.keys)
                 self.report.count_compute_dtype(shard.attrs, len(shard.keys))
@@ -74,16 +73,15 @@ class LocalEngine:
                 t0 = time.perf_counter()
         elif role == sources.LASER:
             if self._laser is None:
-                assert self._sources is not None
                 self._laser = sources.load_laser(self.options, warn=lambda msg: None)
                 if self._laser is None:
                     raise LaserError("the LASER models the pass identified are gone; run the "
                                      "pass again")
-                sources.check_loaded(self._sources, laser=self._laser)
+                sources.check_loaded(opened(self._sources, "local"), laser=self._laser)
             for shard in shard_encoding.laser_shards(self._laser, keys, texts,
                                                      shard_rows=self.options.shard_rows,
                                                      dtype=self.options.dtype):
-                self._committer.submit(self._ids[sources.LASER], shard.keys, shard.features,
+                committer.submit(self._ids[sources.LASER], shard.keys, shard.features,
                                        attrs=shard.attrs)
                 self.report.laser_new += len(shard.keys)
 

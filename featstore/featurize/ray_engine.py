@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featstore.featurize.engine import EngineReport
+from featstore.featurize.engine import EngineReport, opened
 from featstore.featurize.errors import LaserError, RayEngineError
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.shard_encoding import (
@@ -98,8 +98,9 @@ class ShardWorker:
                 shards = encode_shards(self.encoder, keys, texts, shard_rows=len(sel),
                                        batch_tokens=self.batch_tokens, tokens=self.options.tokens,
                                        only=only.split(",") if only else None)
+            elif self.laser is None:
+                raise LaserError("a worker was sent LASER texts without LASER models")
             else:
-                assert self.laser is not None
                 shards = laser_shards(self.laser, keys, texts, shard_rows=len(sel),
                                       dtype=self.options.dtype)
             for shard in shards:
@@ -170,27 +171,26 @@ class RayEngine:
     def finish(self) -> EngineReport:
         if not self._parts:
             return self.report
-        assert self._writer is not None and self._sources is not None, "open() first"
+        writer, pass_sources = opened(self._writer, "ray"), opened(self._sources, "ray")
         ray = self.ray
         blocks = self._blocks()
         with _cluster(ray, self.options.address):
             workers, initial = _workers(ray, self.options.workers, self.gpus, self.warn)
             self.report.workers = workers
-            stream = _run(ray, self._writer.root, self.options, self._ids, self._sources,
-                          blocks, workers, initial, self.gpus)
+            stream = _run(ray, writer.root, self.options, self._ids, pass_sources, blocks,
+                          workers, initial, self.gpus)
             # closing: a failed commit stops the workers now, not at garbage collection
             with contextlib.closing(stream):
-                self._commit_all(stream)
+                self._commit_all(writer, stream)
         return self.report
 
-    def _commit_all(self, stream: Iterator[dict]) -> None:
+    def _commit_all(self, writer: StoreWriter, stream: Iterator[dict]) -> None:
         """Commit each shard entry as a worker reports it: a killed job keeps all so far."""
-        assert self._writer is not None
         for r in stream:
             entry = ShardEntry(file=r["file"], rows=int(r["rows"]), bytes=int(r["bytes"]),
                                sha256=r["sha256"], features=r["features"].split(","),
                                attrs=json.loads(r["attrs"]))
-            self._writer.commit_shard(self._ids[r["source"]], entry)
+            writer.commit_shard(self._ids[r["source"]], entry)
             self.report.bytes_written += entry.bytes
             self.report.encode_seconds += float(r["seconds"])
             if r["source"] == ENCODER:

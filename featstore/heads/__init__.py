@@ -1,8 +1,10 @@
-"""Heads trained on stored features: poolings, fusion, logreg / linear / MLP heads, artifacts.
+"""Heads trained on stored features: one estimator base, every parameter declared once, units
+of one example (a text, a sequence of texts) as small input adapters, and the kinds a head is
+built from (poolings, head kinds) in one registry each.
 
 Reads features only through `featstore.store`; knows nothing about tokenizers or encoders.
-Names are loaded on first use, so importing a light module of this package (`choices`) never
-loads torch or scikit-learn.
+Names are loaded on first use, so importing a light module of this package (`kinds`, `params`)
+never loads torch or scikit-learn.
 """
 
 from __future__ import annotations
@@ -10,30 +12,32 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from featstore.heads.choices import (
+from featstore.heads.errors import HeadError, ParamError
+from featstore.heads.kinds import (
     FUSE_MODES,
     HEADS,
     NORMALIZATIONS,
     OF_CHOICES,
     POOLINGS,
+    SEQ_HEADS,
     TASKS,
 )
-from featstore.heads.errors import HeadError
 
 _LAZY = {
     "HeadClassifier": "featstore.heads.estimator",
     "HeadEstimator": "featstore.heads.estimator",
     "HeadRegressor": "featstore.heads.estimator",
-    "HeadEnsemble": "featstore.heads.ensemble",
-    "load_head": "featstore.heads.ensemble",
     "make_head": "featstore.heads.estimator",
+    "SequenceClassifier": "featstore.heads.sequence_estimator",
+    "HeadEnsemble": "featstore.heads.ensemble",
+    "load_head": "featstore.heads.loading",
     "StoredVectors": "featstore.heads.text_vectors",
     "list_heads": "featstore.heads.artifacts",
     "read_head_json": "featstore.heads.artifacts",
 }
 
-__all__ = ["FUSE_MODES", "HEADS", "NORMALIZATIONS", "OF_CHOICES", "POOLINGS", "TASKS",
-           "HeadError", *_LAZY]
+__all__ = ["FUSE_MODES", "HEADS", "NORMALIZATIONS", "OF_CHOICES", "POOLINGS", "SEQ_HEADS",
+           "TASKS", "HeadError", "ParamError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

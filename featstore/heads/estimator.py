@@ -1,12 +1,13 @@
 """The Python API: `HeadClassifier` and `HeadRegressor`, scikit-learn estimators over the store.
 
-Parameters go to `__init__` and are only stored there: its signature is the one parameter list
-(scikit-learn's `get_params`, `clone`, the saved config and `load` all derive from it). `fit`
-does all the work and leaves learned state in attributes ending in `_`; `predict`,
-`predict_proba` and `score` check fittedness first. `X` is a list, array or Series of raw texts
-(those the store lacks are featurized on the fly with its encoder), a DataFrame with a `text`
-(or `_key`) column, or a dataset name in the store; `store` is a path or an open store. So
-`Pipeline`, `cross_val_score`, `GridSearchCV` and `clone` work on raw texts:
+Parameters are declared in `featstore.heads.params` (`TEXT_HEAD`); `__init__` is made from the
+declarations and only stores them (scikit-learn's `get_params`, `clone`, the saved config and
+`load` all derive from it). `fit` does all the work and leaves learned state in attributes
+ending in `_`; `predict`, `predict_proba` and `score` check fittedness first. `X` is a list,
+array or Series of raw texts (those the store lacks are featurized on the fly with its
+encoder), a DataFrame with a `text` (or `_key`) column, or a dataset name in the store; `store`
+is a path or an open store. So `Pipeline`, `cross_val_score`, `GridSearchCV` and `clone` work
+on raw texts:
 
     >>> from featstore.heads import HeadClassifier
     >>> clf = HeadClassifier(store="featstore-store", pool="mean-max", head="mlp")
@@ -18,31 +19,27 @@ Code holding an open store may also pass it first: `clf.fit(store, "banking77")`
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import NotFittedError
+from sklearn.base import ClassifierMixin, RegressorMixin
 
-from featstore.heads.artifacts import restore_head, write_head
-from featstore.heads.choices import FUSE_MODES, TASKS
-from featstore.heads.errors import HeadError
+from featstore.heads.base import StoreHead, saved_as
+from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.kinds import TASKS, check_combination, default_head, pooled_while_read
 from featstore.heads.labels import LabelMap, check_classes, regression_targets
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
-from featstore.heads.metrics import scores
-from featstore.heads.networks import HeadNetwork, build_network, check_head
-from featstore.heads.normalizer import check_normalization
-from featstore.heads.poolings import check_pooling, is_trainable
-from featstore.heads.rows import Data, keys_and_labels, store_and_data, texts_of
+from featstore.heads.networks import HeadNetwork, build_network
+from featstore.heads.params import TEXT_HEAD, ParamSet
+from featstore.heads.rows import Data, keys_and_labels, texts_of
 from featstore.heads.splits import holdout
 from featstore.heads.training import (
-    LazyInputs,
     TrainOptions,
+    as_lazy,
     forward_all,
     pick_threads,
     torch_threads,
@@ -53,69 +50,12 @@ from featstore.store import FeatstoreError, Store
 PREDICT_CHUNK = 65536  # rows normalised and scored at a time by logreg heads
 
 
-class HeadNotFittedError(HeadError, NotFittedError):
-    """Predicting before fitting: a featstore error (one line) that scikit-learn recognises."""
+class HeadEstimator(StoreHead):
+    """A pooling + fusion + head model trained from stored features; see the subclasses. Its
+    parameters are `TEXT_HEAD`'s (featstore.heads.params)."""
 
-
-class HeadEstimator(BaseEstimator):
-    """A pooling + fusion + head model trained from stored features; see the subclasses."""
-
-    task = "classification"
-
-    def __init__(
-        self,
-        pool: str = "mean",
-        head: str | None = None,
-        *,
-        store: str | Path | Store | None = None,
-        layers: Sequence[int] | None = None,
-        layer_start: int | None = None,
-        of: str | None = None,
-        fuse: Sequence[str] = (),
-        fuse_mode: str = "concat",
-        normalize: str = "standard",
-        hidden: int = 512,
-        dropout: float = 0.5,
-        epochs: int = 40,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        batch_size: int = 256,
-        patience: int = 8,
-        label_smoothing: float = 0.1,
-        C: float | None = None,  # noqa: N803  scikit-learn's name for it
-        max_iter: int = 100,
-        proj_dim: int = 256,
-        valid_fraction: float = 0.1,
-        encoder: str | None = None,
-        label_col: str | None = None,
-        seed: int = 0,
-        ensemble: int = 1,
-    ) -> None:
-        self.pool = pool
-        self.head = head
-        self.store = store
-        self.layers = layers
-        self.layer_start = layer_start
-        self.of = of
-        self.fuse = fuse
-        self.fuse_mode = fuse_mode
-        self.normalize = normalize
-        self.hidden = hidden
-        self.dropout = dropout
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.patience = patience
-        self.label_smoothing = label_smoothing
-        self.C = C
-        self.max_iter = max_iter
-        self.proj_dim = proj_dim
-        self.valid_fraction = valid_fraction
-        self.encoder = encoder
-        self.label_col = label_col
-        self.seed = seed
-        self.ensemble = ensemble
+    params: ClassVar[ParamSet] = TEXT_HEAD
+    kind = "text"
 
     # -- what the parameters mean -------------------------------------------------------------
     @property
@@ -124,55 +64,20 @@ class HeadEstimator(BaseEstimator):
         classification task and mlp otherwise."""
         if self.head is not None:
             return self.head
-        simple = not is_trainable(self.pool) and self.fuse_mode == "concat"
-        return "logreg" if self.task == "classification" and simple else "mlp"
+        return default_head(self.pool, self.task, self.fuse_mode)
 
     @property
     def flat(self) -> bool:
         """True when inputs are pooled while read (fixed pooling, or `weighted` under logreg)."""
-        return not is_trainable(self.pool) or (self.pool == "weighted" and
-                                                self.head_kind == "logreg")
+        return pooled_while_read(self.pool, self.head_kind)
 
-    def validate_params(self) -> None:
-        """One-line errors for parameters that cannot work, before any data is read."""
-        check_pooling(self.pool, self.of)
-        check_head(self.head_kind)
-        check_normalization(self.normalize)
-        if self.fuse_mode not in FUSE_MODES:
-            raise HeadError(f"unknown --fuse-mode {self.fuse_mode!r}; choose one of: "
-                            f"{', '.join(FUSE_MODES)}")
-        if self.head_kind == "logreg":
-            if self.task == "regression":
-                raise HeadError("--head logreg is a classifier; use --head linear or mlp for "
-                                "--task regression")
-            if self.pool in ("lstm", "attention"):
-                raise HeadError(f"--pool {self.pool} is trained with the head; use --head linear "
-                                "or mlp (logreg takes fixed poolings only)")
-            if self.fuse_mode == "project":
-                raise HeadError("--fuse-mode project is trained with the head; use --head linear "
-                                "or mlp")
-        for name, value, low in (("hidden", self.hidden, 1), ("epochs", self.epochs, 1),
-                                 ("batch_size", self.batch_size, 1),
-                                 ("proj_dim", self.proj_dim, 1),
-                                 ("ensemble", self.ensemble, 1)):
-            if int(value) < low:
-                raise HeadError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
-        for name, value in (("dropout", self.dropout), ("valid_fraction", self.valid_fraction),
-                            ("label_smoothing", self.label_smoothing)):
-            if not 0 <= value < 1:
-                raise HeadError(f"--{name.replace('_', '-')} must be at least 0 and below 1, "
-                                f"got {value}")
-        if not self.lr > 0:
-            raise HeadError(f"--lr must be positive, got {self.lr}")
-        if not self.weight_decay >= 0:
-            raise HeadError(f"weight_decay must be 0 or more, got {self.weight_decay}")
-        if self.C is not None and self.C <= 0:
-            raise HeadError(f"--C must be positive, got {self.C}")
+    def check_combination(self) -> None:
+        check_combination(self.pool, self.head_kind, self.task, self.fuse_mode)
+
+    def default_name(self) -> str:
+        return f"{self.pool}-{self.head_kind}"
 
     # -- where the data lives ------------------------------------------------------------------
-    def _split(self, X: Any, rest: tuple) -> tuple[Store, Any, tuple]:
-        return store_and_data(X, rest, self.store)
-
     def _featurize_given_texts(self, store: Store, data: Data, layout: InputLayout | None
                                ) -> None:
         """Raw texts the store lacks are encoded now, with the store's (or the head's) encoder."""
@@ -197,10 +102,11 @@ class HeadEstimator(BaseEstimator):
         return InputLayout.resolve(store, self.pool, self.of, self.layers, self.layer_start,
                                    self.fuse, self.encoder)
 
-    def check_inputs(self, store: Store, keys: list[str], where: str) -> None:
+    def check_inputs(self, store: Store, data: Data, where: str) -> None:
         """Fail fast, before any training, if these parameters or the store cannot serve
-        `keys`; sets nothing."""
+        `data`'s rows; sets nothing."""
         self.validate_params()
+        keys, _, _ = keys_and_labels(store, data, None, self.label_col, need_labels=False)
         self._layout(store).check(store, keys, where)
 
     # -- fit ----------------------------------------------------------------------------------
@@ -208,32 +114,31 @@ class HeadEstimator(BaseEstimator):
             valid_y: Any = None, progress: object | None = None) -> HeadEstimator:
         """Fit on `X` (and labels `y`, else the label column); early stopping uses `valid` if
         given, else a held-out part of the training rows."""
-        store, data, rest = self._split(X, (y, *args))
-        y = rest[0] if rest else None
+        store, data, y = self.store_data_y(X, y, args)
         self.validate_params()
         start = time.perf_counter()
         keys, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        if not any(e.fingerprint.get("kind") == "encoder"
-                   for e in store.manifest.encoders.values()):
+        if not store.has_encoder():
             self._featurize_given_texts(store, data, None)
         layout = self._layout(store)
         self._featurize_given_texts(store, data, layout)
         inputs = HeadInputs(layout, self.pool, self.flat,
                             self.flat and self.fuse_mode == "concat", self.normalize)
         targets = self._fit_targets(labels, where)
-        x = inputs.fit(store, keys, where)
+        x = inputs.fit_transform(store, keys, where)
         self.inputs_ = inputs
         self.head_kind_ = self.head_kind
-        self.fit_info_: dict[str, Any] = {"rows": len(keys)}
+        info: dict[str, Any] = {"rows": len(keys)}
         self.networks_: list[HeadNetwork] = []
         if self.head_kind_ == "logreg":
-            assert isinstance(x, LazyInputs)
-            self.model_, info = fit_logreg(x.matrix(), targets, self.C, self.max_iter, self.seed)
-            self.fit_info_.update(info)
+            self.model_, fitted = fit_logreg(as_lazy(x).matrix(), targets, self.C,
+                                             self.max_iter, self.seed)
+            info.update(fitted)
         else:
             val = self._validation(store, valid, valid_y)
-            self._train_networks(x, targets, val, progress)
-        self.fit_info_["train_seconds"] = round(time.perf_counter() - start, 3)
+            info.update(self._train_networks(x, targets, val, progress))
+        info["train_seconds"] = round(time.perf_counter() - start, 3)
+        self.fit_info_ = info
         return self
 
     def _fit_targets(self, labels: pd.Series, where: str) -> np.ndarray:
@@ -246,7 +151,7 @@ class HeadEstimator(BaseEstimator):
         self.labels_ = LabelMap.fit(labels)
         self.classes_ = np.array(self.labels_.classes, dtype=object)
         y = self.labels_.encode(labels, where)
-        check_classes(y, self.labels_, where)
+        check_classes(self.labels_, where)
         return y
 
     def _targets(self, labels: pd.Series, where: str) -> np.ndarray:
@@ -275,9 +180,10 @@ class HeadEstimator(BaseEstimator):
                              self.proj_dim, self.head_kind_, out_dim, self.hidden, self.dropout)
 
     def _train_networks(self, x: Any, targets: np.ndarray, val: tuple | None,
-                        progress: object | None) -> None:
-        """Train `ensemble` networks, seeds `seed`, `seed + 1`, ...; early stopping on `val`,
-        else on a held-out part of the training rows (`valid_fraction`), else none."""
+                        progress: object | None) -> dict[str, Any]:
+        """Train `seeds` networks, seeds `seed`, `seed + 1`, ...; early stopping on `val`,
+        else on a held-out part of the training rows (`valid_fraction`), else none. Returns
+        what training did."""
         y = self._torch_targets(targets)
         train_x, train_y = x, y
         if val is None and self.valid_fraction > 0 and len(targets) >= 10:
@@ -287,7 +193,7 @@ class HeadEstimator(BaseEstimator):
             train_x, train_y = x.subset(fit_idx), y[fit_idx]
         width = train_x.width
         best, ran = [], []
-        for member in range(self.ensemble):
+        for member in range(self.seeds):
             seed = self.seed + member
             torch.manual_seed(seed)
             net = self._network()
@@ -301,14 +207,10 @@ class HeadEstimator(BaseEstimator):
             self.networks_.append(net)
             best.append(result.best_epoch)
             ran.append(result.epochs_run)
-        self.fit_info_.update({"best_epoch": best[0] if len(best) == 1 else best,
-                               "epochs_run": ran[0] if len(ran) == 1 else ran})
+        return {"best_epoch": best[0] if len(best) == 1 else best,
+                "epochs_run": ran[0] if len(ran) == 1 else ran}
 
-    # -- fitted state -------------------------------------------------------------------------
-    def check_fitted(self) -> None:
-        if not hasattr(self, "inputs_"):
-            raise HeadNotFittedError("this head is not fitted yet; call fit first")
-
+    # -- fitted state ------------------------------------------------------------------------
     @property
     def network_(self) -> HeadNetwork:
         """The (first) trained network; `networks_` holds every ensemble member."""
@@ -333,53 +235,36 @@ class HeadEstimator(BaseEstimator):
         return [self.inputs_.layout]
 
     # -- predict ------------------------------------------------------------------------------
-    def raw_output(self, X: Any, *args: Any) -> np.ndarray:
+    def _output(self, store: Store, data: Data) -> np.ndarray:
         """Class probabilities [n, classes], or regression predictions [n]."""
         self.check_fitted()
-        store, data, _ = self._split(X, args)
         keys, _, where = keys_and_labels(store, data, None, self.label_col, need_labels=False)
         self._featurize_given_texts(store, data, self.inputs_.layout.bind(store))
         x = self.inputs_.transform(store, keys, where)
         if self.head_kind_ == "logreg":
-            assert isinstance(x, LazyInputs)
-            step = PREDICT_CHUNK
-            return np.concatenate([self.model_.predict_proba(x.matrix(slice(i, i + step)))
-                                   for i in range(0, len(x), step)])
+            lazy, step = as_lazy(x), PREDICT_CHUNK
+            return np.concatenate([self.model_.predict_proba(lazy.matrix(slice(i, i + step)))
+                                   for i in range(0, len(lazy), step)])
         with torch.inference_mode(), torch_threads(pick_threads(len(x) * x.width)):
             outs = [forward_all(net, x).double() for net in self.networks_]
-        # an ensemble averages the members' probabilities (or predictions, for regression)
+        # several seeds average the networks' probabilities (or predictions, for regression)
         if self.task == "regression":
             out = torch.stack([o[:, 0] for o in outs]).mean(0)
             return out.numpy() * self.target_std_ + self.target_mean_
         return torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(0).numpy()
 
-    def evaluate(self, X: Any, y: Any = None, *args: Any) -> dict[str, float]:
-        """The task's metrics on labelled rows."""
-        self.check_fitted()
-        store, data, rest = self._split(X, (y, *args))
-        y = rest[0] if rest else None
+    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        truth = self._targets(labels, where)
-        out = self.raw_output(store, data)
-        pred = out if self.task == "regression" else out.argmax(axis=1)
-        return scores(self.task, truth, pred)
+        return self._targets(labels, where), self._output(store, data)
 
     # -- save and load ------------------------------------------------------------------------
     def saved_config(self) -> dict[str, Any]:
         """The parameters as JSON (the head resolved), plus the task."""
-        cfg = self.get_params()
-        cfg.pop("store")  # where the head was fitted is not part of it
-        cfg["layers"] = list(cfg["layers"]) if cfg["layers"] is not None else None
-        cfg["fuse"] = list(cfg["fuse"])
-        cfg["head"] = self.head_kind_
-        cfg["task"] = self.task
-        return cfg
+        return {**super().saved_config(), "head": self.head_kind_}
 
-    def artifact(self, metrics: dict | None = None, extra: dict | None = None
-                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """(named arrays, document): what `save` writes, and what an ensemble of heads keeps
-        per member."""
-        self.check_fitted()
+    def fitted_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Normaliser statistics, logistic regression or network weights (`net.`, then
+        `net1.`, ... for further seeds); the layout read, input widths and label map."""
         tensors = self.inputs_.state()
         if self.head_kind_ == "logreg":
             tensors.update(logreg_state(self.model_))
@@ -387,64 +272,34 @@ class HeadEstimator(BaseEstimator):
             prefix = "net." if i == 0 else f"net{i}."
             tensors.update({f"{prefix}{k}": v.detach().cpu().numpy().copy()
                             for k, v in net.state_dict().items()})
-        doc: dict[str, Any] = {"config": self.saved_config(), **self.inputs_.layout.to_json(),
-                               "input_dims": self.inputs_.dims, "fit": self.fit_info_,
-                               "metrics": metrics or {}}
+        doc: dict[str, Any] = {**self.inputs_.layout.to_json(), "input_dims": self.inputs_.dims}
         if self.task == "classification":
             doc["labels"] = self.labels_.classes
         else:
             doc["target"] = {"mean": self.target_mean_, "std": self.target_std_}
-        doc.update(extra or {})
         return tensors, doc
 
-    def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
-             extra: dict | None = None, overwrite: bool = False) -> Path:
-        """Write this head to STORE/heads/NAME (safetensors + JSON); `load` reads it back. A head
-        already saved under NAME is replaced only with `overwrite`."""
-        tensors, doc = self.artifact(metrics, extra)
-        return write_head(store, name, tensors, doc, overwrite=overwrite)
-
     @classmethod
-    def load(cls, store: Store | str | Path, name: str) -> HeadEstimator:
-        """A fitted head read back from STORE/heads/NAME; it predicts what the saved one did."""
-        return restore_head(store, name,
-                            lambda doc, tensors: cls.from_artifact(doc, tensors, name, store))
-
-    @classmethod
-    def from_artifact(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
-                      store: Store | str | Path) -> HeadEstimator:
-        """The head `artifact` described, predicting from `store`."""
-        if doc.get("kind") == "sequence":
-            raise HeadError(f"head {name} is a sequence head; load it with "
-                            "featstore.heads.sequence_estimator.SequenceClassifier.load")
-        if doc.get("kind") == "ensemble":
-            raise HeadError(f"head {name} is an ensemble of heads; load it with "
-                            "featstore.heads.load_head")
-        cfg = dict(doc["config"])
-        klass = HeadRegressor if cfg.pop("task", None) == "regression" else HeadClassifier
-        if not issubclass(klass, cls):
-            raise HeadError(f"head {name} is a {klass.__name__}, not a {cls.__name__}")
-        names = set(klass().get_params())
-        cfg["fuse"] = tuple(cfg.get("fuse", ()))  # JSON has no tuples
-        head = klass(**{k: v for k, v in cfg.items() if k in names})
+    def restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
+                store: Store | str | Path) -> HeadEstimator:
+        head = cls.from_config(doc["config"])
         head.store = store  # predict(texts) reads the store it was loaded from
         head.inputs_ = HeadInputs(InputLayout.from_json(doc), head.pool, head.flat,
                                   head.flat and head.fuse_mode == "concat",
                                   head.normalize).load_state(doc["input_dims"], tensors)
         head.head_kind_ = head.head_kind
-        head.fit_info_ = doc.get("fit", {})
         head.metrics_ = doc.get("metrics", {})
-        if klass.task == "classification":
+        if head.task == "classification":
             head.labels_ = LabelMap(list(doc["labels"]))
             head.classes_ = np.array(head.labels_.classes, dtype=object)
         else:
             head.target_mean_ = float(doc["target"]["mean"])
             head.target_std_ = float(doc["target"]["std"])
         head.networks_ = []
+        fit_info = doc.get("fit", {})
         if head.head_kind_ == "logreg":
-            head.model_ = logreg_from_state(tensors, float(head.fit_info_.get("C", 1.0)))
-            return head
-        for i in range(int(cfg.get("ensemble", 1))):
+            head.model_ = logreg_from_state(tensors, float(fit_info.get("C", 1.0)))
+        for i in range(head.seeds if head.head_kind_ != "logreg" else 0):
             prefix = "net." if i == 0 else f"net{i}."
             net = head._network()
             state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items()
@@ -455,9 +310,11 @@ class HeadEstimator(BaseEstimator):
                 raise HeadError(f"head {name}: weights do not fit its configuration "
                                 f"({str(exc).splitlines()[0]})") from None
             head.networks_.append(net.eval())
+        head.fit_info_ = fit_info
         return head
 
 
+@saved_as("text", "classification")
 class HeadClassifier(ClassifierMixin, HeadEstimator):
     """A pooling + fusion + head classifier trained from stored features."""
 
@@ -465,20 +322,17 @@ class HeadClassifier(ClassifierMixin, HeadEstimator):
 
     def predict_proba(self, X: Any, *args: Any) -> np.ndarray:
         """[n, n_classes] probabilities; column i is `classes_[i]`."""
-        return self.raw_output(X, *args)
+        self.check_fitted()
+        store, data = self.store_data(X, args)
+        return self._output(store, data)
 
     def predict(self, X: Any, *args: Any) -> np.ndarray:
         self.check_fitted()
         return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(axis=1)),
                         dtype=object)
 
-    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
-        """Accuracy, as scikit-learn classifiers score."""
-        if sample_weight is not None:
-            raise HeadError("score takes no sample_weight")
-        return self.evaluate(X, y, *args)["accuracy"]
 
-
+@saved_as("text", "regression")
 class HeadRegressor(RegressorMixin, HeadEstimator):
     """A pooling + fusion + head regressor (MSE loss) trained from stored features; its head is
     an MLP unless `head` says otherwise."""
@@ -486,22 +340,14 @@ class HeadRegressor(RegressorMixin, HeadEstimator):
     task = "regression"
 
     def predict(self, X: Any, *args: Any) -> np.ndarray:
-        return self.raw_output(X, *args)
-
-    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
-        """R squared, as scikit-learn regressors score."""
-        if sample_weight is not None:
-            raise HeadError("score takes no sample_weight")
-        store, data, rest = self._split(X, (y, *args))
-        y = rest[0] if rest else None
-        _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        truth = regression_targets(labels, self.label_col or "label", where)
-        pred = self.predict(store, data)
-        return float(1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2))
+        self.check_fitted()
+        store, data = self.store_data(X, args)
+        return self._output(store, data)
 
 
 def make_head(task: str = "classification", **params: Any) -> HeadEstimator:
     """A classifier or regressor by task name."""
     if task not in TASKS:
-        raise HeadError(f"unknown --task {task!r}; choose classification or regression")
+        raise ParamError(f"unknown {{task}} {literal(repr(task))}; choose classification or "
+                         "regression")
     return (HeadRegressor if task == "regression" else HeadClassifier)(**params)

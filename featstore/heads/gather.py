@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.store import Store, StoreError
 
 FUSE_FEATURE = "vector"  # what vector-only sources (LASER) store per text
@@ -35,7 +35,7 @@ def encoder_layers(store: Store, encoder_id: str) -> list[int]:
 def resolve_source(store: Store, name: str) -> FusionSource:
     """`laser` (or any vector kind) -> that kind's encoder; else a source by name (vectors
     imported by `import-vectors`), model or id: its vectors, or an encoder's top-layer mean."""
-    kinds = {e.fingerprint.get("kind") for e in store.manifest.encoders.values()}
+    kinds = {e.kind for e in store.manifest.encoders.values()}
     if name == "laser" and "laser" not in kinds:
         encoders = [e.fingerprint for e in store.manifest.encoders.values()
                     if e.fingerprint.get("kind") == "encoder"]
@@ -49,8 +49,9 @@ def resolve_source(store: Store, name: str) -> FusionSource:
     try:
         enc = store.resolve_encoder(name)
     except StoreError as exc:  # say it is about --fuse
-        raise HeadError(f"--fuse {name}: {exc}; vectors made elsewhere are added with "
-                        "`featstore import-vectors --name NAME FILE`") from None
+        raise ParamError(f"{{fuse}} {literal(name)}: {literal(str(exc))}; vectors made "
+                         "elsewhere are added with `featstore import-vectors --name NAME FILE`"
+                         ) from None
     entry = store.encoder_entry(enc)
     if FUSE_FEATURE in entry.feature_shapes:
         return FusionSource(name, enc, FUSE_FEATURE, None)
@@ -81,18 +82,18 @@ def check_present(store: Store, encoder_id: str, keys: list[str], features: list
     for feat in features:
         if feat not in entry.feature_shapes:
             if feat == "tokens":
-                raise HeadError(f"--pool attention needs token states, which encoder {encoder_id} "
-                                f"did not store; run `featurize --tokens CORPUS {flags}` on the "
-                                f"corpus of {where}")
+                raise ParamError(f"{{pool=}}attention needs token states, which encoder "
+                                 f"{literal(encoder_id)} did not store; run `featurize --tokens "
+                                 f"CORPUS {literal(flags)}` on the corpus of {literal(where)}")
             if feat == "pooler":
-                raise HeadError(f"encoder {encoder_id} ({model}) has no pooler output; "
-                                "choose another --pool")
+                raise ParamError(f"encoder {literal(encoder_id)} ({literal(str(model))}) has no "
+                                 "pooler output; choose another {pool}")
             raise HeadError(f"encoder {encoder_id} stored no {feat!r} features; run `featurize "
                             f"CORPUS --features cls,mean,max {flags}` on the corpus of {where}")
     missing = int((~store.has(encoder_id, keys, features)).sum())
     if missing:
         flag = " --tokens" if "tokens" in features else ""
-        kind = entry.fingerprint.get("kind")
+        kind = entry.kind
         if kind == "laser":
             flag = " --laser"
         if kind == "vectors":

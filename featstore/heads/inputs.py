@@ -23,6 +23,7 @@ from featstore.heads.gather import (
     gather_tokens,
     resolve_source,
 )
+from featstore.heads.kinds import pooling
 from featstore.heads.normalizer import Normalizer
 from featstore.heads.poolings import choose_layers, pad_tokens, stored_features
 from featstore.heads.training import Inputs, LazyInputs
@@ -61,7 +62,7 @@ class InputLayout:
         encoder_id = store.resolve_encoder(encoder, kind="encoder")
         chosen = choose_layers(pool, encoder_layers(store, encoder_id),
                                list(layers) if layers else None, layer_start)
-        if pool != "pooler":
+        if pooling(pool).layered:
             store.layer_positions(encoder_id, chosen)  # an unstored layer -> error
         sources = [resolve_source(store, s) for s in fuse]
         return cls(encoder_id, store.encoder_entry(encoder_id).fingerprint,
@@ -110,6 +111,7 @@ class HeadInputs:
                  normalize: str) -> None:
         self.layout = layout
         self.pool = pool
+        self.kind = pooling(pool)
         self.flat = flat
         self.join = join
         self.normalize = normalize
@@ -120,10 +122,10 @@ class HeadInputs:
     def _gather(self, layout: InputLayout, store: Store, keys: list[str], where: str
                 ) -> tuple[Any, list[np.ndarray]]:
         layout.check(store, keys, where)
-        if self.pool == "attention":
+        if self.kind.reads_tokens:
             enc: Any = gather_tokens(store, layout.encoder_id, keys, layout.layers[-1])
-        elif self.pool == "pooler":
-            enc = gather_features(store, layout.encoder_id, keys, ["pooler"], None)
+        elif not self.kind.layered:
+            enc = gather_features(store, layout.encoder_id, keys, layout.features, None)
         else:
             enc = gather_features(store, layout.encoder_id, keys, layout.features,
                                   layout.layers, self.pool if self.flat else "none")
@@ -135,21 +137,21 @@ class HeadInputs:
     def _wrap(self, enc: Any, sources: list[np.ndarray]) -> Inputs | LazyInputs:
         norms = [self.normalizers["enc"],
                  *(self.normalizers[f"src{i}"] for i in range(len(sources)))]
-        if self.pool == "attention":
+        if self.kind.reads_tokens:
             padded, mask = pad_tokens([norms[0].transform(r) for r in enc])
             srcs = [torch.from_numpy(n.transform(s)) for s, n in zip(sources, norms[1:],
                                                                       strict=True)]
             return Inputs(torch.from_numpy(padded), srcs, torch.from_numpy(mask))
         return LazyInputs([enc, *sources], [n.transform for n in norms], join=self.join)
 
-    def fit(self, store: Store, keys: list[str], where: str) -> Inputs | LazyInputs:
-        """Fit the normalisers on these (training) rows, statistics read in chunks; the rows,
-        normalised lazily per minibatch (attention's padded token states: in memory)."""
+    def fit_transform(self, store: Store, keys: list[str], where: str) -> Inputs | LazyInputs:
+        """Fit the normalisers on these (training) rows, statistics read in chunks; returns the
+        rows, normalised lazily per minibatch (attention's padded token states: in memory)."""
         enc, sources = self._gather(self.layout, store, keys, where)
         self.normalizers = {"enc": Normalizer(self.normalize)}
         for i, s in enumerate(sources):
             self.normalizers[f"src{i}"] = Normalizer(self.normalize).fit(s)
-        if self.pool == "attention":
+        if self.kind.reads_tokens:
             self.normalizers["enc"].fit_rows(enc)
         else:
             self.normalizers["enc"].fit(enc)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.store import KEY_COLUMN
 
 LABEL_COLUMNS = ("label", "category")
@@ -20,14 +20,15 @@ def label_column(df: pd.DataFrame, requested: str | None, where: str) -> str:
     cols = [c for c in df.columns if c != KEY_COLUMN]
     if requested is not None:
         if requested not in df.columns:
-            raise HeadError(f"{where} has no label column {requested!r} "
-                            f"(columns: {', '.join(cols)}); pass --label-col")
+            raise ParamError(f"{literal(where)} has no label column "
+                             f"{literal(repr(requested))} (columns: {literal(', '.join(cols))}); "
+                             "name it with {label_col}")
         return requested
     for name in LABEL_COLUMNS:
         if name in df.columns:
             return name
-    raise HeadError(f"{where} has no 'label' or 'category' column (columns: {', '.join(cols)}); "
-                    "name the label column with --label-col")
+    raise ParamError(f"{literal(where)} has no 'label' or 'category' column (columns: "
+                     f"{literal(', '.join(cols))}); name the label column with {{label_col}}")
 
 
 def check_label_values(values: pd.Series, column: str, where: str) -> None:
@@ -71,7 +72,8 @@ def _plain(v: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def check_classes(y: np.ndarray, labels: LabelMap, where: str) -> None:
+def check_classes(labels: LabelMap, where: str) -> None:
+    """A classifier needs two classes at least."""
     if len(labels.classes) < 2:
         only = labels.classes[0] if labels.classes else None
         raise HeadError(f"{where} has only one class ({only!r}); a classifier needs at least two")

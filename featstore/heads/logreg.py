@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
+
+from featstore.heads.splits import inner_folds
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 INNER_FOLDS = 3
@@ -46,11 +47,9 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, c: float | None = None, max_iter: i
 def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...], max_iter: int,
              seed: int) -> tuple[float, dict[str, float]]:
     """Inner stratified CV accuracy for each C; ties go to the stronger regularisation."""
-    counts = np.bincount(y)
-    folds = min(INNER_FOLDS, int(counts[counts > 0].min()))
-    if folds < 2:
+    splits = inner_folds(y, len(y), INNER_FOLDS, seed)
+    if not splits:
         return 1.0, {}
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     ordered = sorted(grid)
 
     def path(split: tuple[np.ndarray, np.ndarray]) -> list[float]:
@@ -65,9 +64,9 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...], max_iter: in
             out.append(float((m.predict(x[te]) == y[te]).mean()))
         return out
 
-    workers = max(1, min(folds, os.cpu_count() or 1))
+    workers = max(1, min(len(splits), os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
-        per_fold = list(pool.map(path, skf.split(x, y)))
+        per_fold = list(pool.map(path, splits))
     scores = {c: float(np.mean([f[i] for f in per_fold])) for i, c in enumerate(ordered)}
     best = max(grid, key=lambda c: (round(scores[c], 6), -c))
     return float(best), {str(c): s for c, s in scores.items()}

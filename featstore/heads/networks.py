@@ -8,15 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from featstore.heads.choices import HEADS
 from featstore.heads.errors import HeadError
 from featstore.heads.fusion import ConcatFusion, ProjectFusion
 from featstore.heads.poolings import pooling_module
-
-
-def check_head(head: str) -> None:
-    if head not in HEADS:
-        raise HeadError(f"unknown head {head!r}; choose one of: {', '.join(HEADS)}")
 
 
 def head_module(kind: str, in_dim: int, out_dim: int, hidden: int, dropout: float) -> nn.Module:

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from featstore.heads.choices import NORMALIZATIONS
 from featstore.heads.errors import HeadError
+from featstore.heads.params import DECLARED
 
 _EPS = 1e-6
 FIT_CHUNK_VALUES = 1 << 22  # float64 values per chunk when fitting statistics (32 MB)
-
-
-def check_normalization(mode: str) -> None:
-    if mode not in NORMALIZATIONS:
-        raise HeadError(f"unknown --normalize {mode!r}; choose one of: {', '.join(NORMALIZATIONS)}")
 
 
 class Normalizer:
@@ -25,7 +20,7 @@ class Normalizer:
     """
 
     def __init__(self, mode: str = "standard") -> None:
-        check_normalization(mode)
+        DECLARED["normalize"].check(mode)
         self.mode = mode
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
@@ -61,7 +56,7 @@ class Normalizer:
         x = np.asarray(x, dtype=np.float32)
         if self.mode == "standard":
             if self.mean_ is None or self.scale_ is None:
-                raise RuntimeError("Normalizer.transform before fit")
+                raise HeadError("Normalizer.transform before fit")
             return (x - self.mean_) / self.scale_
         if self.mode == "l2":
             norm = np.linalg.norm(x, axis=-1, keepdims=True)
@@ -71,7 +66,8 @@ class Normalizer:
     def state(self, prefix: str) -> dict[str, np.ndarray]:
         if self.mode != "standard":
             return {}
-        assert self.mean_ is not None and self.scale_ is not None
+        if self.mean_ is None or self.scale_ is None:
+            raise HeadError("Normalizer.state before fit")
         return {f"{prefix}.mean": self.mean_, f"{prefix}.scale": self.scale_}
 
     @classmethod

@@ -15,40 +15,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from featstore.heads.choices import OF_CHOICES, POOLINGS, TRAINABLE_POOLINGS
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError
+from featstore.heads.kinds import pooling
 
-_FEATURES = {
-    "cls": ["cls"], "mean": ["mean"], "max": ["max"], "mean-max": ["mean", "max"],
-    "cls-mean": ["cls", "mean"], "pooler": ["pooler"],
-}
 CONCAT_DEFAULT_LAYERS = 4
 # The LSTM's width. Its recurrence runs step by step on the CPU; at 512 units it costs about 2 s
 # per epoch per 1k rows on two cores, at 128 about 7x less, with no loss on a handful of layers.
 LSTM_WIDTH = 128
 
 
-def check_pooling(pool: str, of: str | None) -> None:
-    if pool not in POOLINGS:
-        raise HeadError(f"unknown pooling {pool!r}; choose one of: {', '.join(POOLINGS)}")
-    if of is not None and of not in OF_CHOICES:
-        raise HeadError(f"unknown --of {of!r}; choose one of: {', '.join(OF_CHOICES)}")
-
-
-def is_trainable(pool: str) -> bool:
-    return pool in TRAINABLE_POOLINGS
-
-
 def stored_features(pool: str, of: str | None) -> list[str]:
     """Names of the stored features a pooling reads, concatenated along the vector axis."""
-    check_pooling(pool, of)
-    if pool == "attention":
-        return ["tokens"]
-    if pool in ("concat", "weighted"):
-        return _FEATURES[of or "mean"]
-    if pool == "lstm":
-        return _FEATURES[of or "cls"]
-    return _FEATURES[pool]
+    return pooling(pool).features(of)
 
 
 def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
@@ -62,19 +40,20 @@ def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
     if not stored:
         raise HeadError("the encoder's fingerprint lists no layers")
     top = stored[-1]
-    if pool == "pooler":
+    rule = pooling(pool).layers
+    if rule == "none":
         return []
     if layers:
         return [top + 1 + i if i < 0 else i for i in layers]
-    if pool == "concat":
+    if rule == "top4":
         return stored[-CONCAT_DEFAULT_LAYERS:]
-    if pool in ("weighted", "lstm"):
+    if rule in ("from-middle", "from-first"):
         if layer_start is None:
-            layer_start = top // 2 if pool == "weighted" else min(1, top)
+            layer_start = top // 2 if rule == "from-middle" else min(1, top)
         start = top + 1 + layer_start if layer_start < 0 else layer_start
         chosen = [i for i in stored if i >= start]
         if not chosen:
-            raise HeadError(f"--layer-start {layer_start} is above the top layer ({top})")
+            raise ParamError(f"{{layer_start}} {layer_start} is above the top layer ({top})")
         return chosen
     return [top]
 

@@ -23,140 +23,57 @@ the previous event from `time_col` if given. `seq_head` is the model over a sequ
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import StratifiedKFold
+from sklearn.base import ClassifierMixin
 
-from featstore.heads.artifacts import restore_head, write_head
-from featstore.heads.choices import AUTO_CANDIDATES, SEQ_HEADS
-from featstore.heads.errors import HeadError
-from featstore.heads.estimator import HeadNotFittedError
+from featstore.heads.base import StoreHead, saved_as
+from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.kinds import check_sequence_pooling
 from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
-from featstore.heads.normalizer import check_normalization
-from featstore.heads.poolings import check_pooling, is_trainable
-from featstore.heads.rows import store_and_data, text_keys
+from featstore.heads.params import SEQUENCE_HEAD, ParamSet
+from featstore.heads.rows import text_keys
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
 from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_network
-from featstore.heads.sequences import Sequences, group_rows, labels_from_table
-from featstore.heads.splits import holdout
+from featstore.heads.sequences import Sequences, group_rows, labels_from_table, labels_of
+from featstore.heads.splits import holdout, inner_folds
 from featstore.heads.training import TrainOptions, forward_all, torch_threads, train_network
 from featstore.store import KEY_COLUMN, FeatstoreError, Store
 
 _SUMMARY_OF = {"mean": "mean-max", "last": "last", "mean-last": "mean-last"}
-KIND = "sequence"
 
 
-class SequenceClassifier(ClassifierMixin, BaseEstimator):
-    """A classifier of sequences of stored texts; see the module docstring."""
+@saved_as("sequence")
+class SequenceClassifier(ClassifierMixin, StoreHead):
+    """A classifier of sequences of stored texts; see the module docstring. Its parameters are
+    `SEQUENCE_HEAD`'s (featstore.heads.params)."""
 
-    def __init__(
-        self,
-        seq_head: str = "auto",
-        group_by: str = "group",
-        order_by: str | None = None,
-        time_col: str | None = None,
-        *,
-        store: str | Path | Store | None = None,
-        label_col: str | None = None,
-        pool: str = "mean",
-        layers: Sequence[int] | None = None,
-        of: str | None = None,
-        fuse: Sequence[str] = (),
-        normalize: str = "standard",
-        encoder: str | None = None,
-        width: int = 64,
-        depth: int = 1,
-        n_heads: int = 4,
-        classifier: str = "linear",
-        dropout: float = 0.3,
-        epochs: int = 40,
-        lr: float = 2e-3,
-        weight_decay: float = 0.05,
-        batch_size: int = 64,
-        patience: int = 6,
-        valid_fraction: float = 0.15,
-        max_len: int = 64,
-        C: float | None = None,  # noqa: N803  scikit-learn's name for it
-        max_iter: int = 200,
-        inner_cv: int = 3,
-        candidates: Sequence[str] = AUTO_CANDIDATES,
-        seed: int = 0,
-    ) -> None:
-        self.seq_head = seq_head
-        self.group_by = group_by
-        self.order_by = order_by
-        self.time_col = time_col
-        self.store = store
-        self.label_col = label_col
-        self.pool = pool
-        self.layers = layers
-        self.of = of
-        self.fuse = fuse
-        self.normalize = normalize
-        self.encoder = encoder
-        self.width = width
-        self.depth = depth
-        self.n_heads = n_heads
-        self.classifier = classifier
-        self.dropout = dropout
-        self.epochs = epochs
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.patience = patience
-        self.valid_fraction = valid_fraction
-        self.max_len = max_len
-        self.C = C
-        self.max_iter = max_iter
-        self.inner_cv = inner_cv
-        self.candidates = candidates
-        self.seed = seed
+    params: ClassVar[ParamSet] = SEQUENCE_HEAD
 
-    # -- parameters ---------------------------------------------------------------------------
-    def validate_params(self) -> None:
-        """One-line errors for parameters that cannot work, before any data is read."""
-        if self.seq_head not in SEQ_HEADS:
-            raise HeadError(f"unknown --seq-head {self.seq_head!r}; choose one of: "
-                            f"{', '.join(SEQ_HEADS)}")
-        bad = [c for c in self.candidates if c not in SEQ_HEADS or c == "auto"]
-        if bad or not self.candidates:
-            raise HeadError(f"auto's candidates must be among "
-                            f"{', '.join(SEQ_HEADS[:-1])}, got {list(self.candidates)}")
-        check_pooling(self.pool, self.of)
-        if is_trainable(self.pool):
-            raise HeadError(f"--pool {self.pool} is trained with a per-text head; sequence heads "
-                            "read one fixed vector per message (cls, mean, mean-max, concat...)")
-        check_normalization(self.normalize)
-        if self.classifier not in ("linear", "mlp"):
-            raise HeadError(f"unknown classifier {self.classifier!r}; choose linear or mlp")
-        for name, value, low in (("width", self.width, 1), ("depth", self.depth, 1),
-                                 ("n_heads", self.n_heads, 1), ("epochs", self.epochs, 1),
-                                 ("batch_size", self.batch_size, 1), ("max_len", self.max_len, 1),
-                                 ("inner_cv", self.inner_cv, 2), ("patience", self.patience, 1)):
-            if int(value) < low:
-                raise HeadError(f"{name} must be at least {low}, got {value}")
+    def check_combination(self) -> None:
+        if not self.candidates:
+            raise ParamError("{candidates} names no sequence head for auto to choose from")
+        check_sequence_pooling(self.pool)
         if self.width % self.n_heads:
-            raise HeadError(f"width {self.width} must be a multiple of n_heads {self.n_heads}")
-        for name, value in (("dropout", self.dropout), ("valid_fraction", self.valid_fraction)):
-            if not 0 <= value < 1:
-                raise HeadError(f"{name} must be at least 0 and below 1, got {value}")
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise HeadError("lr must be positive and weight_decay 0 or more")
-        if self.C is not None and self.C <= 0:
-            raise HeadError(f"C must be positive, got {self.C}")
+            raise ParamError(f"{{width}} {self.width} must be a multiple of {{n_heads}} "
+                             f"{self.n_heads}")
+
+    def default_name(self) -> str:
+        return f"seq-{self.seq_head}"
+
+    @property
+    def layouts_(self) -> list[InputLayout]:
+        """What the head reads from a store."""
+        self.check_fitted()
+        return [self.inputs_.layout]
 
     # -- data ---------------------------------------------------------------------------------
-    def _split(self, X: Any, rest: tuple) -> tuple[Store, Any, tuple]:
-        return store_and_data(X, rest, self.store)
-
     def _table(self, store: Store, data: Any) -> tuple[pd.DataFrame, str]:
         """The rows (one message each) with a key column, and a name for messages."""
         if isinstance(data, str):
@@ -234,16 +151,22 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
     def _matrix(self, store: Store, df: pd.DataFrame, where: str, fit: bool) -> np.ndarray:
         keys = df[KEY_COLUMN].astype(str).tolist()
         if fit:
-            return self.inputs_.fit(store, keys, where).matrix()
+            return self.inputs_.fit_transform(store, keys, where).matrix()
         return self.inputs_.matrix(store, keys, where)
 
     # -- fit ----------------------------------------------------------------------------------
+    def check_inputs(self, store: Store, data: Any, where: str | None = None) -> None:
+        """Fail fast, before any training, if these parameters or the store cannot serve
+        `data`'s sequences; sets nothing."""
+        self.validate_params()
+        df, seqs, rows_where = self.sequences(store, data, need_labels=False)
+        self.check_stored(store, self._layout(store), df, seqs, where or rows_where)
+
     def fit(self, X: Any, y: Any = None, *args: Any, progress: Any = None
             ) -> SequenceClassifier:
         """Fit on the rows `X` (one message each); labels from the label column (constant per
         group) or `y` keyed by group."""
-        store, data, rest = self._split(X, (y, *args))
-        y = rest[0] if rest else None
+        store, data, y = self.store_data_y(X, y, args)
         self.validate_params()
         start = time.perf_counter()
         df, seqs, where = self.sequences(store, data, y)
@@ -252,22 +175,23 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         self.check_stored(store, layout, df, seqs, where)
         self.inputs_ = HeadInputs(layout, self.pool, True, True, self.normalize)
         matrix = self._matrix(store, df, where, fit=True)
-        assert seqs.labels is not None
-        self.labels_ = LabelMap.fit(seqs.labels)
+        labels = labels_of(seqs, where)
+        self.labels_ = LabelMap.fit(labels)
         self.classes_ = np.array(self.labels_.classes, dtype=object)
-        targets = self.labels_.encode(seqs.labels, where)
-        check_classes(targets, self.labels_, where)
-        self.fit_info_: dict[str, Any] = {"sequences": len(seqs), "rows": len(df),
-                                          "mean_length": round(float(seqs.lengths.mean()), 2)}
+        targets = self.labels_.encode(labels, where)
+        check_classes(self.labels_, where)
+        info: dict[str, Any] = {"sequences": len(seqs), "rows": len(df),
+                                "mean_length": round(float(seqs.lengths.mean()), 2)}
         kind = self.seq_head
         if kind == "auto":
             kind, scores = self._choose(matrix, seqs, targets)
-            self.fit_info_["inner_cv"] = scores
+            info["inner_cv"] = scores
         self.kind_ = kind
-        self.fit_info_["seq_head"] = kind
-        self.model_, self.network_, info = self._fit_kind(kind, matrix, seqs, targets)
-        self.fit_info_.update(info)
-        self.fit_info_["train_seconds"] = round(time.perf_counter() - start, 3)
+        info["seq_head"] = kind
+        self.model_, self.network_, fitted = self._fit_kind(kind, matrix, seqs, targets)
+        info.update(fitted)
+        info["train_seconds"] = round(time.perf_counter() - start, 3)
+        self.fit_info_ = info
         if progress is not None:
             progress.update(1)
         return self
@@ -304,12 +228,9 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
                 ) -> tuple[str, dict[str, float]]:
         """The candidate with the best stratified inner-CV accuracy over the training
         sequences (ties to the earlier, simpler candidate)."""
-        counts = np.bincount(y)
-        folds = min(self.inner_cv, int(counts[counts > 0].min()))
-        if folds < 2:
+        splits = inner_folds(y, len(y), self.inner_cv, self.seed)
+        if not splits:
             return self.candidates[0], {}
-        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
-        splits = list(skf.split(np.zeros(len(y)), y))
         scores: dict[str, float] = {}
         for kind in self.candidates:
             accs = []
@@ -326,19 +247,16 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
                seqs: Sequences) -> np.ndarray:
         if kind in _SUMMARY_OF:
             return model.predict_proba(summarize_sequences(_SUMMARY_OF[kind], matrix, seqs.rows))
-        assert net is not None
+        if net is None:
+            raise HeadError(f"a {kind} sequence head has no network (damaged?)")
         batches = SequenceBatches(matrix, seqs.rows, seqs.times, self.max_len)
         with torch_threads(1):
             out = forward_all(net, batches, batch_size=256)
         return torch.softmax(out.double(), dim=1).numpy()
 
-    def check_fitted(self) -> None:
-        if not hasattr(self, "kind_"):
-            raise HeadNotFittedError("this sequence head is not fitted yet; call fit first")
-
     def _predict_parts(self, X: Any, args: tuple) -> tuple[Sequences, np.ndarray]:
         self.check_fitted()
-        store, data, _ = self._split(X, args)
+        store, data = self.store_data(X, args)
         df, seqs, where = self.sequences(store, data, need_labels=False)
         layout = self.inputs_.layout.bind(store)
         self._featurize_texts(store, df, layout)
@@ -351,6 +269,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         return self._predict_parts(X, args)[1]
 
     def predict(self, X: Any, *args: Any) -> np.ndarray:
+        self.check_fitted()
         return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(1)),
                         dtype=object)
 
@@ -363,92 +282,50 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
             out[f"p_{c}"] = proba[:, i].round(6)
         return out
 
-    def evaluate(self, X: Any, y: Any = None, *args: Any) -> dict[str, float]:
-        """Accuracy and macro-F1 over the labelled sequences of `X`."""
-        from featstore.heads.metrics import classification_scores
-
-        self.check_fitted()
-        store, data, rest = self._split(X, (y, *args))
-        y = rest[0] if rest else None
+    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         _, seqs, where = self.sequences(store, data, y)
-        assert seqs.labels is not None
-        truth = self.labels_.encode(seqs.labels, where)
-        proba = self.predict_proba(store, data)
-        return classification_scores(truth, proba.argmax(1))
-
-    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
-        if sample_weight is not None:
-            raise HeadError("score takes no sample_weight")
-        return self.evaluate(X, y, *args)["accuracy"]
+        truth = self.labels_.encode(labels_of(seqs, where), where)
+        return truth, self.predict_proba(store, data)
 
     # -- save and load ------------------------------------------------------------------------
-    def saved_config(self) -> dict[str, Any]:
-        cfg = self.get_params()
-        cfg.pop("store")
-        cfg["layers"] = list(cfg["layers"]) if cfg["layers"] is not None else None
-        cfg["fuse"] = list(cfg["fuse"])
-        cfg["candidates"] = list(cfg["candidates"])
-        return cfg
-
-    def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
-             extra: dict | None = None, overwrite: bool = False) -> Path:
-        """Write this head to STORE/heads/NAME (safetensors + JSON); `load` reads it back. A head
-        already saved under NAME is replaced only with `overwrite`."""
-        self.check_fitted()
+    def fitted_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Normaliser statistics and the logistic regression or network weights (`net.`);
+        the kind `auto` chose, the layout read, input widths and label map."""
         tensors = self.inputs_.state()
         if self.model_ is not None:
             tensors.update(logreg_state(self.model_))
         if self.network_ is not None:
             tensors.update({f"net.{k}": v.detach().cpu().numpy().copy()
                             for k, v in self.network_.state_dict().items()})
-        doc: dict[str, Any] = {"kind": KIND, "config": self.saved_config(),
-                               "seq_head": self.kind_, **self.inputs_.layout.to_json(),
-                               "input_dims": self.inputs_.dims, "fit": self.fit_info_,
-                               "metrics": metrics or {}, "labels": self.labels_.classes}
-        doc.update(extra or {})
-        return write_head(store, name, tensors, doc, overwrite=overwrite)
+        return tensors, {"seq_head": self.kind_, **self.inputs_.layout.to_json(),
+                         "input_dims": self.inputs_.dims, "labels": self.labels_.classes}
 
     @classmethod
-    def load(cls, store: Store | str | Path, name: str) -> SequenceClassifier:
-        """A fitted sequence head read back from STORE/heads/NAME."""
-        return restore_head(store, name,
-                            lambda doc, tensors: cls._restore(doc, tensors, name, store))
-
-    @classmethod
-    def _restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
-                 store: Store | str | Path) -> SequenceClassifier:
-        if doc.get("kind") != KIND:
-            raise HeadError(f"head {name} is a per-text head, not a sequence head")
-        cfg = dict(doc["config"])
-        names = set(cls().get_params())
-        cfg["fuse"] = tuple(cfg.get("fuse", ()))
-        cfg["candidates"] = tuple(cfg.get("candidates", AUTO_CANDIDATES))
-        head = cls(**{k: v for k, v in cfg.items() if k in names})
+    def restore(cls, doc: dict[str, Any], tensors: dict[str, np.ndarray], name: str,
+                store: Store | str | Path) -> SequenceClassifier:
+        head = cls.from_config(doc["config"])
         head.store = store
         head.inputs_ = HeadInputs(InputLayout.from_json(doc), head.pool, True, True,
                                   head.normalize).load_state(doc["input_dims"], tensors)
         head.labels_ = LabelMap(list(doc["labels"]))
         head.classes_ = np.array(head.labels_.classes, dtype=object)
         head.kind_ = str(doc["seq_head"])
-        head.fit_info_ = doc.get("fit", {})
         head.metrics_ = doc.get("metrics", {})
         head.model_, head.network_ = None, None
+        fit_info = doc.get("fit", {})
         if head.kind_ in _SUMMARY_OF:
-            head.model_ = logreg_from_state(tensors, float(head.fit_info_.get("C", 1.0)))
-            return head
-        dims = head.inputs_.dims
-        net = head._network(head.kind_, int(dims["enc"]) + sum(int(d) for d in dims["sources"]))
-        state = {k[4:]: torch.from_numpy(v.copy()) for k, v in tensors.items()
-                 if k.startswith("net.")}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise HeadError(f"head {name}: weights do not fit its configuration "
-                            f"({str(exc).splitlines()[0]})") from None
-        head.network_ = net.eval()
+            head.model_ = logreg_from_state(tensors, float(fit_info.get("C", 1.0)))
+        else:
+            dims = head.inputs_.dims
+            net = head._network(head.kind_,
+                                int(dims["enc"]) + sum(int(d) for d in dims["sources"]))
+            state = {k[4:]: torch.from_numpy(v.copy()) for k, v in tensors.items()
+                     if k.startswith("net.")}
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as exc:
+                raise HeadError(f"head {name}: weights do not fit its configuration "
+                                f"({str(exc).splitlines()[0]})") from None
+            head.network_ = net.eval()
+        head.fit_info_ = fit_info
         return head
-
-
-def is_sequence_head(doc: dict[str, Any]) -> bool:
-    """Whether a head.json describes a sequence head."""
-    return doc.get("kind") == KIND

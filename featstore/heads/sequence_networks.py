@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.sequences import TIME_BUCKETS
 
 SEQ_NETWORKS = ("transformer", "gru")
@@ -66,7 +66,7 @@ class SequenceTransformer(nn.Module):
                  dropout: float = 0.2, classifier: str = "linear", skip: bool = True) -> None:
         super().__init__()
         if width % n_heads:
-            raise HeadError(f"--seq-width {width} must be a multiple of {n_heads} heads")
+            raise ParamError(f"{{width}} {width} must be a multiple of {{n_heads}} {n_heads}")
         self.max_len = max_len
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, width),
                                   nn.LayerNorm(width))
@@ -142,7 +142,8 @@ class SequenceNetwork(nn.Module):
 
     def forward(self, enc: torch.Tensor, sources: list[torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-        assert mask is not None
+        if mask is None:  # every position a real message
+            mask = torch.ones(enc.shape[:2], dtype=torch.bool, device=enc.device)
         gaps = sources[0] if sources else None
         return self.body(enc, mask, gaps)
 

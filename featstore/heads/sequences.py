@@ -14,7 +14,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from featstore.heads.errors import HeadError
+from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.store import KEY_COLUMN
 
 TIME_BUCKETS = 32  # bucket 0: first event; 1..31: log2 of the seconds since the previous one
@@ -49,10 +49,19 @@ class Sequences:
         return np.array([len(r) for r in self.rows], dtype=np.int64)
 
 
-def _column(df: pd.DataFrame, name: str, flag: str, where: str) -> pd.Series:
+def labels_of(seqs: Sequences, where: str) -> pd.Series:
+    """The sequences' labels; refused when they were grouped without any."""
+    if seqs.labels is None:
+        raise HeadError(f"{where}: the sequences carry no labels")
+    return seqs.labels
+
+
+def _column(df: pd.DataFrame, name: str, param: str, where: str) -> pd.Series:
+    """The column a parameter (`group_by`, ...) names; refused, naming it, when missing."""
     if name not in df.columns:
         cols = ", ".join(str(c) for c in df.columns if c != KEY_COLUMN)
-        raise HeadError(f"{where} has no column {name!r} for {flag} (columns: {cols})")
+        raise ParamError(f"{literal(where)} has no column {literal(repr(name))} for "
+                         f"{{{param}}} (columns: {literal(cols)})")
     return df[name]
 
 
@@ -135,19 +144,19 @@ def group_rows(df: pd.DataFrame, group_by: str, order_by: str | None = None,
     """The table's rows as sequences, with labels from `label_col` (constant per group)."""
     if not len(df):
         raise HeadError(f"{where} has no rows: there is no sequence to build")
-    groups = _column(df, group_by, "--group-by", where)
+    groups = _column(df, group_by, "group_by", where)
     if groups.isna().any():
         raise HeadError(f"{where}: {int(groups.isna().sum())} row(s) have no value in group "
                         f"column {group_by!r}")
     order = None
     if order_by is not None:
-        order = _column(df, order_by, "--order-by", where)
+        order = _column(df, order_by, "order_by", where)
         if order.isna().any():
             raise HeadError(f"{where}: {int(order.isna().sum())} row(s) have no value in order "
                             f"column {order_by!r}")
     seconds = None
     if time_col is not None:
-        seconds = event_seconds(_column(df, time_col, "--time-col", where), time_col, where)
+        seconds = event_seconds(_column(df, time_col, "time_col", where), time_col, where)
     codes, uniques = pd.factorize(groups, sort=False)
     if len({str(g) for g in uniques}) < len(uniques):
         raise HeadError(f"{where}: group column {group_by!r} holds values that read the same "
@@ -193,8 +202,8 @@ def labels_from_table(table: pd.DataFrame, groups: list, group_by: str, label_co
                       where: str, strict: bool = False) -> pd.Series:
     """Labels keyed by group (a --labels file): one row per group, every sequence labelled;
     `strict` also refuses a labelled group that has no rows (an empty sequence)."""
-    key = _column(table, group_by, "--group-by", where)
-    values = _column(table, label_col, "--label-col", where)
+    key = _column(table, group_by, "group_by", where)
+    values = _column(table, label_col, "label_col", where)
     # group values from a file may be read as numbers where the dataset has strings: match text
     as_text = key.astype(str)
     dup = as_text[as_text.duplicated()]
@@ -226,16 +235,6 @@ def time_buckets(seconds: np.ndarray, n_buckets: int = TIME_BUCKETS) -> np.ndarr
     later = ~np.isnan(gaps)
     out[later] = 1 + np.floor(np.log2(1.0 + np.clip(gaps[later], 0, None))).astype(np.int64)
     return np.clip(out, 0, n_buckets - 1)
-
-
-def grouped_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K (train, eval) pairs of sequence indices, stratified by label: every sequence stays
-    whole, so rows of one group never sit on both sides."""
-    from featstore.heads.splits import stratified_folds
-
-    if len(y) < k:
-        raise HeadError(f"--cv {k} needs at least {k} sequences, got {len(y)}")
-    return stratified_folds(y, k, seed)
 
 
 def split_per_group(split: pd.Series, rows: list[np.ndarray], groups: list, where: str

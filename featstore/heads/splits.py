@@ -54,6 +54,18 @@ def kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
             for part in np.array_split(order, k)]
 
 
+def inner_folds(y: np.ndarray | None, n: int, k: int, seed: int
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inner cross-validation folds of training rows, for choosing among configurations:
+    stratified (plain for regression targets, `y` None), fewer than `k` when the smallest class
+    is smaller; none when there cannot be two (the caller says what that means)."""
+    if y is None:
+        return kfold(n, min(k, n // 2), seed) if n >= 4 else []
+    counts = np.bincount(y)
+    folds = min(k, int(counts[counts > 0].min()))
+    return stratified_folds(y, folds, seed) if folds >= 2 else []
+
+
 def few_shot(y: np.ndarray, shots: int, seed: int) -> np.ndarray:
     """Indices of `shots` examples per label (all of a label's examples when it has fewer)."""
     if shots < 1:

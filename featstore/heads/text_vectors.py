@@ -14,41 +14,34 @@ open any scikit-learn pipeline over raw texts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError
+from sklearn.base import TransformerMixin
 
-from featstore.heads.choices import FIXED_POOLINGS
-from featstore.heads.errors import HeadError
+from featstore.heads.base import StoreEstimator
+from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.gather import gather_features
 from featstore.heads.inputs import InputLayout
+from featstore.heads.kinds import FIXED_POOLINGS, pooling
+from featstore.heads.params import STORED_VECTORS, ParamSet
 from featstore.heads.rows import keys_and_labels, store_from, texts_of
 from featstore.store import FeatstoreError, Store
 
 
-class VectorsNotFittedError(HeadError, NotFittedError):
-    """Transforming before fitting, as scikit-learn expects it to be reported."""
-
-
-class StoredVectors(TransformerMixin, BaseEstimator):
+class StoredVectors(TransformerMixin, StoreEstimator):
     """Texts -> one vector each from the store: a fixed pooling (`pool`, `layers`, `of`) of the
     encoder's stored rows, float32, unnormalised (put a scaler after it)."""
 
-    def __init__(self, store: str | Path | Store | None = None, pool: str = "mean",
-                 layers: Sequence[int] | None = None, of: str | None = None,
-                 encoder: str | None = None) -> None:
-        self.store = store
-        self.pool = pool
-        self.layers = layers
-        self.of = of
-        self.encoder = encoder
+    params: ClassVar[ParamSet] = STORED_VECTORS
 
     def _store(self) -> Store:
         return store_from(self.store)
+
+    def check_combination(self) -> None:
+        if pooling(self.pool).trainable:
+            raise ParamError(f"StoredVectors takes a fixed pooling ({', '.join(FIXED_POOLINGS)}),"
+                             f" not {{pool=}}{self.pool}; trainable poolings belong to a head")
 
     def _ensure(self, store: Store, X: Any, layout: InputLayout | None) -> None:
         texts = texts_of(X)
@@ -63,12 +56,9 @@ class StoredVectors(TransformerMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> StoredVectors:
         """Settle which stored rows are read (and featurize the given texts the store lacks)."""
-        if self.pool not in FIXED_POOLINGS:
-            raise HeadError(f"StoredVectors takes a fixed pooling ({', '.join(FIXED_POOLINGS)}),"
-                            f" not {self.pool!r}; trainable poolings belong to a head")
+        self.validate_params()
         store = self._store()
-        if not any(e.fingerprint.get("kind") == "encoder"
-                   for e in store.manifest.encoders.values()):
+        if not store.has_encoder():
             self._ensure(store, X, None)
         layout = InputLayout.resolve(store, self.pool, self.of, self.layers, None, (),
                                      self.encoder)
@@ -76,30 +66,30 @@ class StoredVectors(TransformerMixin, BaseEstimator):
         self.layout_ = layout
         entry = store.encoder_entry(layout.encoder_id)
         widths = [(f, int(entry.feature_shapes[f][-1])) for f in layout.features]
-        if self.pool == "concat":
+        if not pooling(self.pool).layered:
+            names = [f"{f}_pooler_{i}" for f, w in widths for i in range(w)]
+        elif self.pool == "concat":
             names = [f"{f}_l{layer}_{i}" for layer in layout.layers for f, w in widths
                      for i in range(w)]
         else:
-            where = "pooler" if self.pool == "pooler" else \
-                "l" + "-".join(map(str, layout.layers))
+            where = "l" + "-".join(map(str, layout.layers))
             names = [f"{f}_{where}_{i}" for f, w in widths for i in range(w)]
         self.feature_names_out_ = np.array(names, dtype=object)
+        self.fit_info_ = {"encoder": layout.encoder_id, "features": len(names)}
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "layout_"):
-            raise VectorsNotFittedError("StoredVectors is not fitted yet; call fit first")
+        self.check_fitted()
         store = self._store()
         layout = self.layout_.bind(store)
         self._ensure(store, X, layout)
         keys, _, where = keys_and_labels(store, X, None, None, need_labels=False)
         layout.check(store, keys, where)
-        layers = None if self.pool == "pooler" else layout.layers
+        layers = layout.layers if pooling(self.pool).layered else None
         out = gather_features(store, layout.encoder_id, keys, layout.features, layers,
                               self.pool if layers is not None else "none")
         return np.asarray(out, dtype=np.float32)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        if not hasattr(self, "feature_names_out_"):
-            raise VectorsNotFittedError("StoredVectors is not fitted yet; call fit first")
+        self.check_fitted()
         return self.feature_names_out_

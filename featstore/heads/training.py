@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from featstore.heads.errors import HeadError
+from featstore.heads.params import DECLARED
+
 SMALL_WORK = 4_000_000  # rows x width below which one thread beats two (thread start-up)
 THREADS_ENV = "FEATSTORE_THREADS"
 
@@ -49,11 +52,14 @@ def torch_threads(n: int) -> Iterator[None]:
 
 @dataclass
 class TrainOptions:
-    epochs: int = 60
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    batch_size: int = 256
-    patience: int = 8
+    """How the loop trains; defaults are the per-text heads' declared ones, with no label
+    smoothing unless asked."""
+
+    epochs: int = DECLARED["epochs"].default
+    lr: float = DECLARED["lr"].default
+    weight_decay: float = DECLARED["weight_decay"].default
+    batch_size: int = DECLARED["batch_size"].default
+    patience: int = DECLARED["patience"].default
     label_smoothing: float = 0.0
     seed: int = 0
 
@@ -144,6 +150,14 @@ class LazyInputs:
         return out
 
 
+def as_lazy(x: Inputs | LazyInputs) -> LazyInputs:
+    """Rows a logistic regression reads as a matrix; padded token states are not one."""
+    if isinstance(x, Inputs):
+        raise HeadError("these inputs are token states, not a matrix; attention pooling is "
+                        "trained with a torch head")
+    return x
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -151,10 +165,10 @@ class TrainResult:
     history: list[float]
 
 
-def _loss_fn(task: str, label_smoothing: float) -> nn.Module:
+def _loss_fn(task: str, smoothing: float) -> nn.Module:
     if task == "regression":
         return nn.MSELoss()
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=smoothing)
 
 
 @torch.inference_mode()

@@ -1,12 +1,17 @@
 """Datasets named by what a user has at hand: a dataset already in the store, or a corpus file
-that is featurized first with the store's encoder."""
+that is featurized first with the store's encoder; and small tables of rows read as they are
+(a --labels file, a file of sequence rows to predict)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
+from featstore.featurize.corpus import read_rows
 from featstore.featurize.driver import same_source
+from featstore.featurize.errors import CorpusError
 from featstore.heads.errors import HeadError
 from featstore.services.featurizing import Say, featurize_file, options_for_store
 from featstore.store import Store, check_name, default_store_path, open_store
@@ -48,3 +53,18 @@ def free_dataset_name(store: Store | None, path: Path) -> str:
         n += 1
         name = check_name(f"{stem}-{n}", "dataset")
     return name
+
+
+def read_rows_file(path: str | Path, what: str) -> pd.DataFrame:
+    """A small table file (CSV, TSV, JSONL, Parquet), read as featurize reads a corpus (CSV
+    cells as text), so a group or order value means the same here as in a dataset."""
+    p = Path(path)
+    if not p.is_file():
+        raise HeadError(f"{what} {str(path)!r} is not a file")
+    suffix = p.suffix.lower()
+    fmt = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+           ".pq": "parquet", ".tsv": "tsv"}.get(suffix, "csv")
+    try:
+        return read_rows(p, fmt)
+    except CorpusError as exc:
+        raise HeadError(f"{what} {exc}") from None

@@ -23,8 +23,7 @@ def options_for_store(store: Store | None, model: str | None = None,
                       tokens: bool = False) -> FeaturizeOptions:
     """Options that reproduce the store's encoder (by `model` when it holds several), else a
     fresh encoder `model` (the bundled default when None); LASER off."""
-    if store is not None and any(e.fingerprint.get("kind") == "encoder"
-                                 for e in store.manifest.encoders.values()):
+    if store is not None and store.has_encoder():
         enc = store.resolve_encoder(model, kind="encoder")
         return FeaturizeOptions.from_fingerprint(store.encoder_entry(enc).fingerprint,
                                                  tokens=tokens)
@@ -49,7 +48,7 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
     fingerprint (None: the store's encoder, by `model` when it holds several; in an empty store,
     the encoder `model` names); `store` is refreshed to see them. Returns how many were encoded.
     """
-    if fingerprint is None and _has_encoder(store):
+    if fingerprint is None and store.has_encoder():
         fingerprint = _fingerprint_of(store, model)
     enc = store.find_encoder(fingerprint) if fingerprint is not None else None
     keys = keys_for(texts)
@@ -75,10 +74,6 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
                     announce=f"encoding {len(new)} text(s) not yet in the store")
     store.refresh()
     return len(new)
-
-
-def _has_encoder(store: Store) -> bool:
-    return any(e.fingerprint.get("kind") == "encoder" for e in store.manifest.encoders.values())
 
 
 def _fingerprint_of(store: Store, model: str | None) -> dict:
@@ -141,6 +136,6 @@ class StoreFeaturizer:
         if unknown:
             raise FeatstoreError(f"unknown featurize option(s) {', '.join(unknown)}; choose "
                                  f"from {', '.join(sorted(fields - {'model'}))}")
-        if model is None and _has_encoder(store) and not options:
+        if model is None and store.has_encoder() and not options:
             return options_for_store(store, None)
         return replace(FeaturizeOptions(model=model, laser=False), **options)

@@ -1,6 +1,7 @@
-"""Predictions as a table: rows from a dataset, a file or plain texts, any text the store lacks
-encoded first with the head's own encoder, then each row with its other columns (gold labels
-included), the prediction and class probabilities (all of them, or the top k)."""
+"""Predictions as a table, for a head of any unit: rows from a dataset, a file or plain texts,
+any text the store lacks encoded first with the head's own encoder, then what the head's unit
+prints per example (a text's row with its other columns, gold labels included; a sequence's
+group), its prediction and class probabilities (all of them, or the top k)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import pandas as pd
 from pyarrow import ArrowException
 
 from featstore.featurize.corpus import open_corpus
-from featstore.heads.ensemble import HeadEnsemble
+from featstore.heads.base import StoreHead
 from featstore.heads.errors import HeadError
-from featstore.heads.estimator import HeadEstimator
 from featstore.heads.inputs import find_by_fingerprint
+from featstore.heads.units import Unit, unit_of
+from featstore.services.datasets import read_rows_file
 from featstore.services.featurizing import Say, featurize_missing
-from featstore.store import KEY_COLUMN, Store, clean_text, keys_for
+from featstore.store import KEY_COLUMN, Store, clean_text
 from featstore.store.atomic import can_create_in
 
 TEXT = "text"
@@ -42,6 +44,43 @@ def input_rows(store: Store, value: str | None = None, text_col: str | None = No
     """A `text` column plus every other column of the input: a dataset in the store, a corpus
     file, and/or plain texts (inline, or one per line on stdin). Rows without text are left out
     and counted."""
+    return _text_rows(store, value, text_col, texts)
+
+
+def prediction_input(store: Store, unit: Unit, value: str | None = None,
+                     text_col: str | None = None, texts: Sequence[str] = (),
+                     name: str = "the head", say: Say | None = None) -> PredictInput:
+    """The rows a head of `unit` predicts from: for texts, `input_rows`; for examples made of
+    several rows (a sequence), a dataset or a file of rows as they are, never lone texts; a
+    file's rows without text are left out (as featurize leaves them out) and counted."""
+    if unit.lone_texts:
+        return input_rows(store, value, text_col, texts)
+    if value is None or value == "-" or texts:
+        raise HeadError(f"{name} is a {unit.name} head: name a dataset or a file of rows with "
+                        "its group column (--text, stdin and --top-k are for per-text heads)")
+    if value in store.manifest.datasets:
+        return PredictInput(store.dataset(value))
+    rows = read_rows_file(value, "input")
+    for column in unit.text_columns:
+        if column not in rows.columns:
+            raise HeadError(f"{value} has no {column!r} column (columns: "
+                            f"{', '.join(map(str, rows.columns))})")
+    has_text = np.ones(len(rows), dtype=bool)
+    for column in unit.text_columns:
+        has_text &= np.array([clean_text(v) is not None for v in rows[column].tolist()],
+                             dtype=bool)
+    skipped = int((~has_text).sum())
+    if skipped:
+        if say is not None:
+            say(f"skipped {skipped} input row(s) without text")
+        rows = rows[has_text].reset_index(drop=True)
+        if rows.empty:
+            raise HeadError(f"{value} has no texts in column {unit.text_columns[0]!r}")
+    return PredictInput(rows, skipped)
+
+
+def _text_rows(store: Store, value: str | None, text_col: str | None, texts: Sequence[str]
+               ) -> PredictInput:
     frames, skipped = [], 0
     if value is not None:
         df, skipped = _rows_of(store, value, text_col)
@@ -111,11 +150,11 @@ def _free_name(name: str, taken: Iterable[object]) -> str:
     return out
 
 
-def output_columns(head: HeadEstimator | HeadEnsemble, top_k: int | None) -> list[str]:
-    """The columns predict adds to the input's."""
+def output_columns(head: StoreHead, top_k: int | None) -> list[str]:
+    """The columns predict adds to a text head's input."""
     if head.task == "regression":
         return ["prediction"]
-    classes = list(head.labels_.classes)
+    classes = list(head.classes_)  # type: ignore[attr-defined]
     if top_k is None:
         return ["prediction", *(f"p_{c}" for c in classes)]
     k = min(top_k, len(classes))
@@ -135,45 +174,35 @@ def keep_input_columns(rows: pd.DataFrame, added: Sequence[str]) -> tuple[pd.Dat
     return (rows.rename(columns=renamed) if renamed else rows), renamed
 
 
-def predict_frame(store: Store, head: HeadEstimator | HeadEnsemble,
-                  rows: pd.DataFrame | Sequence[str], progress: bool = False,
-                  say: Say | None = None, name: str = "the head",
+def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[str],
+                  progress: bool = False, say: Say | None = None, name: str = "the head",
                   top_k: int | None = None) -> pd.DataFrame:
-    """The rows (texts, or a frame with a `text` column) with `prediction` and, for classifiers,
-    `p_CLASS` per class, or with `top_k`, `label_1, p_1, ... label_K, p_K`; an input column of
-    one of those names is kept as NAME_given. Texts the store lacks are encoded and stored
-    first, with the head's own encoder (which the store must hold)."""
+    """What the head's unit prints per example of `rows` (texts, or a frame with a `text`
+    column; a sequence head's rows): `prediction` and, for classifiers, `p_CLASS` per class,
+    or with `top_k`, `label_1, p_1, ... label_K, p_K`; an input column of one of those names is
+    kept as NAME_given. Texts the store lacks are encoded and stored first, with the head's own
+    encoder (which the store must hold)."""
     head.check_fitted()
     out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
-    out, renamed = keep_input_columns(out, output_columns(head, top_k))
-    if renamed and say is not None:
-        say("input column(s) " + ", ".join(f"{a!r} kept as {b!r}" for a, b in renamed.items())
-            + " (predict writes those names)")
-    texts = out[TEXT].astype(str).tolist()
+    if unit_of(head).lone_texts:  # a row per text: its columns travel with its prediction
+        out, renamed = keep_input_columns(out, output_columns(head, top_k))
+        if renamed and say is not None:
+            say("input column(s) " + ", ".join(f"{a!r} kept as {b!r}"
+                                               for a, b in renamed.items())
+                + " (predict writes those names)")
     needs: dict[str, tuple[dict, list[str]]] = {}  # per encoder: the features any part reads
-    for layout in head.layouts_:
+    for layout in head.layouts_:  # type: ignore[attr-defined]
         fp, feats = needs.setdefault(json.dumps(layout.encoder_fingerprint, sort_keys=True),
                                      (layout.encoder_fingerprint, []))
         feats.extend(f for f in layout.features if f not in feats)
-    for fp, feats in needs.values():
+    unit = unit_of(head)
+    texts = [] if KEY_COLUMN in out.columns else \
+        [t for c in unit.text_columns if c in out.columns for t in out[c].astype(str)]
+    for fp, feats in needs.values():  # rows with keys were read from the store: it holds them
         find_by_fingerprint(store, fp, name)
-        featurize_missing(store, texts, fp, feats, progress=progress, say=say)
-    keys = pd.DataFrame({KEY_COLUMN: keys_for(texts)})
-    if head.task == "regression":
-        out["prediction"] = head.raw_output(store, keys)
-        return out
-    proba = np.asarray(head.raw_output(store, keys), dtype=np.float64)
-    classes = list(head.labels_.classes)
-    out["prediction"] = head.labels_.decode(proba.argmax(axis=1))
-    if top_k is None:
-        for i, c in enumerate(classes):
-            out[f"p_{c}"] = proba[:, i].round(6)
-        return out
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
-    for j in range(order.shape[1]):
-        out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
-        out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
-    return out
+        if texts:
+            featurize_missing(store, texts, fp, feats, progress=progress, say=say)
+    return unit.prediction_table(store, head, out, top_k)
 
 
 OUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}

@@ -25,7 +25,7 @@ def check_store(path: str | Path | None) -> StoreCheck:
     store = open_store(path)
     head_problems, notes = verify_heads(store)
     return StoreCheck(problems=[*store.verify(), *head_problems], notes=notes,
-                      shards=sum(e["shards"] for e in store.encoders()),
+                      shards=sum(e["shards"] for e in store.sources()),
                       datasets=len(store.datasets()), heads=len(list_heads(store)))
 
 

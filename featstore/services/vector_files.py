@@ -103,8 +103,10 @@ def read_vector_file(path: str | Path, *, text_col: str | None = None,
         vectors_from, matrix = _vector_columns(path, cols, column, vector_cols)
     elif fmt == "npz":
         by, column, names, vectors_from, matrix = _read_npz(path)
+    elif texts is None:
+        raise VectorFileError(f"{path}: a .{path.suffix.lower()[1:]} file holds only vectors; "
+                              "pass --texts FILE with one text per line, in the same order")
     else:
-        assert texts is not None
         lines = _read_lines(Path(texts))
         texts_sha = sha256_file(texts)
         matrix = (_read_npy(path) if fmt == "npy"

@@ -198,7 +198,7 @@ def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, 
     in_datasets = sum(k in dataset_keys for k in vf.keys)
     for enc_id, e in encoders.items():
         fp = e.fingerprint
-        if fp.get("kind") == KIND and fp.get("name") == name:
+        if e.kind == KIND and fp.get("name") == name:
             if fingerprints_match(fp, fingerprint):
                 if e.rows == len(vf.keys):
                     return _Plan(enc_id, None, in_datasets)

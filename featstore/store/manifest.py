@@ -83,6 +83,12 @@ class EncoderEntry:
     created: str = ""
 
     @property
+    def kind(self) -> str:
+        """What made the vectors: "encoder" (a model's layers), "laser", or "vectors"
+        (imported with import-vectors); the manifest names them all encoders."""
+        return str(self.fingerprint.get("kind"))
+
+    @property
     def rows(self) -> int:
         """Texts it holds vectors of: a later pass that only adds a feature (token states)
         writes shards of rows already counted, so rows are counted per feature."""

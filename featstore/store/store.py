@@ -101,7 +101,8 @@ class Store:
         self._index.clear()
 
     # -- what is here -------------------------------------------------------------------------
-    def encoders(self) -> list[dict]:
+    def sources(self) -> list[dict]:
+        """Every vector source: encoders, LASER and imported vectors alike, with their rows."""
         return [
             {
                 "id": enc_id,
@@ -114,6 +115,10 @@ class Store:
             }
             for enc_id, e in self.manifest.encoders.items()
         ]
+
+    def has_encoder(self) -> bool:
+        """Whether any source is a model's layers (not only LASER or imported vectors)."""
+        return any(e.kind == "encoder" for e in self.manifest.encoders.values())
 
     def datasets(self) -> list[dict]:
         return [
@@ -159,7 +164,7 @@ class Store:
         """Encoder id from an id, a model name, or nothing (the only encoder of that kind)."""
         entries = self.manifest.encoders
         if kind is not None:
-            entries = {k: e for k, e in entries.items() if e.fingerprint.get("kind") == kind}
+            entries = {k: e for k, e in entries.items() if e.kind == kind}
         if encoder is None:
             if len(entries) == 1:
                 return next(iter(entries))

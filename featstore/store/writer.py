@@ -116,7 +116,7 @@ class StoreWriter:
         self.read_only = False
         self._lock: WriterLock | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None
-        self.manifest: Manifest | None = None
+        self._manifest: Manifest | None = None
         self._pending = False  # manifest changes not committed yet (ensure_encoder(defer=True))
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -128,13 +128,22 @@ class StoreWriter:
         try:
             if not (self.root / MANIFEST_NAME).exists():
                 write_json_atomic(self.root / MANIFEST_NAME, Manifest().to_json(), self.tmp)
-            self.manifest = read_manifest(self.root)
+            self._manifest = read_manifest(self.root)
             if not self.read_only:
                 self.remove_orphans()
         except BaseException:
             self._release()
             raise
         return self
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest this writer commits; there is one only inside `with StoreWriter(...)`,
+        where the writer holds the lock."""
+        if self._manifest is None:
+            raise StoreError(f"the writer of store {self.root} is not open; use it as "
+                             "`with StoreWriter(root) as writer:`")
+        return self._manifest
 
     def __exit__(self, *exc: object) -> None:
         self._release()
@@ -191,7 +200,6 @@ class StoreWriter:
         """Delete files a crashed writer left behind. Only files named as featstore names its
         own temporary, shard and table files are deleted, never one the manifest names, never a
         link, never anything outside the store."""
-        assert self.manifest is not None
         named = {s.file for e in self.manifest.encoders.values() for s in e.shards}
         named |= {d.file for d in self.manifest.datasets.values()}
         for rel in named:  # a manifest naming a path outside the store stops the writer here
@@ -207,7 +215,6 @@ class StoreWriter:
         return removed
 
     def _commit(self) -> None:
-        assert self.manifest is not None
         self._refuse_read_only("commit new features")
         self.manifest.generation += 1
         write_json_atomic(self.root / MANIFEST_NAME, self.manifest.to_json(), self.tmp)
@@ -222,7 +229,6 @@ class StoreWriter:
         with `defer`, the change waits for the next commit (a shard's), so a pass that stops
         before its first shard leaves no empty encoder behind.
         """
-        assert self.manifest is not None
         check_name(encoder_id, "encoder")
         entry = self.manifest.encoders.get(encoder_id)
         if entry is not None and fingerprints_match(entry.fingerprint, fingerprint) and \
@@ -271,7 +277,6 @@ class StoreWriter:
         drop the source `replaces`, in one commit: readers see the old source or the new one,
         never a source half imported. The dropped source's files are left for the next
         writer's orphan sweep (readers may hold them)."""
-        assert self.manifest is not None
         check_name(encoder_id, "encoder")
         if encoder_id in self.manifest.encoders and encoder_id != replaces:
             raise StoreError(f"encoder id {encoder_id} is already taken")
@@ -284,7 +289,6 @@ class StoreWriter:
         self._commit()
 
     def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
-        assert self.manifest is not None
         self.manifest.encoders[encoder_id].shards.append(shard)
         self._commit()
 
@@ -299,7 +303,6 @@ class StoreWriter:
         featurized the previous table stay listed when the rows are the same. A replaced table
         file is left for the next writer's orphan sweep (readers may hold it).
         """
-        assert self.manifest is not None
         check_name(name, "dataset")
         fname = f"{name}.{uuid.uuid4().hex[:8]}.parquet"
         final = real_dir(self.root, DATASETS_DIR, create=not self.read_only) / fname
@@ -345,13 +348,6 @@ class StoreWriter:
         # the previous snapshot can still read it while this writer runs.
         return entry
 
-    def add_dataset_encoder(self, name: str, encoder_id: str) -> None:
-        assert self.manifest is not None
-        entry = self.manifest.datasets[name]
-        if encoder_id not in entry.encoders:
-            entry.encoders = sorted([*entry.encoders, encoder_id])
-            self._commit()
-
     # -- repair -------------------------------------------------------------------------------
     def repair(self) -> dict:
         """Drop every damaged shard and table so the next featurize recomputes them."""
@@ -363,7 +359,6 @@ class StoreWriter:
 
     def drop(self, shards: Mapping[str, list[str]], datasets: list[str]) -> None:
         """Forget damaged shards (by file) and datasets, so the next featurize recomputes them."""
-        assert self.manifest is not None
         for enc_id, files in shards.items():
             e = self.manifest.encoders[enc_id]
             e.shards = [s for s in e.shards if s.file not in files]

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from featstore.store import KEY_COLUMN
+
 
 @dataclass
 class ClassReport:
@@ -21,8 +23,9 @@ class ClassReport:
 
 def class_report(predictions: pd.DataFrame, texts: dict[str, str] | None = None
                  ) -> ClassReport:
-    """`predictions` has columns _key, gold, predicted, run (one row per evaluated row and
-    run); `texts` maps keys to their text for the list of errors."""
+    """`predictions` has columns gold, predicted, run and an id of each example (`_key` for a
+    text; one row per evaluated example and run); `texts` maps keys to their text for the list
+    of errors."""
     gold = predictions["gold"].astype(str).to_numpy()
     pred = predictions["predicted"].astype(str).to_numpy()
     classes = sorted(set(gold) | set(pred))
@@ -31,8 +34,8 @@ def class_report(predictions: pd.DataFrame, texts: dict[str, str] | None = None
                               "support": n}).sort_values(["f1", "label"], kind="stable")
     matrix = confusion_matrix(gold, pred, labels=classes)
     wrong = predictions[gold != pred].copy()
-    if texts is not None:
-        wrong.insert(0, "text", [texts.get(k, "") for k in wrong["_key"]])
-    errors = wrong.drop(columns=["_key"]).reset_index(drop=True)
+    if texts is not None and KEY_COLUMN in wrong.columns:
+        wrong.insert(0, "text", [texts.get(k, "") for k in wrong[KEY_COLUMN]])
+    errors = wrong.drop(columns=[KEY_COLUMN], errors="ignore").reset_index(drop=True)
     return ClassReport(per_class.reset_index(drop=True), matrix, classes, errors,
                        len(predictions))

@@ -1,4 +1,4 @@
-"""`HeadSearch`: the best pooling x head for a task, chosen by inner cross-validation on the
+"""`HeadSelector`: the best pooling x head for a task, chosen by inner cross-validation on the
 training rows alone, within a time budget; what `fit-head --auto` and `compare --save-best` run.
 
 Every candidate trains from stored rows in seconds, so an honest search is cheap: candidates
@@ -12,7 +12,8 @@ rows and saved with the whole search record. For classification, the held-out pr
 of the candidates that completed every fold then go through greedy ensemble selection: a
 weighted mix (`HeadEnsemble`) replaces the winner only when it is more accurate on those inner
 folds than the winner alone. Given unlabeled rows, self-training (see `self_training`) is
-scored on the same inner folds and kept only when it beats the winner alone there.
+scored on the same inner folds and kept only when it beats the winner alone there. The
+candidates come from `candidates` (their recipes from `recipes`).
 
 With a budget that cuts the search short, which candidates were scored depends on the
 machine's speed; with a budget that lets it finish, the same seed gives the same choice.
@@ -25,60 +26,31 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
-from featstore.heads.ensemble import HeadEnsemble, select_ensemble
+from featstore.heads.base import StoreHead
+from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
-from featstore.heads.gather import encoder_layers
 from featstore.heads.labels import LabelMap, label_column
-from featstore.heads.metrics import primary_metric, scores, summarize
-from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_predictions, trials
-from featstore.heads.rows import Data, keys_and_labels, store_and_data
-from featstore.heads.self_training import class_probs, self_training_check, with_pseudo
-from featstore.heads.splits import kfold, stratified_folds
+from featstore.heads.metrics import primary_metric, scores
+from featstore.heads.params import HEAD_SELECTOR, ParamSet
+from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_protocol, trials
+from featstore.heads.rows import Data, keys_and_labels
+from featstore.heads.splits import inner_folds
+from featstore.selection.candidates import Candidate, default_candidates, describe
+from featstore.selection.ensemble_selection import select_ensemble
+from featstore.selection.recipes import grown_recipe
+from featstore.selection.self_training import class_probs, self_training_check, with_pseudo
 from featstore.store import KEY_COLUMN, Store
 
-DEFAULT_BUDGET = 600.0
-DEFAULT_FOLDS = 3
-SMALL_PER_CLASS = 30  # fewer training rows per class than this: the few-shot candidate set
 REFIT_FACTOR = 1.5  # a refit on all rows costs about this many inner-fold fits
 # an ensemble's torch members share the winner's seeds, so its refit costs about what the
 # reserved refit of the winner does; estimates this close are within their own error
 ENSEMBLE_SLACK = 1.25
-
-# the MLP recipe that tops Banking77 with the default encoder: mean and max into a 512-wide MLP,
-# every training row, a fixed 20 epochs, five seeds averaged
-STRONG = {"pool": "mean-max", "head": "mlp", "hidden": 512, "valid_fraction": 0.0,
-          "ensemble": 5, "epochs": 20, "batch_size": 512, "lr": 2e-3}
-# with ten examples per label: small batches, more epochs, heavy dropout against memorising
-FEW = {**STRONG, "batch_size": 64, "epochs": 60, "lr": 1e-3, "dropout": 0.8}
-_FEW_TRAINING = ("batch_size", "epochs", "lr")
-
-
-def grown_recipe(params: dict[str, Any]) -> dict[str, Any]:
-    """A head's parameters for training rows grown by pseudo-labels well past the few-shot
-    size: the few-shot recipe's training settings become the strong recipe's. On thousands of
-    rows the few-shot settings train about 15x slower, and on Banking77 dev rows they were no
-    more accurate than the strong recipe given more pseudo-labels."""
-    if params.get("head") == "mlp" and all(params.get(k) == FEW[k] for k in _FEW_TRAINING):
-        return {**params, **{k: STRONG[k] for k in _FEW_TRAINING}, "dropout": 0.5}
-    return params
-
-
-@dataclass
-class Candidate:
-    """One configuration to score: its name, estimator parameters and a cost rank (cheap
-    candidates are scored first, and win ties)."""
-
-    name: str
-    params: dict[str, Any]
-    cost: float = 1.0
-    refit: dict[str, Any] = field(default_factory=dict)  # overrides for the final fit only
 
 
 @dataclass
@@ -111,152 +83,22 @@ class Trial:
                 "status": self.status}
 
 
-def describe(params: dict[str, Any]) -> str:
-    """A short readable name for a configuration."""
-    name = params.get("pool", "mean")
-    if params.get("of"):
-        name += f"({params['of']})"
-    if params.get("layers"):
-        name += f"[L{','.join(str(x) for x in params['layers'])}]"
-    if params.get("normalize", "standard") != "standard":
-        name += f" {params['normalize']}"
-    if params.get("pool") == "weighted" and params.get("head") == "logreg":
-        name = name.replace("weighted", "avg-layers", 1)
-    name += f" + {params.get('head') or 'default'}"
-    if params.get("C") is not None:
-        name += f" C={params['C']:g}"
-    if params.get("head") in ("mlp", "linear"):
-        if params.get("hidden", 512) != 512 and params.get("head") == "mlp":
-            name += f"{params['hidden']}"
-        if "dropout" in params:
-            name += f" drop {params['dropout']:g}"
-        if params.get("ensemble", 1) > 1:
-            name += f" x{params['ensemble']}"
-        if params.get("valid_fraction", 0.1) == 0:
-            name += f" {params.get('epochs', 40)}ep"
-    if params.get("fuse"):
-        name += f" + {'/'.join(params['fuse'])} [{params.get('fuse_mode', 'concat')}]"
-    return name
+class HeadSelector(StoreHead):
+    """Choose a pooling x head by inner CV on the training rows, refit the winner on all of them.
 
-
-def _cand(params: dict[str, Any], cost: float) -> Candidate:
-    return Candidate(describe(params), params, cost)
-
-
-def _seeded(params: dict[str, Any], cost: float, seeds: int) -> Candidate:
-    """A torch-head candidate scored with one seed and refitted as an average of `seeds`:
-    averaging seeds helps every configuration alike, so it need not be paid for while
-    choosing."""
-    one = {**params, "ensemble": 1}
-    name = describe(one) + (f" (refit x{seeds} seeds)" if seeds > 1 else "")
-    return Candidate(name, one, cost, {"ensemble": seeds} if seeds > 1 else {})
-
-
-def default_candidates(store: Store, task: str = "classification", rows_per_class: float = 1e9,
-                       encoder: str | None = None, fuse: Sequence[str] | None = None,
-                       seeds: int = 5) -> list[Candidate]:
-    """What `--auto` searches on this store: fixed poolings (top layer, averaged layer ranges,
-    concatenated layers) under logreg at two strengths; MLP heads (the strong Banking77 recipe
-    on mean-max, on the top two layers averaged, a learned layer mix); lstm, attention where
-    token states exist, and the store's other sources fused. Few rows per class switch the MLPs
-    to the few-shot recipe."""
-    enc = store.resolve_encoder(encoder, kind="encoder")
-    layers = encoder_layers(store, enc)
-    top = layers[-1]
-    stored = set(store.encoder_entry(enc).feature_shapes)
-    sources = list(fuse) if fuse is not None else [
-        e.fingerprint.get("model", k) if e.fingerprint.get("kind") == "encoder" else
-        str(e.fingerprint.get("kind")) for k, e in store.manifest.encoders.items() if k != enc]
-    small = rows_per_class < SMALL_PER_CLASS
-    mlp = FEW if small else STRONG
-    out: list[Candidate] = []
-    if task == "classification":
-        logregs = [("mean", {}, 0.1), ("cls", {}, 1.0), ("mean-max", {}, 0.1),
-                   ("mean-max", {}, 1.0), ("concat", {"of": "mean"}, 0.1),
-                   ("concat", {"of": "mean"}, 1.0), ("weighted", {"of": "mean"}, 0.1),
-                   ("weighted", {"of": "mean-max"}, 0.1)]
-        if small:  # few rows: weaker regularisation, and unit-length rows for the top mean
-            logregs += [("mean-max", {}, 10.0), ("mean", {}, 1.0),
-                        ("mean", {"normalize": "l2"}, 30.0)]
-        for i, (pool, extra, c) in enumerate(logregs):
-            out.append(_cand({"pool": pool, **extra, "head": "logreg", "C": c}, 1.0 + i / 100))
-    out.append(_seeded(mlp, 5.0, seeds))
-    if len(layers) > 1:
-        out.append(_seeded({**mlp, "layers": [top - 1, top]}, 5.5, seeds))
-        out.append(_seeded({**mlp, "pool": "weighted", "of": "mean-max"}, 5.2, seeds))
-    if small:
-        out.append(_seeded({**mlp, "dropout": 0.5}, 5.1, seeds))
-        out.append(_seeded({**mlp, "pool": "mean"}, 5.05, seeds))
-    if len(layers) > 2:
-        out.append(_cand({"pool": "lstm", "head": "mlp"}, 8.0))
-    if "tokens" in stored:
-        out.append(_cand({"pool": "attention", "head": "mlp"}, 9.0))
-    if sources:
-        if task == "classification":
-            out.append(_cand({"pool": "mean-max", "head": "logreg", "C": 0.1,
-                              "fuse": sources}, 1.8))
-        out.append(_seeded({**mlp, "fuse": sources}, 6.0, seeds))
-    if encoder is not None:
-        for c in out:
-            c.params["encoder"] = encoder
-    return out
-
-
-def inner_folds(y: np.ndarray | None, n: int, k: int, seed: int
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified inner folds (plain folds for regression targets); fewer than `k` when the
-    smallest class is smaller, and a one-line error when it cannot give two."""
-    if y is None:
-        if n < 4:
-            raise HeadError(f"--auto needs at least 4 training rows for inner CV, got {n}")
-        return kfold(n, min(k, n // 2), seed)
-    smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
-    folds = min(k, smallest)
-    if folds < 2:
-        raise HeadError("--auto scores candidates by inner CV on the training rows; it needs "
-                        f"at least 2 examples of every class, the smallest has {smallest}")
-    return stratified_folds(y, folds, seed)
-
-
-class HeadSearch(BaseEstimator):
-    """Search poolings x heads by inner CV on the training rows, refit the winner on all of them.
-
-    `candidates`: parameter dicts to search, each as given (default: `default_candidates` for
-    the store, whose torch heads are scored with one seed and refitted averaging `seeds`);
-    `budget`: seconds for the search and the refit (estimated; at least one candidate is scored
-    on one fold); `folds`: inner folds; `ensemble`: let a mix of the finalists replace the
-    winner when the inner folds say it is better (classification). After `fit`:
-    `best_params_`, `best_estimator_` (a fitted `HeadClassifier`, `HeadRegressor` or
+    `search_space`: parameter dicts to choose among, each as given (default:
+    `default_candidates` for the store, whose torch heads are scored with one seed and refitted
+    averaging `seeds`); `budget`: seconds for the search and the refit (estimated; at least one
+    candidate is scored on one fold); `folds`: inner folds; `allow_ensemble`: let a mix of the
+    finalists replace the winner when the inner folds say it is better (classification). After
+    `fit`: `best_params_`, `best_estimator_` (a fitted `HeadClassifier`, `HeadRegressor` or
     `HeadEnsemble`), `ensemble_` (the selection's record), `cv_results_` (one dict per
     candidate), `search_seconds_`, `refit_seconds_`; `predict`, `predict_proba`, `score` and
-    `save` use the winner. The evaluation rows are never seen: `fit` is given training rows only.
+    `save` use the winner. The evaluation rows are never seen: `fit` is given training rows
+    only. Its parameters are `HEAD_SELECTOR`'s (featstore.heads.params).
     """
 
-    def __init__(self, store: str | Path | Store | None = None, *, task: str = "classification",
-                 budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
-                 candidates: Sequence[dict[str, Any]] | None = None, encoder: str | None = None,
-                 fuse: Sequence[str] | None = None, label_col: str | None = None,
-                 seeds: int = 5, ensemble: bool = True, seed: int = 0) -> None:
-        self.store = store
-        self.task = task
-        self.budget = budget
-        self.folds = folds
-        self.candidates = candidates
-        self.encoder = encoder
-        self.fuse = fuse
-        self.label_col = label_col
-        self.seeds = seeds
-        self.ensemble = ensemble
-        self.seed = seed
-
-    def _check(self) -> None:
-        if not (isinstance(self.budget, int | float) and math.isfinite(self.budget)
-                and self.budget > 0):
-            raise HeadError(f"--budget must be a positive number of seconds, got {self.budget}")
-        if int(self.folds) != self.folds or self.folds < 2:
-            raise HeadError(f"--folds needs at least 2 inner folds, got {self.folds}")
-        if int(self.seeds) != self.seeds or self.seeds < 1:
-            raise HeadError(f"seeds must be at least 1, got {self.seeds}")
+    params: ClassVar[ParamSet] = HEAD_SELECTOR
 
     def _rows(self, store: Store, data: Data, y: Any) -> tuple[pd.DataFrame, str]:
         """Training rows as (key, label) with the label column's name."""
@@ -268,15 +110,14 @@ class HeadSearch(BaseEstimator):
         return pd.DataFrame({KEY_COLUMN: keys, col: list(labels)}), col
 
     def fit(self, X: Any, y: Any = None, *args: Any, valid: Data | None = None,
-            unlabeled: Data | None = None, progress: Any = None) -> HeadSearch:
+            unlabeled: Data | None = None, progress: Any = None) -> HeadSelector:
         """Search on `X` (training rows only), refit the winner on all of them; `valid`
         rows, if given, only drive the refit's early stopping, as in a plain fit.
         `unlabeled` rows (classification; their labels, if any, are ignored) may join the
         refit under pseudo-labels when the inner folds say self-training helps; keep
         evaluation rows out of them."""
-        self._check()
-        store, data, rest = store_and_data(X, (y, *args), self.store)
-        y = rest[0] if rest else None
+        store, data, y = self.store_data_y(X, y, args)
+        self.validate_params()
         start = time.perf_counter()
         rows, col = self._rows(store, data, y)
         labels, codes = None, None
@@ -284,9 +125,12 @@ class HeadSearch(BaseEstimator):
             labels = LabelMap.fit(rows[col])
             codes = labels.encode(rows[col], "the training rows")
         folds = inner_folds(codes, len(rows), int(self.folds), self.seed)
+        if not folds:
+            _no_inner_folds(codes, len(rows))
         per_class = len(rows) / (len(np.unique(codes)) if codes is not None else 1)
-        cands = ([_cand(dict(p), float(i)) for i, p in enumerate(self.candidates)]
-                 if self.candidates is not None else
+        cands = ([Candidate(describe(dict(p)), dict(p), float(i))
+                  for i, p in enumerate(self.search_space)]
+                 if self.search_space is not None else
                  default_candidates(store, self.task, per_class, self.encoder, self.fuse,
                                     int(self.seeds)))
         if not cands:
@@ -346,18 +190,18 @@ class HeadSearch(BaseEstimator):
         else:
             self.best_params_ = self._fixed({**best.candidate.params, **best.candidate.refit},
                                             col)
-        pool = self._pool(store, unlabeled, rows, col)
+        unlabeled_rows = self._unlabeled_rows(store, unlabeled, rows, col)
         self.self_training_: dict[str, Any] = {"chosen": False, "why": "no unlabeled rows"}
-        pool_probs = None
-        if pool is not None and labels is not None and codes is not None:
-            self.self_training_, pool_probs = self._self_train(
-                store, rows, col, folds, labels, codes, pool,
+        pseudo_probs = None
+        if unlabeled_rows is not None and labels is not None and codes is not None:
+            self.self_training_, pseudo_probs = self._self_train(
+                store, rows, col, folds, labels, codes, unlabeled_rows,
                 self.budget - (time.perf_counter() - start))
         self.search_seconds_ = round(time.perf_counter() - start, 3)
         t0 = time.perf_counter()
         fit_rows = rows
-        if self.self_training_["chosen"] and pool is not None and labels is not None:
-            fit_rows = with_pseudo(rows, col, pool, pool_probs, labels,
+        if self.self_training_["chosen"] and unlabeled_rows is not None and labels is not None:
+            fit_rows = with_pseudo(rows, col, unlabeled_rows, pseudo_probs, labels,
                                    np.bincount(codes, minlength=len(labels.classes)))
             self.self_training_["pseudo_rows"] = len(fit_rows) - len(rows)
             self.best_params_ = _each_member(self.best_params_, grown_recipe)
@@ -370,6 +214,8 @@ class HeadSearch(BaseEstimator):
         self.metric_ = metric
         self.trials_ = found
         self.cv_results_ = [t.to_json() for t in found]
+        self.fit_info_ = {"rows": len(rows), "search_seconds": self.search_seconds_,
+                          "refit_seconds": self.refit_seconds_}
         return self
 
     def _score_fold(self, t: Trial, head: HeadEstimator, store: Store, held: pd.DataFrame,
@@ -391,27 +237,27 @@ class HeadSearch(BaseEstimator):
         accurate on the inner folds than the best single candidate and its refit fits the
         budget: the time left, or (within ENSEMBLE_SLACK) what was reserved for the winner's
         refit, since torch members share the winner's seeds by their picks."""
-        if not self.ensemble:
+        if not self.allow_ensemble:
             return {"chosen": False, "why": "ensembles are off"}
         if codes is None:
             return {"chosen": False, "why": "ensembles are for classification"}
-        pool = sorted((t for t in found if len(t.scores) == n_folds and t.oof is not None),
-                      key=_rank)
-        if len(pool) < 2:
+        finalists = sorted((t for t in found if len(t.scores) == n_folds and t.oof is not None),
+                           key=_rank)
+        if len(finalists) < 2:
             return {"chosen": False, "why": "fewer than two candidates were scored on every fold"}
-        picks, acc = select_ensemble([t.oof for t in pool], codes)
+        picks, acc = select_ensemble([t.oof for t in finalists], codes)
         total = sum(picks)
         members, cost = [], 0.0
-        for t, k in zip(pool, picks, strict=True):
+        for t, k in zip(finalists, picks, strict=True):
             if not k:
                 continue
             params = dict(t.candidate.params)
-            if "ensemble" in t.candidate.refit:
-                params["ensemble"] = max(1, round(self.seeds * k / total))
-            cost += REFIT_FACTOR * t.fold_seconds() * params.get("ensemble", 1) \
-                / t.candidate.params.get("ensemble", 1)
+            if "seeds" in t.candidate.refit:
+                params["seeds"] = max(1, round(self.seeds * k / total))
+            cost += REFIT_FACTOR * t.fold_seconds() * params.get("seeds", 1) \
+                / t.candidate.params.get("seeds", 1)
             members.append({"name": t.candidate.name, "params": params, "picks": k})
-        single = float(np.mean(pool[0].oof.argmax(axis=1) == codes))
+        single = float(np.mean(finalists[0].oof.argmax(axis=1) == codes))
         record: dict[str, Any] = {
             "method": "greedy forward selection with replacement over the out-of-fold "
                       "probabilities of the candidates scored on every inner fold",
@@ -426,7 +272,7 @@ class HeadSearch(BaseEstimator):
         else:
             record["chosen"] = True
             names = {m["name"]: m["picks"] for m in members}
-            for t in pool:
+            for t in finalists:
                 if t.candidate.name in names:
                     t.status = f"in the ensemble ({names[t.candidate.name]}/{total})"
         return record
@@ -439,8 +285,8 @@ class HeadSearch(BaseEstimator):
                                 label_col=col, seed=self.seed)
         return make_head(self.task, **params, store=self.store)
 
-    def _pool(self, store: Store, unlabeled: Data | None, rows: pd.DataFrame, col: str
-              ) -> pd.DataFrame | None:
+    def _unlabeled_rows(self, store: Store, unlabeled: Data | None, rows: pd.DataFrame,
+                        col: str) -> pd.DataFrame | None:
         """The unlabeled rows as unique keys, less those among the training rows; None when
         there are none."""
         if unlabeled is None:
@@ -453,27 +299,28 @@ class HeadSearch(BaseEstimator):
         keep = [k for k in dict.fromkeys(keys) if k not in known]
         if not keep:
             return None
+        keep_rows = pd.DataFrame({KEY_COLUMN: keep})
         make_head(self.task, **self._fixed({"pool": "mean"}, col)).check_inputs(
-            store, keep, where)
-        return pd.DataFrame({KEY_COLUMN: keep})
+            store, keep_rows, where)
+        return keep_rows
 
     def _self_train(self, store: Store, rows: pd.DataFrame, col: str,
                     folds: list[tuple[np.ndarray, np.ndarray]], labels: LabelMap,
-                    codes: np.ndarray, pool: pd.DataFrame, left: float
+                    codes: np.ndarray, unlabeled: pd.DataFrame, left: float
                     ) -> tuple[dict[str, Any], np.ndarray | None]:
         """Self-training scored on the inner folds with the winner's search-time
         configuration (one seed per torch head); the check and the final refit (estimated
         from a fold's grown fit) must fit in the `left` seconds."""
         one = _each_member(self.best_params_,
-                           lambda m: {**m, "ensemble": 1} if "ensemble" in m else m)
+                           lambda m: {**m, "seeds": 1} if "seeds" in m else m)
         grown = _each_member(one, grown_recipe)
         # the refit has more rows (as the search's refit) and each torch member's seeds
         refit = self.best_params_.get("members", [self.best_params_])
-        scale = REFIT_FACTOR * sum(m.get("ensemble", 1) for m in refit) / len(refit)
+        scale = REFIT_FACTOR * sum(m.get("seeds", 1) for m in refit) / len(refit)
         try:
             return self_training_check(lambda: self._estimator(one, col),
                                        lambda: self._estimator(grown, col), store, rows, col,
-                                       folds, labels, codes, pool, left, scale)
+                                       folds, labels, codes, unlabeled, left, scale)
         except HeadError as exc:
             return {"chosen": False, "why": f"skipped: {exc}"}, None
 
@@ -482,11 +329,6 @@ class HeadSearch(BaseEstimator):
                 **({"encoder": self.encoder} if self.encoder is not None else {})}
 
     # -- the winner ---------------------------------------------------------------------------
-    def check_fitted(self) -> None:
-        if not hasattr(self, "best_estimator_"):
-            from featstore.heads.estimator import HeadNotFittedError
-            raise HeadNotFittedError("this search is not fitted yet; call fit first")
-
     def record(self) -> dict[str, Any]:
         """The search as JSON: what was tried, how it scored on inner folds, what won."""
         self.check_fitted()
@@ -504,11 +346,10 @@ class HeadSearch(BaseEstimator):
 
     def predict_proba(self, *args: Any) -> np.ndarray:
         self.check_fitted()
-        return self.best_estimator_.raw_output(*args)
+        return self.best_estimator_.predict_proba(*args)
 
-    def score(self, *args: Any) -> float:
-        self.check_fitted()
-        return self.best_estimator_.score(*args)
+    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        return self.best_estimator_.truth_and_output(store, data, y)
 
     def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
              extra: dict | None = None, overwrite: bool = False) -> Path:
@@ -518,6 +359,23 @@ class HeadSearch(BaseEstimator):
         return self.best_estimator_.save(store, name, metrics, {"search": self.record(),
                                                                 **(extra or {})},
                                          overwrite=overwrite)
+
+    def protocol_notes(self, plan: Any, refitted: bool, first: StoreHead) -> list[str]:
+        notes = [f"chosen by {first.n_folds_}-fold inner CV on the training rows; the "  # type: ignore[attr-defined]
+                 "evaluation rows scored only the winner"]
+        if refitted:
+            notes.append(f"metrics are the mean over {plan.cv} outer folds, each with its own "
+                         "search; the saved head comes from a search on all training rows")
+        return notes
+
+
+def _no_inner_folds(codes: np.ndarray | None, n: int) -> None:
+    """Why the training rows cannot be split into two inner folds."""
+    if codes is None:
+        raise HeadError(f"--auto needs at least 4 training rows for inner CV, got {n}")
+    smallest = int(np.bincount(codes)[np.bincount(codes) > 0].min())
+    raise HeadError("--auto scores candidates by inner CV on the training rows; it needs "
+                    f"at least 2 examples of every class, the smallest has {smallest}")
 
 
 def _each_member(params: dict[str, Any], change: Callable[[dict[str, Any]], dict[str, Any]]
@@ -543,7 +401,7 @@ def _refit_estimate(leader: Trial | None) -> float:
     """Seconds the leader's refit on all rows should take (more rows, more seeds)."""
     if leader is None:
         return 0.0
-    seeds = leader.candidate.refit.get("ensemble", 1) / leader.candidate.params.get("ensemble", 1)
+    seeds = leader.candidate.refit.get("seeds", 1) / leader.candidate.params.get("seeds", 1)
     return REFIT_FACTOR * leader.fold_seconds() * seeds
 
 
@@ -578,19 +436,21 @@ def _leader(found: list[Trial]) -> Trial | None:
 
 @dataclass
 class SearchRun:
-    """A protocol run of the search: the result to report and each trial's search."""
+    """A protocol run of the selector: its result, and each trial's fitted selector (the one
+    kept first)."""
 
     result: ProtocolResult
-    searches: list[HeadSearch]
+    searches: list[HeadSelector]
 
 
-def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification",
-                    shots: int | None = None, repeats: int = 1, seed: int = 0,
-                    budget: float = DEFAULT_BUDGET, folds: int = DEFAULT_FOLDS,
-                    candidates: Sequence[dict[str, Any]] | None = None,
-                    encoder: str | None = None, fuse: Sequence[str] | None = None,
-                    unlabeled: Data | None = None, progress: Any = None,
-                    keep_predictions: bool = False) -> SearchRun:
+def auto_protocol(store: Store, p: EvaluationPlan, task: str = "classification",
+                  shots: int | None = None, repeats: int = 1, seed: int = 0,
+                  budget: float = HEAD_SELECTOR["budget"].default,
+                  folds: int = HEAD_SELECTOR["folds"].default,
+                  search_space: Sequence[dict[str, Any]] | None = None,
+                  encoder: str | None = None, fuse: Sequence[str] | None = None,
+                  unlabeled: Data | None = None, progress: Any = None,
+                  keep_predictions: bool = False) -> SearchRun:
     """The plan's protocol with a search inside every training sample: the split's train rows,
     each few-shot sample, each outer CV fold (plus, for CV, one search on all rows for the head
     kept). The budget is shared equally; evaluation rows only score each trial's winner.
@@ -601,47 +461,28 @@ def search_protocol(store: Store, p: EvaluationPlan, task: str = "classification
         raise HeadError(f"--shots must be at least 1, got {shots}")
     if repeats < 1:
         raise HeadError(f"--repeats must be at least 1, got {repeats}")
-    pairs = trials(p, task, shots, repeats, seed)
     final = bool(p.cv and not shots)
-    share = budget / (len(pairs) + int(final))
-    runs, searches, seconds, predicted = [], [], 0.0, []
+    share = budget / (len(trials(p, task, shots, repeats, seed)) + int(final))
 
-    pool = None
+    unlabeled_keys = None
     if unlabeled is not None:
         keys, _, _ = keys_and_labels(store, unlabeled, None, None, need_labels=False)
-        pool = pd.DataFrame({KEY_COLUMN: keys})
+        unlabeled_keys = pd.DataFrame({KEY_COLUMN: keys})
         if p.valid is not None:
-            pool = pool[~pool[KEY_COLUMN].isin(p.valid[KEY_COLUMN])]
+            unlabeled_keys = unlabeled_keys[~unlabeled_keys[KEY_COLUMN].isin(p.valid[KEY_COLUMN])]
 
-    def search(rows: pd.DataFrame, valid: pd.DataFrame | None, ev: pd.DataFrame | None
-               ) -> HeadSearch:
-        s = HeadSearch(task=task, budget=share, folds=folds, candidates=candidates,
-                       encoder=encoder, fuse=fuse, label_col=p.label_col, seed=seed)
-        mine = pool
+    def selector() -> HeadSelector:
+        return HeadSelector(task=task, budget=share, folds=folds, search_space=search_space,
+                            encoder=encoder, fuse=fuse, label_col=p.label_col, seed=seed)
+
+    def fit_args(ev: pd.DataFrame | None) -> dict[str, Any]:
+        mine = unlabeled_keys
         if mine is not None and ev is not None:
             mine = mine[~mine[KEY_COLUMN].isin(ev[KEY_COLUMN])]
-        return s.fit(store, rows, valid=valid, progress=progress,
-                     unlabeled=mine if mine is not None and len(mine) else None)
+        return {"progress": progress,
+                "unlabeled": mine if mine is not None and len(mine) else None}
 
-    for tr_idx, ev in pairs:
-        t0 = time.perf_counter()
-        s = search(p.train.iloc[tr_idx].reset_index(drop=True), None if shots else p.valid, ev)
-        seconds += time.perf_counter() - t0
-        runs.append(s.best_estimator_.evaluate(store, ev))
-        if keep_predictions and task == "classification":
-            predicted.append(run_predictions(store, s.best_estimator_, ev, p.label_col,
-                                             len(searches)))
-        searches.append(s)
-    keep = searches[0]
-    notes = [f"chosen by {searches[0].n_folds_}-fold inner CV on the training rows; the "
-             "evaluation rows scored only the winner"]
-    if final:
-        keep = search(p.train, None, None)
-        searches.insert(0, keep)
-        notes.append(f"metrics are the mean over {p.cv} outer folds, each with its own search; "
-                     "the saved head comes from a search on all training rows")
-    if p.overlap:
-        notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
-    result = ProtocolResult(summarize(runs), runs, keep.best_estimator_, p, seconds, notes,
-                            pd.concat(predicted, ignore_index=True) if predicted else None)
-    return SearchRun(result, searches)
+    result = run_protocol(store, p, task=task, shots=shots, repeats=repeats, seed=seed,
+                          refit=final, keep_predictions=keep_predictions, estimator=selector,
+                          fit_args=fit_args)
+    return SearchRun(result, list(result.heads))  # type: ignore[arg-type]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from featstore.heads.choices import PROBE_C
 from featstore.heads.gather import encoder_layers
 from featstore.heads.protocols import EvaluationPlan, run_protocol
+from featstore.selection.settings import PROBE_C
 from featstore.store import Store
 
 PROBE_FEATURES = ("cls", "mean")

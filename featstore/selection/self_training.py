@@ -46,7 +46,7 @@ def pseudo_labels(probs: np.ndarray, labeled_counts: np.ndarray,
 def class_probs(head: Any, store: Store, rows: pd.DataFrame, labels: LabelMap) -> np.ndarray:
     """A fitted classifier's probabilities with columns in `labels` order (a head fitted on a
     fold may lack a class)."""
-    out = head.raw_output(store, rows)
+    out = head.predict_proba(store, rows)
     full = np.zeros((len(rows), len(labels.classes)), dtype=np.float32)
     cols = labels.encode(pd.Series(list(head.classes_)), "a head's classes")
     full[:, cols] = out

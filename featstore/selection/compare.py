@@ -1,0 +1,89 @@
+"""`compare`: one dataset, a grid of configurations (poolings x heads, x fusion where the store
+has sources; or sequence heads), one leaderboard sorted by the task's main score, with train
+seconds per entry. Every entry runs under the same plan and folds, whatever the unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from featstore.heads.errors import HeadError
+from featstore.heads.kinds import compatible
+from featstore.heads.metrics import primary_metric
+from featstore.heads.params import TEXT_HEAD
+from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_protocol
+from featstore.selection.recipes import STRONG
+from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS
+from featstore.store import Store
+
+
+@dataclass
+class GridEntry:
+    name: str
+    params: dict[str, Any]
+    result: ProtocolResult | None = None
+    skipped: str | None = None
+
+
+def entry_name(params: dict[str, Any]) -> str:
+    """A leaderboard line's name: the pooling and head, and what differs from the defaults."""
+    default = TEXT_HEAD.defaults()
+    name = f"{params['pool']}"
+    if params.get("of"):
+        name += f"({params['of']})"
+    name += f" + {params['head']}"
+    if params.get("hidden", default["hidden"]) != default["hidden"] and params["head"] == "mlp":
+        name += f"{params['hidden']}"
+    if params.get("seeds", default["seeds"]) > 1:
+        name += f" x{params['seeds']} seeds"
+    if params.get("fuse"):
+        name += f" + {'/'.join(params['fuse'])} " \
+                f"[{params.get('fuse_mode', default['fuse_mode'])}]"
+    return name
+
+
+def compare_grid(pools: tuple[str, ...] = COMPARE_POOLS, heads: tuple[str, ...] = COMPARE_HEADS,
+                 fuse: tuple[str, ...] = (), task: str = "classification",
+                 base: dict[str, Any] | None = None) -> list[GridEntry]:
+    """Every pooling x head that goes together (featstore.heads.kinds), the strong recipe, and
+    with fusion sources each head also on mean + sources (concat, and project for torch
+    heads)."""
+    base = dict(base or {})
+    entries: list[GridEntry] = []
+    for pool in pools:
+        for head in heads:
+            if compatible(pool, head, task):
+                params = {**base, "pool": pool, "head": head}
+                entries.append(GridEntry(entry_name(params), params))
+    if task == "classification" and "mlp" in heads and "mean-max" in pools:
+        params = {**base, **STRONG}
+        entries.append(GridEntry(entry_name(params) + ", no hold-out", params))
+    for head in heads:
+        for mode in ("concat", "project") if fuse else ():
+            if not compatible("mean", head, task, mode):
+                continue
+            params = {**base, "pool": "mean", "head": head, "fuse": list(fuse), "fuse_mode": mode}
+            entries.append(GridEntry(entry_name(params), params))
+    return entries
+
+
+def sequence_grid(heads: tuple[str, ...], base: dict[str, Any]) -> list[GridEntry]:
+    """Each sequence head (the mean, last and mean-last baselines among them) on the same
+    message vectors."""
+    return [GridEntry(kind, {**base, "seq_head": kind}) for kind in heads]
+
+
+def run_grid(store: Store, plan: EvaluationPlan, entries: list[GridEntry],
+             task: str = "classification", seed: int = 0, progress: Any = None) -> list[GridEntry]:
+    """Run every entry; an entry the store cannot serve (no tokens, no pooler) is skipped with
+    its reason. Returns entries best first, skipped ones last."""
+    for e in entries:
+        try:
+            e.result = run_protocol(store, plan, e.params, task=task, seed=seed, refit=False)
+        except HeadError as exc:
+            e.skipped = str(exc)
+        if progress is not None:
+            progress.update(1)
+    metric = primary_metric(task)
+    done = sorted((e for e in entries if e.result), key=lambda e: -e.result.metrics[metric])
+    return done + [e for e in entries if not e.result]

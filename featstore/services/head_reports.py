@@ -1,0 +1,56 @@
+"""`--report DIR`: the evaluation rows' per-class scores, confusion matrix and misclassified
+rows of a run made with `keep_predictions`, written as files a person opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featstore.heads.errors import HeadError
+from featstore.reports.charts import confusion_chart
+from featstore.reports.class_report import ClassReport, class_report
+from featstore.services.head_runs import SavedHead
+from featstore.store import KEY_COLUMN, Store
+from featstore.store.atomic import can_create_in
+
+REPORT_FILES = ("classes.csv", "confusion.png", "errors.csv")
+
+
+def report_paths(directory: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """The files `--report DIR` writes; existing ones are refused unless `overwrite`, and a
+    directory that cannot be written is refused, both before any training."""
+    base = Path(directory)
+    if base.exists() and not base.is_dir():
+        raise HeadError(f"--report {base}: not a directory")
+    paths = {Path(f).stem: base / f for f in REPORT_FILES}
+    taken = [str(p) for p in paths.values() if p.exists()]
+    if taken and not overwrite:
+        raise HeadError(f"--report would replace {', '.join(taken)}; pass --overwrite or "
+                        "another directory")
+    if not can_create_in(base):
+        raise HeadError(f"--report {base}: cannot create files there; pass another directory")
+    return paths
+
+
+def write_report(store: Store, saved: SavedHead, directory: str | Path,
+                 overwrite: bool = False) -> tuple[ClassReport, dict[str, Path]]:
+    """Per-class scores, a confusion matrix PNG and the misclassified rows of the evaluation
+    rows (every fold or repeat pooled), from a run made with `keep_predictions`."""
+    result = saved.result
+    if result.predictions is None:
+        raise HeadError("a report needs a classification run made with keep_predictions")
+    paths = report_paths(directory, overwrite)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    plan = result.plan
+    texts: dict[str, str] = {}
+    for name, rows in ((plan.train_name, plan.train), (plan.eval_name, plan.eval)):
+        entry = store.manifest.datasets.get(str(name).split(":")[0]) if name else None
+        if rows is not None and entry is not None and entry.text_column in rows.columns:
+            texts.update(zip(rows[KEY_COLUMN], rows[entry.text_column].astype(str),
+                             strict=True))
+    report = class_report(result.predictions, texts)
+    report.per_class.round(4).to_csv(paths["classes"], index=False)
+    report.errors.to_csv(paths["errors"], index=False)
+    confusion_chart(report.matrix, report.classes,
+                    f"{plan.train_name} · head {saved.name}\n{plan.protocol}",
+                    paths["confusion"])
+    return report, paths
