@@ -17,7 +17,7 @@ $(BIN)/python:
 # (subword-nmt, sacremoses, transliterate) come from pyproject.toml.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,bench,ray]"
+	$(BIN)/pip install -q -e ".[dev,bench,ray,openvino]"
 	$(BIN)/pip install -q --no-deps laserembeddings==1.1.2
 	touch $(STAMP)
 

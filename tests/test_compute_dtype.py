@@ -29,7 +29,8 @@ TEXTS = [
 
 
 def _features(model_dir: Path, compute_dtype: str) -> tuple[Encoder, dict[str, np.ndarray]]:
-    enc = Encoder(str(model_dir), device="cpu", dtype="float32", compute_dtype=compute_dtype)
+    enc = Encoder(str(model_dir), device="cpu", dtype="float32", compute_dtype=compute_dtype,
+                  runtime="torch")
     feats, _ = enc.forward([enc.tokenizer(t)["input_ids"] for t in TEXTS])
     return enc, feats
 
@@ -69,7 +70,8 @@ def test_half_mean_accumulates_in_float32():
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
 def test_auto_follows_the_cpus_bf16_units(tiny_model_dir, monkeypatch, native, expected):
     monkeypatch.setattr(cpu_features, "cpu_has_native_bf16", lambda: native)
-    enc = Encoder(str(tiny_model_dir("bert")), device="cpu", compute_dtype="auto")
+    enc = Encoder(str(tiny_model_dir("bert")), device="cpu", compute_dtype="auto",
+                  runtime="torch")
     assert enc.compute_dtype_name == expected
     assert enc.half_weights == native
     assert (enc.fast_linears > 0) == (not native and torch.backends.mkldnn.is_available())
@@ -109,9 +111,11 @@ def test_each_shard_records_its_compute_dtype_and_bf16_reuses_fp32_features(tiny
     store = featstore.open(store_dir)
     assert len(store.manifest.encoders) == 1
     enc_id = store.resolve_encoder()
-    # the manifest records each shard's precision too, so `info` need not open the shards
+    # the manifest records each shard's precision (and runtime: a pass this small uses
+    # torch under `auto`), so `info` need not open the shards
     assert [s.attrs for s in store.encoder_entry(enc_id).shards] == [
-        {"compute_dtype": "float32"}, {"compute_dtype": "bfloat16"}]
+        {"compute_dtype": "float32", "runtime": "torch"},
+        {"compute_dtype": "bfloat16", "runtime": "torch"}]
     assert store.rows_by_attr(enc_id, "compute_dtype") == {"float32": 3, "bfloat16": 3}
 
     # a store extended on another CPU kind is kept together and reported where users look

@@ -81,7 +81,7 @@ def test_onednn_linears_are_used_and_match_the_stock_model(tiny_model_dir):
     if not torch.backends.mkldnn.is_available():
         pytest.skip("no oneDNN in this torch build")
     model_dir = tiny_model_dir("bert")
-    enc = Encoder(str(model_dir), device="cpu", dtype="float32")
+    enc = Encoder(str(model_dir), device="cpu", dtype="float32", runtime="torch")
     assert enc.fast_linears > 0
     assert any(isinstance(m, encoder_mod._OneDnnLinear) and m.act == "gelu"
                for m in enc.model.modules())
@@ -101,7 +101,7 @@ def test_onednn_swap_is_undone_when_it_changes_outputs(tiny_model_dir, monkeypat
 
     monkeypatch.setattr(encoder_mod._OneDnnLinear, "forward", wrong)
     model_dir = tiny_model_dir("bert")
-    enc = Encoder(str(model_dir), device="cpu", dtype="float32")
+    enc = Encoder(str(model_dir), device="cpu", dtype="float32", runtime="torch")
     assert enc.fast_linears == 0
     assert not any(isinstance(m, encoder_mod._OneDnnLinear) for m in enc.model.modules())
     feats, _ = enc.forward([enc.tokenizer("my card was lost")["input_ids"]])

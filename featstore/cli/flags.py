@@ -243,6 +243,10 @@ FLAGS: dict[str, Flag] = {
                             "other CPUs)", default="auto",
                             choices=("auto", "float32", "float16", "bfloat16"),
                             what="--compute-dtype"),
+    "--runtime": Flag("what runs the encoder on a CPU (default: %(default)s: OpenVINO where it "
+                      "is installed and serves the model, else torch; --tokens always uses "
+                      "torch)", default="auto", choices=("auto", "torch", "openvino"),
+                      what="--runtime"),
     "--shard-rows": Flag("texts per committed shard: what a killed run can lose at most "
                          "(default: %(default)s)", int_at_least(1), default=2048),
     "--replace": Flag("let this file replace a dataset of the same name made from another "

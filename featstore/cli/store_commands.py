@@ -22,7 +22,7 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
     add_flags(p, "--store", "--model", "--name", "--text-col", "--max-length", "--stride",
               "--truncate", "--featurize-layers", "--features", "--tokens", "--laser",
               "--laser-dir", "--device", "--batch-tokens", "--dtype", "--compute-dtype",
-              "--shard-rows", "--strict", "--trust-remote-code", "--wait", "--engine",
+              "--runtime", "--shard-rows", "--strict", "--trust-remote-code", "--wait", "--engine",
               "--address", "--workers", "--gpus-per-worker", "--replace", "--json",
               "--no-progress")
     p.set_defaults(func=cmd_featurize)
@@ -113,6 +113,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         truncate=args.truncate, layers=layers, features=args.features, tokens=args.tokens,
         laser=args.laser, laser_dir=args.laser_dir, device=args.device,
         batch_tokens=args.batch_tokens, dtype=args.dtype, compute_dtype=args.compute_dtype,
+        runtime=args.runtime,
         strict=args.strict, trust_remote_code=args.trust_remote_code, wait=args.wait,
         shard_rows=args.shard_rows, engine=args.engine, address=args.address,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featstore.featurize import cpu_features
+from featstore.featurize import cpu_features, openvino_runtime
 from featstore.featurize.errors import EncoderError
 from featstore.featurize.hub_access import check_model_source
 from featstore.featurize.model_names import (
@@ -20,11 +20,19 @@ from featstore.featurize.model_names import (
     LAYERED_FEATURES,
     resolve_model,
 )
+from featstore.featurize.openvino_runtime import OpenVinoForward
+from featstore.featurize.precision import TO_REFERENCE, deviation
 from featstore.featurize.reductions import reduce_hidden_states
 from featstore.store import fingerprint_id
 from featstore.store.hashing import sha256_tree
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+RUNTIMES = ("auto", "torch", "openvino")
+# `--runtime auto` converts to OpenVINO only for passes at least this long: the conversion and
+# compilation cost seconds once per model and process
+OPENVINO_MIN_TEXTS = 2000
+# texts of several lengths, so the probe batch is padded as real batches are
+_PROBE_TEXTS = ("my card was lost", "refund please", "where is the money i sent to my friend")
 _LAST_TOKEN_TYPES = {"xlnet", "gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt"}
 
 
@@ -105,11 +113,15 @@ class Encoder:
         stride: int | None = None,
         truncate: bool = False,
         layers: str | Sequence[int] = "all",
-        features: Sequence[str] = LAYERED_FEATURES,
+        features: Sequence[str] | None = LAYERED_FEATURES,
         dtype: str = "float16",
         compute_dtype: str = "auto",
+        runtime: str = "auto",
         trust_remote_code: bool = False,
     ) -> None:
+        """`features`: None means cls, mean, max and the pooler where the model has one.
+        `runtime`: `torch`, `openvino` (featstore.featurize.openvino_runtime), or `auto`
+        (OpenVINO where it is installed and serves this model, else torch)."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         self.name, self.source = resolve_model(model)
@@ -175,13 +187,15 @@ class Encoder:
         self.n_hidden_states = len(probe)
         self.layers = parse_layers(layers, self.n_hidden_states)
         self.hidden = int(probe[-1].shape[-1])
+        # A pooler whose weights are not in the checkpoint is random: never store it.
+        self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
+            "pooler" in k for k in info.get("missing_keys", []))
+        if features is None:
+            features = [*LAYERED_FEATURES, *(["pooler"] if self.has_pooler else [])]
         unknown = set(features) - set(ALL_FEATURES)
         if unknown:
             raise EncoderError(f"unknown feature(s) {', '.join(sorted(unknown))}; "
                                f"choose from {', '.join(ALL_FEATURES)}")
-        # A pooler whose weights are not in the checkpoint is random: never store it.
-        self.has_pooler = getattr(self.model, "pooler", None) is not None and not any(
-            "pooler" in k for k in info.get("missing_keys", []))
         if "pooler" in features and not self.has_pooler:
             raise EncoderError(f"model {self.name!r} has no pooler; drop 'pooler' from --features")
         self.features = [f for f in ALL_FEATURES if f in features]
@@ -189,19 +203,77 @@ class Encoder:
             raise EncoderError(f"--dtype must be float16 or float32, not {dtype!r}")
         self.dtype = dtype
         self.compute_dtype = _compute_dtype(compute_dtype, self.device)
-        self.fast_linears = 0
-        if self.device.type == "cpu" and self.compute_dtype is None:
-            self.fast_linears = _use_onednn_linears(self.model, probe, self._probe)
-        # On a CPU, bf16 weights cast once beat autocast, which converts every activation at
-        # every linear layer and back; reductions still accumulate in float32.
-        self.half_weights = self.device.type == "cpu" and self.compute_dtype == torch.bfloat16
-        if self.half_weights:
-            self.model.to(torch.bfloat16)
         self.cls_last = (config.model_type in _LAST_TOKEN_TYPES
                          or self.tokenizer.padding_side == "left")
         self._separate_cls = bool(getattr(config, "separate_cls", True))
         self._truncate_seq = bool(getattr(config, "truncate_seq", False))
         self._fingerprint: dict | None = None
+        if runtime not in RUNTIMES:
+            raise EncoderError(f"--runtime must be {', '.join(RUNTIMES)}, not {runtime!r}")
+        self._runtime_asked = runtime
+        self._probe_states = probe
+        self.runtime: str | None = None  # settled by `prepare`, once
+        self._openvino: OpenVinoForward | None = None
+        self.fast_linears = 0
+        self.half_weights = False
+        if runtime == "torch":
+            self.prepare()
+
+    def prepare(self, texts: int | None = None) -> str:
+        """Settle what runs the forward pass, once, given how many texts the pass will encode:
+        `auto` takes OpenVINO for passes of OPENVINO_MIN_TEXTS texts or more (its one-time
+        conversion and compilation cost seconds) where it serves the model, else torch."""
+        if self.runtime is not None:
+            return self.runtime
+        asked = self._runtime_asked
+        if asked == "openvino" or (asked == "auto" and texts is not None
+                                   and texts >= OPENVINO_MIN_TEXTS):
+            self._openvino = self._load_openvino(asked == "openvino")
+        if self._openvino is not None:
+            self.runtime = "openvino"
+            return self.runtime
+        self.runtime = "torch"
+        if self.device.type == "cpu" and self.compute_dtype is None:
+            self.fast_linears = _use_onednn_linears(self.model, self._probe_states, self._probe)
+        # On a CPU, bf16 weights cast once beat autocast, which converts every activation at
+        # every linear layer and back; reductions still accumulate in float32.
+        self.half_weights = self.device.type == "cpu" and self.compute_dtype == torch.bfloat16
+        if self.half_weights:
+            self.model.to(torch.bfloat16)
+        return self.runtime
+
+    def _load_openvino(self, asked: bool) -> OpenVinoForward | None:
+        """The OpenVINO forward where it serves this encoder (checked against the float32
+        torch model on a probe batch, within the compute dtype's contract); else None under
+        `auto`, and one line when it was asked for."""
+        why = openvino_runtime.supports(self.config.model_type, self.cls_last,
+                                        self.device.type, self.compute_dtype_name)
+        try:
+            if why is not None:
+                raise EncoderError(why)
+            layered = [f for f in self.features if f != "pooler"]
+            ov = OpenVinoForward(self.model, self.fingerprint, self.layers, layered,
+                                 "pooler" in self.features, self.compute_dtype_name,
+                                 threads=torch.get_num_threads())
+            ids, mask = self._pad([self.tokenizer(t)["input_ids"] for t in _PROBE_TEXTS])
+            got = ov(ids.numpy(), mask.numpy())
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+                want = reduce_hidden_states([out.hidden_states[i] for i in self.layers], mask,
+                                            layered, torch.zeros_like(mask[:, 0]))
+                if "pooler" in self.features:
+                    want["pooler"] = out.pooler_output
+            bound = TO_REFERENCE[self.compute_dtype_name]
+            for name, value in want.items():
+                dev = deviation(value.float().numpy(), got[name])
+                if not dev.within(bound):
+                    raise EncoderError(f"its {name} vectors differ from torch's ({dev})")
+        except EncoderError as exc:
+            if asked:
+                raise EncoderError(f"--runtime openvino cannot serve model {self.name!r}: "
+                                   f"{exc}; pass --runtime torch") from None
+            return None
+        return ov
 
     def _probe(self) -> tuple[torch.Tensor, ...]:
         """Hidden states of a one-word input: counts layers for any architecture."""
@@ -287,6 +359,14 @@ class Encoder:
         """Features of a batch of windows: {feature: [batch, layers, hidden]} plus, if asked,
         each window's token states [n_tokens, layers, hidden] (padding removed)."""
         host_ids, host_mask = self._pad(input_ids)
+        self.prepare()
+        if self._openvino is not None:
+            if tokens:
+                raise EncoderError("--tokens needs --runtime torch (OpenVINO returns pooled "
+                                   "rows only)")
+            out_np = np.float16 if self.dtype == "float16" else np.float32
+            feats = self._openvino(host_ids.numpy(), host_mask.numpy())
+            return {k: v.astype(out_np) for k, v in feats.items()}, None
         ids = to_device(host_ids, self.device)
         mask = to_device(host_mask, self.device)
         out_dtype = torch.float16 if self.dtype == "float16" else torch.float32

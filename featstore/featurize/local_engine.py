@@ -56,6 +56,7 @@ class LocalEngine:
 
         if role == sources.ENCODER:
             encoder = self._encoder_model()
+            encoder.prepare(len(keys))  # the runtime, settled by the first submission's size
             t0 = time.perf_counter()
             budget = shard_encoding.default_batch_tokens(encoder, self.options.batch_tokens)
             for shard in shard_encoding.encode_shards(encoder, keys, texts,

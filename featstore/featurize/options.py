@@ -22,6 +22,7 @@ class FeaturizeOptions:
     batch_tokens: int | None = None
     dtype: str = "float16"
     compute_dtype: str = "auto"
+    runtime: str = "auto"  # torch, openvino, or auto: OpenVINO where it serves the model
     strict: bool = False
     trust_remote_code: bool = False
     wait: bool = False

@@ -69,11 +69,13 @@ class ShardWorker:
     """
 
     def __init__(self, root: str, options: FeaturizeOptions, ids: dict[str, str],
-                 encoder: SourceSpec, laser: SourceSpec | None) -> None:
+                 encoder: SourceSpec, laser: SourceSpec | None, texts: int | None = None
+                 ) -> None:
         self.root = root
         self.options = options
         self.ids = ids
         self.encoder = load_encoder(options)
+        self.encoder.prepare(texts)  # `texts`: the pass's encoder texts, over all workers
         check_same_encoder(self.encoder, encoder)
         self.batch_tokens = default_batch_tokens(self.encoder, options.batch_tokens)
         self.laser = None
@@ -261,7 +263,9 @@ def _run(ray, root: Path, options: FeaturizeOptions, ids: dict[str, str], source
     results = ds.map_batches(
         ShardWorker,
         fn_constructor_kwargs={"root": str(root.resolve()), "options": options, "ids": ids,
-                               "encoder": sources.encoder, "laser": sources.laser},
+                               "encoder": sources.encoder, "laser": sources.laser,
+                               "texts": sum(int((b["source"] == ENCODER).sum())
+                                            for b in blocks)},
         batch_size=options.shard_rows, batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers,
                                            initial_size=initial),

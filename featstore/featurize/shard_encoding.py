@@ -57,7 +57,8 @@ def encode_shards(encoder: Encoder, keys: list[str], texts: list[str], *, shard_
                 "n_tokens": np.array([sum(int(lengths[w]) for w in window_of_text[t])
                                       for t in group], dtype=np.int32)}
         yield EncodedShard([keys[t] for t in group], feats, ragged, meta, len(wins),
-                           {"compute_dtype": encoder.compute_dtype_name})
+                           {"compute_dtype": encoder.compute_dtype_name,
+                            "runtime": encoder.runtime})
 
 
 def encode_windows(encoder: Encoder, win: Windows, wins: np.ndarray, group: np.ndarray,

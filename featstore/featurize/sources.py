@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from featstore.featurize import fingerprint_cache as fpcache
 from featstore.featurize.errors import EncoderError, LaserError
 from featstore.featurize.laser_files import MISSING_LASER_HINT, find_laser_dir
-from featstore.featurize.model_names import LAYERED_FEATURES, is_hub_revision, resolve_model
+from featstore.featurize.model_names import is_hub_revision, resolve_model
 from featstore.featurize.options import FeaturizeOptions
 from featstore.store import fingerprints_match
 
@@ -46,15 +46,16 @@ class SourceSpec:
 def load_encoder(options: FeaturizeOptions) -> Encoder:
     from featstore.featurize.encoder import Encoder
 
-    features = options.features
-    enc = Encoder(options.model, device=options.device, max_length=options.max_length,
-                  stride=options.stride, truncate=options.truncate, layers=options.layers,
-                  features=features or LAYERED_FEATURES, dtype=options.dtype,
-                  compute_dtype=options.compute_dtype,
-                  trust_remote_code=options.trust_remote_code)
-    if features is None and enc.has_pooler:
-        enc.features = [*enc.features, "pooler"]
-    return enc
+    runtime = options.runtime
+    if options.tokens and runtime == "openvino":
+        raise EncoderError("--tokens needs --runtime torch (OpenVINO returns pooled rows only)")
+    if options.tokens:  # token states come from torch's hidden states
+        runtime = "torch"
+    return Encoder(options.model, device=options.device, max_length=options.max_length,
+                   stride=options.stride, truncate=options.truncate, layers=options.layers,
+                   features=options.features, dtype=options.dtype,
+                   compute_dtype=options.compute_dtype, runtime=runtime,
+                   trust_remote_code=options.trust_remote_code)
 
 
 def load_laser(options: FeaturizeOptions, warn: Callable[[str], None]) -> LaserVectors | None:
