@@ -1,32 +1,37 @@
 """Featurize vs sentence-transformers, side by side in one run: in-process and whole processes,
-on Banking77 (short queries) and on a long-text corpus (SST-2 sentences joined into ~300-token
-texts), plus start-up, no-op re-run, peak RSS and, optionally, the head-accuracy cost of bf16.
+on Banking77 (short queries) and a long-text corpus (SST-2 sentences joined into ~300-token
+texts), on the bundled MiniLM or a base-size encoder (`--model mpnet`: all-mpnet-base-v2,
+installed by bench/models.py), with start-up and no-op figures, peak RSS, the CPU's flags, the
+load average, the machine's matrix-product roofline and the head accuracy of every configuration.
 
 What is timed (each corpus):
-  featurize      `featurize_corpus` into a fresh store: default encoder, all layers, cls + mean +
-                 max (+ pooler), float16, LASER off, `--compute-dtype` (default auto: bfloat16 on
-                 CPUs with AMX-BF16/AVX512-BF16, else float32). In-process: the summary's
-                 `pass_seconds` (reading rows, hashing, tokenizing, forward, reductions, HDF5
-                 writes with fsync, Parquet table) and, since the warm-up filled the fingerprint
-                 cache, loading the model (about 1 s; st's in-process time leaves it out). Whole
-                 process: `featstore featurize` wall time, imports and model loading included.
-  no-op          the same featurize again on the same store (nothing new), as a fraction of
-                 the first pass; whole process and in-process.
-  st-CONFIG      `SentenceTransformer(...).encode(texts)` with its default batch size (32):
-                 `default` (float32 weights), `bf16` (model_kwargs torch_dtype=bfloat16, its
-                 fastest CPU setting where the CPU has bf16 units), `onnx` / `openvino`
-                 (backend=..., only if installed). Last-layer mean only, nothing written.
-                 In-process: encode() alone; whole process: wall time of a script that imports,
-                 loads and encodes. On the long corpus max_seq_length is 512 (default 256 would
-                 read half of each text); featurize reads every token (windows past 512).
-  start-up       `featstore --help`, `featstore info --store S` as whole processes.
-Ratios are texts/s of featurize over the fastest sentence-transformers configuration (target
->= 1.3). tokens/s counts every token of every text (no truncation). Warm-ups on 64 texts come
-first in-process. The CPU may be shared: only compare figures from the same run (the load
-average is printed).
+  featurize[R]   `featurize_corpus` into a fresh store with `--runtime R` (auto, torch,
+                 openvino): all layers, cls + mean + max (+ pooler), float16, written, LASER
+                 off, `--compute-dtype` (default auto). In-process: the summary's
+                 `pass_seconds` after a warm-up pass on 64 texts (which fills the fingerprint
+                 and OpenVINO caches); whole process: `featstore featurize` wall time.
+  no-op          the same featurize again on the same store (nothing new).
+  st-CONFIG      sentence-transformers `encode(texts)` (its default batch size, 32), each
+                 configuration in its own process run by bench/st_peer.py with `--st-python`
+                 (default: bench/.st-venv/bin/python, made on first use with
+                 `sentence-transformers[onnx,openvino]`): fp32, bf16 (bfloat16 weights), onnx,
+                 onnx-int8 (dynamic int8 for AVX512-VNNI), openvino (its default precision: bf16
+                 where the CPU has the units), openvino-f32. In-process: encode() after a
+                 warm-up; whole process: the script's wall time (imports, load, encode).
+  head check     (--head-check, Banking77 only) logistic regression (C 1) on each
+                 configuration's sentence vectors (featurize: the top layer's mean), train ->
+                 test; a peer counts for the ratio only if it is within 0.3 points of st-fp32.
+  roofline       (--roofline) the throughput of the encoder's own matrix shapes (its Linear
+                 layers at 4,096 rows) in float32 and bfloat16; each featurize figure is then
+                 also a fraction of it (FLOPs per token: 2 x the Linear weights, plus attention).
+Ratios are texts/s of featurize[auto] over the fastest eligible sentence-transformers
+configuration (target >= 1.3). Only compare figures from the same run: the load average is
+printed at start and end.
 
-  python bench/featurize_vs_st.py --data ../shared/data [--limit N] [--long-limit N]
-      [--st-configs default,bf16,onnx,openvino] [--head-check] [--json]
+  python bench/featurize_vs_st.py --data ../shared/data [--model minilm|mpnet|DIR]
+      [--corpora banking77,long] [--limit N] [--long-limit N] [--runtimes auto,torch,openvino]
+      [--st-configs fp32,bf16,onnx,onnx-int8,openvino,openvino-f32] [--st-python PY]
+      [--modes inprocess,process] [--head-check] [--roofline] [--json]
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
-ST_CONFIGS = ("default", "bf16", "onnx", "openvino")
+ST_CONFIGS = ("fp32", "bf16", "onnx", "onnx-int8", "openvino", "openvino-f32")
+ST_ENV = REPO / "bench" / ".st-venv"
 
 
 def log(msg: str) -> None:
@@ -66,7 +73,11 @@ def banking77(data: Path, limit: int | None) -> pd.DataFrame:
             sys.exit(f"error: {path} not found (pass --data DIR)")
         frames.append(pd.read_csv(path).assign(split=split))
     df = pd.concat(frames, ignore_index=True).rename(columns={"category": "label"})
-    return df.iloc[:limit].reset_index(drop=True) if limit else df
+    if not limit:
+        return df
+    # a sample of each split in proportion, so the head check has train and test rows
+    return pd.concat([g.sample(n=max(1, round(limit * len(g) / len(df))), random_state=0)
+                      for _, g in df.groupby("split")], ignore_index=True)
 
 
 def long_texts(data: Path, tokenizer, target: int, limit: int | None) -> pd.DataFrame:
@@ -91,41 +102,34 @@ def count_tokens(tokenizer, texts: list[str]) -> int:
     return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"])
 
 
-# -- sentence-transformers --------------------------------------------------------------------
-def st_kwargs(config: str) -> dict:
-    import torch
-
-    if config == "bf16":
-        return {"model_kwargs": {"torch_dtype": torch.bfloat16}}
-    if config in ("onnx", "openvino"):
-        return {"backend": config}
-    return {}
-
-
-def st_model(path: str, config: str, max_seq_length: int | None):
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(path, device="cpu", **st_kwargs(config))
-    if max_seq_length:
-        model.max_seq_length = max_seq_length
-    return model
+# -- sentence-transformers, in its own environment -----------------------------------------------
+def st_python(given: str | None) -> str:
+    """The interpreter with sentence-transformers' onnx and openvino extras; the default one is
+    made on first use (pip, from the package index) with the same pinned torch."""
+    if given:
+        return given
+    py = ST_ENV / "bin" / "python"
+    if not py.exists():
+        log(f"[st] making {ST_ENV} (sentence-transformers[onnx,openvino]; a few minutes, once)")
+        subprocess.run([sys.executable, "-m", "venv", str(ST_ENV)], check=True)
+        for pkgs in (["torch==2.13.0"], ["sentence-transformers[onnx,openvino]", "pandas"]):
+            subprocess.run([str(py), "-m", "pip", "install", "-q", *pkgs], check=True)
+    return str(py)
 
 
-ST_SCRIPT = """
-import sys, time, resource
-t0 = time.perf_counter()
-import pandas as pd, torch
-torch.set_num_threads({threads})
-sys.path.insert(0, {bench!r})
-from featurize_vs_st import st_model
-texts = pd.read_csv({csv!r})["text"].astype(str).tolist()
-model = st_model({path!r}, {config!r}, {msl!r})
-model.encode(texts)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-"""
+def run_st(py: str, model_path: str, config: str, corpus: Path, threads: int, msl: int | None,
+           env: dict, tmp: Path, vectors: Path | None = None) -> dict:
+    cmd = [py, str(REPO / "bench" / "st_peer.py"), model_path, config, str(corpus), str(threads),
+           str(msl)]
+    if vectors is not None:
+        cmd += ["--vectors", str(vectors)]
+    wall, rss, out = run_process(cmd, env, tmp)
+    got = json.loads(out.strip().splitlines()[-1])
+    return {"inproc": got["encode"], "proc": round(wall, 3),
+            "rss_mb": round(rss or got["rss_mb"], 1), "load": got["load"]}
 
 
-# -- whole processes --------------------------------------------------------------------------
+# -- whole processes ------------------------------------------------------------------------------
 TIME = shutil.which("time") and Path("/usr/bin/time").exists()
 
 
@@ -149,7 +153,60 @@ def featstore_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "featstore", *args]
 
 
-# -- one corpus -------------------------------------------------------------------------------
+# -- the roofline ---------------------------------------------------------------------------------
+def linear_shapes(model_path: str) -> tuple[list[tuple[int, int]], int, int]:
+    """(in, out) of every Linear layer of the encoder, its hidden width and layer count."""
+    import torch
+    from transformers import AutoModel
+
+    net = AutoModel.from_pretrained(model_path)
+    shapes = [(m.in_features, m.out_features) for m in net.modules()
+              if isinstance(m, torch.nn.Linear)]
+    return shapes, int(net.config.hidden_size), int(net.config.num_hidden_layers)
+
+
+def roofline(shapes: list[tuple[int, int]], threads: int) -> dict:
+    """GFLOP/s of the encoder's own Linear shapes at 4,096 rows, float32 and bfloat16 (the
+    best of 5 runs of all of them, after a warm-up)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        unique = sorted(set(shapes))
+        xs = {k: torch.randn(4096, k, dtype=dtype) for k, _ in unique}
+        ws = {(k, n): torch.randn(n, k, dtype=dtype) for k, n in unique}
+        for k, n in unique:
+            torch.nn.functional.linear(xs[k], ws[(k, n)])
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for k, n in shapes:
+                torch.nn.functional.linear(xs[k], ws[(k, n)])
+            best = min(best, time.perf_counter() - t0)
+        flops = sum(2 * 4096 * k * n for k, n in shapes)
+        out[name] = round(flops / best / 1e9, 1)
+    return out
+
+
+def flops_per_token(shapes: list[tuple[int, int]], hidden: int, layers: int,
+                    tokens_per_text: float) -> float:
+    """Linear layers (2 FLOPs per weight) plus attention's two products over the text."""
+    return 2.0 * sum(k * n for k, n in shapes) + 4.0 * layers * hidden * tokens_per_text
+
+
+# -- heads ---------------------------------------------------------------------------------------
+def head_accuracy(x: np.ndarray, split: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    tr, te = split == "train", split == "test"
+    scaler = StandardScaler().fit(x[tr])
+    clf = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(x[tr]), labels[tr])
+    return round(100 * float((clf.predict(scaler.transform(x[te])) == labels[te]).mean()), 2)
+
+
+# -- one corpus -----------------------------------------------------------------------------------
 def bench_corpus(name: str, df: pd.DataFrame, args: argparse.Namespace, tmp: Path,
                  model_path: str, tokenizer, env: dict, max_seq_length: int | None) -> dict:
     from featstore.featurize.driver import featurize_corpus
@@ -161,60 +218,69 @@ def bench_corpus(name: str, df: pd.DataFrame, args: argparse.Namespace, tmp: Pat
     df.to_csv(corpus, index=False)
     warm = tmp / f"{name}-warm.csv"
     df.iloc[:64].to_csv(warm, index=False)
-    options = FeaturizeOptions(device="cpu", laser=False, compute_dtype=args.compute_dtype,
-                               dtype="float16")
     res: dict = {"corpus": name, "texts": n, "tokens": tokens,
-                 "tokens_per_text": round(tokens / n, 1), "st_max_seq_length": max_seq_length}
+                 "tokens_per_text": round(tokens / n, 1), "st_max_seq_length": max_seq_length,
+                 "inproc": {}, "proc": {}, "rss_mb": {}, "runtime_used": {}}
+    heads = args.head_check and name == "banking77"
+    for runtime in args.runtimes:
+        label = f"featurize[{runtime}]"
+        options = FeaturizeOptions(model=model_path, device="cpu", laser=False,
+                                   compute_dtype=args.compute_dtype, runtime=runtime)
+        if "inprocess" in args.modes:
+            log(f"[{name}] in-process {label} ({n} texts, {tokens} tokens)")
+            featurize_corpus(warm, tmp / f"{name}-{runtime}-warm", options, name=name,
+                             progress=False, warn=lambda m: None)
+            store = tmp / f"{name}-{runtime}-inproc"
+            first = featurize_corpus(corpus, store, options, name=name, progress=False,
+                                     warn=lambda m: None).to_dict()
+            again = featurize_corpus(corpus, store, options, name=name, progress=False,
+                                     warn=lambda m: None).to_dict()
+            res["inproc"][label] = first["pass_seconds"]
+            res["inproc"][f"{label} no-op"] = again["pass_seconds"]
+            if heads and runtime == "auto":
+                from featstore.store import open_store
 
-    def featurize(store: Path, path: Path = corpus) -> dict:
-        return featurize_corpus(path, store, options, name=name, progress=False,
-                                warn=lambda msg: None).to_dict()
-
-    if "inprocess" in args.modes:
-        log(f"[{name}] in-process featurize ({n} texts, {tokens} tokens)")
-        featurize(tmp / f"{name}-warm-store", warm)
-        first = featurize(tmp / f"{name}-store-inproc")
-        again = featurize(tmp / f"{name}-store-inproc")
-        res["inproc"] = {"featurize": first["pass_seconds"], "noop": again["pass_seconds"],
-                         "noop_new": again["new"], "encode": first["encode_seconds"],
-                         "bytes": first["bytes_written"], "layers": first["layers"],
-                         "features": first["features"]}
-        for config in args.st_configs:
-            try:
-                model = st_model(model_path, config, max_seq_length)
-            except Exception as exc:  # a backend that is not installed: say so and go on
-                res["inproc"][f"st-{config}"] = None
-                res.setdefault("skipped", {})[config] = f"{type(exc).__name__}: {exc}"[:160]
-                continue
-            log(f"[{name}] in-process st-{config}")
-            model.encode(texts[:64])
-            t0 = time.perf_counter()
-            model.encode(texts)
-            res["inproc"][f"st-{config}"] = round(time.perf_counter() - t0, 3)
-            del model
-    if "process" in args.modes:
-        log(f"[{name}] whole processes")
-        store = tmp / f"{name}-store-proc"
-        base = ["featurize", str(corpus), "--store", str(store), "--no-laser", "--device",
-                "cpu", "--compute-dtype", args.compute_dtype, "--json"]
-        wall, rss, out = run_process(featstore_cmd(*base), env, tmp)
-        summary = json.loads(out)
-        noop_wall, _, _ = run_process(featstore_cmd(*base), env, tmp)
-        res["proc"] = {"featurize": round(wall, 3), "featurize_rss_mb": rss and round(rss, 1),
-                       "noop": round(noop_wall, 3), "pass_seconds": summary["pass_seconds"]}
-        for config in args.st_configs:
-            if config in res.get("skipped", {}):
-                continue
-            script = tmp / "st_run.py"
-            script.write_text(ST_SCRIPT.format(threads=args.threads, bench=str(REPO / "bench"),
-                                               csv=str(corpus), path=model_path, config=config,
-                                               msl=max_seq_length))
-            log(f"[{name}] process st-{config}")
-            wall, rss, out = run_process([sys.executable, str(script)], env, tmp)
-            st_rss = rss or float(out.split()[-1])
-            res["proc"][f"st-{config}"] = round(wall, 3)
-            res["proc"][f"st-{config}_rss_mb"] = round(st_rss, 1)
+                s = open_store(store)
+                table = s.dataset(name)
+                res.setdefault("head", {})[label] = head_accuracy(
+                    s.features(name, "mean", -1).astype(np.float32), table["split"].to_numpy(),
+                    table["label"].to_numpy())
+        if "process" in args.modes:
+            log(f"[{name}] whole process {label}")
+            store = tmp / f"{name}-{runtime}-proc"
+            base = ["featurize", str(corpus), "--store", str(store), "--no-laser", "--model",
+                    model_path, "--device", "cpu", "--compute-dtype", args.compute_dtype,
+                    "--runtime", runtime, "--json", "--no-progress"]
+            wall, rss, out = run_process(featstore_cmd(*base), env, tmp)
+            res["runtime_used"][label] = _runtime_of(store)
+            noop, _, _ = run_process(featstore_cmd(*base), env, tmp)
+            res["proc"][label] = round(wall, 3)
+            res["proc"][f"{label} no-op"] = round(noop, 3)
+            res["rss_mb"][label] = rss and round(rss, 1)
+    py = st_python(args.st_python) if args.st_configs else None
+    for config in args.st_configs:
+        label = f"st-{config}"
+        log(f"[{name}] {label}")
+        vec = tmp / f"{name}-{config}.npy" if heads else None
+        try:
+            got = run_st(py, model_path, config, corpus, args.threads, max_seq_length, env, tmp,
+                         vec)
+        except RuntimeError as exc:  # a backend that cannot run here: say so and go on
+            res.setdefault("skipped", {})[label] = str(exc)[-200:]
+            continue
+        res["inproc"][label], res["proc"][label] = got["inproc"], got["proc"]
+        res["rss_mb"][label] = got["rss_mb"]
+        if vec is not None:
+            res.setdefault("head", {})[label] = head_accuracy(
+                np.load(vec), df["split"].to_numpy(), df["label"].to_numpy())
     return res
+
+
+def _runtime_of(store: Path) -> str:
+    from featstore.store import open_store
+
+    s = open_store(store)
+    return ",".join(sorted(s.rows_by_attr(s.resolve_encoder(), "runtime")))
 
 
 def startup(env: dict, tmp: Path, store: Path | None) -> dict:
@@ -227,144 +293,165 @@ def startup(env: dict, tmp: Path, store: Path | None) -> dict:
     return out
 
 
-def head_check(data: Path, limit: int | None, tmp: Path) -> dict:
-    """The strong mean-max MLP recipe (512 wide, 5 seeds averaged) on bf16-computed vs
-    fp32-computed features, Banking77 train -> test; the same seeds on both."""
-    from featstore.featurize.driver import featurize_corpus
-    from featstore.featurize.options import FeaturizeOptions
-    from featstore.heads import HeadClassifier
-    from featstore.selection.recipes import STRONG
-    from featstore.store import open_store
-
-    df = banking77(data, None)
-    if limit:  # keep both splits: a sample of each, in proportion
-        df = pd.concat([g.sample(n=max(1, round(limit * len(g) / len(df))), random_state=0)
-                        for _, g in df.groupby("split")], ignore_index=True)
-    corpus = tmp / "b77-head.csv"
-    df.to_csv(corpus, index=False)
-    out = {"train_rows": int((df.split == "train").sum()), "test_rows": int((df.split == "test")
-                                                                             .sum())}
-    for dtype in ("float32", "bfloat16"):
-        log(f"[head] featurize Banking77 with compute dtype {dtype}")
-        store_dir = tmp / f"head-{dtype}"
-        featurize_corpus(corpus, store_dir, FeaturizeOptions(device="cpu", laser=False,
-                                                             compute_dtype=dtype),
-                         name="b77", progress=False, warn=lambda m: None)
-        store = open_store(store_dir)
-        rows = store.dataset("b77")
-        train, test = rows[rows.split == "train"], rows[rows.split == "test"]
-        test = test[test.label.isin(set(train.label))]  # a sample may miss a label in train
-        out["test_rows"] = len(test)
-        log(f"[head] mean-max MLP x5 seeds on {dtype} features")
-        clf = HeadClassifier(**STRONG, seed=0).fit(store, train)
-        out[dtype] = round(100 * clf.score(store, test), 2)
-    out["difference_points"] = round(out["bfloat16"] - out["float32"], 2)
-    return out
+# -- report ---------------------------------------------------------------------------------------
+def eligible(res: dict) -> list[str]:
+    """Peer configurations whose head accuracy is within 0.3 points of st-fp32 (all of them
+    without a head check)."""
+    peers = [k for k in res["inproc"] if k.startswith("st-")]
+    head = res.get("head", {})
+    if "st-fp32" not in head:
+        return peers
+    return [k for k in peers if k in head and abs(head[k] - head["st-fp32"]) <= 0.3]
 
 
-# -- report -----------------------------------------------------------------------------------
 def ratios(res: dict, where: str) -> dict:
-    got = res.get(where)
-    if not got:
+    got = res[where]
+    ours = got.get("featurize[auto]")
+    peers = {k: got[k] for k in eligible(res) if got.get(k)}
+    if not ours or not peers:
         return {}
-    st = {k: v for k, v in got.items() if k.startswith("st-") and not k.endswith("_mb") and v}
-    if not st:
-        return {}
-    fastest = min(st, key=st.get)
-    return {"fastest_st": fastest, "vs_fastest": round(st[fastest] / got["featurize"], 3),
-            **{f"vs_{k}": round(v / got["featurize"], 3) for k, v in st.items()}}
+    fastest = min(peers, key=peers.get)
+    return {"fastest_peer": fastest, "vs_fastest": round(peers[fastest] / ours, 3),
+            **{f"vs_{k}": round(v / ours, 3) for k, v in got.items()
+               if k.startswith("st-") and v}}
 
 
 def print_report(result: dict) -> None:
-    print(f"load average at start {result['load_start']}, at end {result['load_end']}; "
-          f"threads {result['threads']}; compute dtype {result['compute_dtype']} "
-          f"(auto here: {result['auto_compute_dtype']}); CPU bf16 units: "
-          f"{result['cpu_native_bf16']}")
+    print(f"cpu {result['cpu']}; flags {' '.join(result['flags'])}; threads "
+          f"{result['threads']}; load average at start {result['load_start']}, at end "
+          f"{result['load_end']}")
+    print(f"model {result['model']} ({result['model_path']}); compute dtype "
+          f"{result['compute_dtype']} (auto here: {result['auto_compute_dtype']})")
+    roof = result.get("roofline")
+    if roof:
+        print(f"roofline: the encoder's Linear shapes at 4,096 rows: float32 {roof['float32']} "
+              f"GFLOP/s, bfloat16 {roof['bfloat16']} GFLOP/s")
     for res in result["corpora"]:
         n, tok = res["texts"], res["tokens"]
         print(f"\n== {res['corpus']}: {n} texts, {tok} tokens ({res['tokens_per_text']}/text)"
               + (f", st max_seq_length {res['st_max_seq_length']}"
                  if res["st_max_seq_length"] else ""))
+        head = res.get("head", {})
+        ok = set(eligible(res))
         for where, label in (("inproc", "in-process"), ("proc", "whole process")):
-            got = res.get(where)
+            got = res[where]
             if not got:
                 continue
             print(f"  {label}:")
-            for k in ["featurize", *[k for k in got if k.startswith("st-")
-                                     and not k.endswith("_mb")]]:
-                s = got[k]
-                if not s:
+            for k, s in got.items():
+                if k.endswith("no-op") or not s:
                     continue
-                rss = got.get(f"{k}_rss_mb") or got.get("featurize_rss_mb" if k == "featurize"
-                                                        else "")
-                print(f"    {k:14s} {s:8.2f} s  {n / s:8.1f} texts/s  {tok / s:9.0f} tokens/s"
-                      + (f"  peak RSS {rss:.0f} MB" if rss else ""))
+                extra = []
+                if k in head:
+                    extra.append(f"head {head[k]:.2f}" + ("" if k in ok or not k.startswith("st")
+                                                           else " (not eligible)"))
+                rss = res["rss_mb"].get(k)
+                if rss and where == "proc":
+                    extra.append(f"peak RSS {rss:.0f} MB")
+                if k in res.get("roofline_fraction", {}).get(where, {}):
+                    extra.append(f"{100 * res['roofline_fraction'][where][k]:.0f}% of roofline")
+                if where == "proc" and k in res["runtime_used"]:
+                    extra.append(f"ran on {res['runtime_used'][k]}")
+                print(f"    {k:22s} {s:8.2f} s {n / s:8.1f} texts/s {tok / s:9.0f} tokens/s"
+                      + (f"  ({'; '.join(extra)})" if extra else ""))
             r = res.get(f"ratios_{where}", {})
             if r:
                 others = ", ".join(f"{k[3:]} {v:.2f}x" for k, v in r.items()
                                    if k.startswith("vs_st"))
-                print(f"    featurize / fastest st ({r['fastest_st']}): {r['vs_fastest']:.2f}x "
-                      f"(target >= 1.3); per config: {others}")
-            print(f"    no-op re-run {got['noop']:.3f} s = "
-                  f"{100 * got['noop'] / got['featurize']:.1f}% of the first pass"
-                  + (" (target < 5%)" if where == "proc" else ""))
+                print(f"    featurize[auto] / fastest eligible peer ({r['fastest_peer']}): "
+                      f"{r['vs_fastest']:.2f}x (target >= 1.3); per peer: {others}")
+            if got.get("featurize[auto] no-op"):
+                share = got["featurize[auto] no-op"] / got["featurize[auto]"]
+                print(f"    no-op re-run {got['featurize[auto] no-op']:.3f} s = "
+                      f"{100 * share:.1f}% of the first pass (target < 5%)")
         for config, why in res.get("skipped", {}).items():
-            print(f"  st-{config} not measured: {why}")
+            print(f"  {config} not measured: {why}")
     s = result.get("startup")
     if s:
         print(f"\nstart-up: featstore --help {s['help']:.3f} s"
               + (f", featstore info {s['info']:.3f} s" if "info" in s else "")
               + " (target < 0.5 s)")
-    h = result.get("head")
-    if h:
-        print(f"head (Banking77 mean-max MLP, {h['train_rows']} train / {h['test_rows']} test): "
-              f"float32 features {h['float32']:.2f}, bfloat16 features {h['bfloat16']:.2f}, "
-              f"difference {h['difference_points']:+.2f} points (target within 0.3)")
     print(f"peak RSS of this process: {result['peak_rss_mb']:.0f} MB")
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def resolve_model_path(model: str) -> tuple[str, str]:
+    """(label, path) of --model: minilm (bundled), mpnet (bench/models.py) or a directory."""
+    if model == "minilm":
+        from featstore.featurize.model_names import resolve_model
+
+        return "all-MiniLM-L6-v2", resolve_model(None)[1]
+    if model == "mpnet":
+        sys.path.insert(0, str(REPO / "bench"))
+        from models import mpnet_path
+
+        return "all-mpnet-base-v2", str(mpnet_path())
+    return Path(model).name, str(Path(model).resolve())
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data dir")
+    ap.add_argument("--model", default="minilm", help="minilm, mpnet or a model directory")
     ap.add_argument("--corpora", default="banking77,long")
-    ap.add_argument("--limit", type=int, default=None, help="first N Banking77 texts")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="N Banking77 texts (a seeded sample of each split, in proportion)")
     ap.add_argument("--long-limit", type=int, default=None, help="first N long texts")
     ap.add_argument("--long-tokens", type=int, default=300, help="tokens per long text")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compute-dtype", default="auto")
+    ap.add_argument("--runtimes", default="auto,torch,openvino")
     ap.add_argument("--st-configs", default=",".join(ST_CONFIGS))
+    ap.add_argument("--st-python", default=None,
+                    help="interpreter with sentence-transformers[onnx,openvino] (default: "
+                         "bench/.st-venv, made on first use)")
     ap.add_argument("--modes", default="inprocess,process")
     ap.add_argument("--head-check", action="store_true",
-                    help="also train a head on bf16 and on fp32 features (slow)")
-    ap.add_argument("--head-limit", type=int, default=None,
-                    help="Banking77 rows for the head check (default: all 13,083)")
+                    help="logistic regression on every configuration's vectors (Banking77)")
+    ap.add_argument("--roofline", action="store_true",
+                    help="measure the encoder's matrix-product throughput")
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     args = ap.parse_args(argv)
     args.st_configs = [c for c in args.st_configs.split(",") if c]
+    args.runtimes = [r for r in args.runtimes.split(",") if r]
+    if "auto" not in args.runtimes:
+        args.runtimes.insert(0, "auto")
     args.modes = args.modes.split(",")
 
     import torch
     from transformers import AutoTokenizer
 
     from featstore.featurize import cpu_features
-    from featstore.featurize.model_names import resolve_model
+    from featstore.featurize.cpu_features import _cpuinfo_flags
 
     torch.set_num_threads(args.threads)
+    label, model_path = resolve_model_path(args.model)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _, model_path = resolve_model(None)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     native = cpu_features.cpu_has_native_bf16()
+    flags = sorted(f for f in _cpuinfo_flags() if f in ("avx2", "avx512f", "avx512_bf16",
+                                                        "avx512_vnni", "amx_bf16", "amx_int8"))
     result: dict = {"load_start": round(os.getloadavg()[0], 2), "threads": args.threads,
-                    "compute_dtype": args.compute_dtype, "cpu_native_bf16": native,
+                    "cpu": cpu_name(), "flags": flags, "model": label, "model_path": model_path,
+                    "compute_dtype": args.compute_dtype,
                     "auto_compute_dtype": "bfloat16" if native else "float32", "corpora": []}
+    shapes, hidden, layers = linear_shapes(model_path)
+    if args.roofline:
+        log("[roofline] the encoder's Linear shapes, float32 and bfloat16")
+        result["roofline"] = roofline(shapes, args.threads)
     with tempfile.TemporaryDirectory(prefix="featstore-bench-") as tmp_name:
         tmp = Path(tmp_name)
         env["FEATSTORE_CACHE_DIR"] = str(tmp / "cache")
         os.environ["FEATSTORE_CACHE_DIR"] = str(tmp / "cache")
-        corpora = [c for c in args.corpora.split(",") if c]
-        for name in corpora:
+        for name in [c for c in args.corpora.split(",") if c]:
             if name == "banking77":
                 df, msl = banking77(args.data, args.limit), None
             elif name == "long":
@@ -373,15 +460,21 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sys.exit(f"error: unknown corpus {name!r}")
             res = bench_corpus(name, df, args, tmp, model_path, tokenizer, env, msl)
-            res["ratios_inproc"], res["ratios_proc"] = ratios(res, "inproc"), ratios(res, "proc")
+            for where in ("inproc", "proc"):
+                res[f"ratios_{where}"] = ratios(res, where)
+            if "roofline" in result:
+                per_token = flops_per_token(shapes, hidden, layers, res["tokens_per_text"])
+                peak = result["roofline"][result["auto_compute_dtype"]] * 1e9
+                res["roofline_fraction"] = {
+                    w: {k: round(per_token * res["tokens"] / v / peak, 3)
+                        for k, v in res[w].items() if k.startswith("featurize") and v
+                        and not k.endswith("no-op")} for w in ("inproc", "proc")}
             result["corpora"].append(res)
-        store = next((p for p in tmp.glob("*-store-proc")), None)
+        store = next(iter(sorted(tmp.glob("*-auto-proc"))), None)
         result["startup"] = startup(env, tmp, store)
-        if args.head_check:
-            result["head"] = head_check(args.data, args.head_limit, tmp)
         shutil.rmtree(tmp / "cache", ignore_errors=True)
     result["load_end"] = round(os.getloadavg()[0], 2)
-    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
