@@ -85,6 +85,7 @@ def one_of(what: str, values: tuple[str, ...]) -> Callable[[str], str]:
                                              f"{', '.join(values)}")
         return text
     parse.__name__ = what
+    parse.choices = values  # type: ignore[attr-defined]  # lets a test see the check
     return parse
 
 
@@ -243,9 +244,10 @@ FLAGS: dict[str, Flag] = {
                             "other CPUs)", default="auto",
                             choices=("auto", "float32", "float16", "bfloat16"),
                             what="--compute-dtype"),
-    "--runtime": Flag("what runs the encoder on a CPU (default: %(default)s: OpenVINO where it "
-                      "is installed and serves the model, else torch; --tokens always uses "
-                      "torch)", default="auto", choices=("auto", "torch", "openvino"),
+    "--runtime": Flag("what runs the encoder on a CPU (default: %(default)s: OpenVINO for "
+                      "passes of 2,000 texts or more where it is installed and serves the "
+                      "model, else torch; --tokens always uses torch)", default="auto",
+                      choices=("auto", "torch", "openvino"),
                       what="--runtime"),
     "--shard-rows": Flag("texts per committed shard: what a killed run can lose at most "
                          "(default: %(default)s)", int_at_least(1), default=2048),
