@@ -19,7 +19,7 @@ class _ServicesFeaturizer:
     """The featurizer every store handle forwards to, loaded on first use."""
 
     def __getattr__(self, name: str) -> Any:
-        from featstore.services.featurizing import StoreFeaturizer
+        from featstore.services.store_featurizer import StoreFeaturizer
 
         return getattr(StoreFeaturizer(), name)
 

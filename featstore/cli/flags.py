@@ -230,7 +230,8 @@ FLAGS: dict[str, Flag] = {
     "--laser": Flag("store LASER sentence vectors too; warn when LASER's models are missing "
                     "(default: store them whenever the models are found, silently otherwise)",
                     SWITCH, default=None, action=argparse.BooleanOptionalAction),
-    "--laser-dir": Flag("directory holding LASER's model files"),
+    "--laser-dir": Flag("directory holding LASER's model files (default: "
+                        "$FEATSTORE_LASER_DIR, else laserembeddings' own data directory)"),
     "--device": Flag("auto, cpu, cuda or cuda:N (default: auto)", device, default="auto"),
     "--batch-tokens": Flag("padded tokens per batch (default 4096 on CPU, 16384 on GPU)",
                            int_at_least(1)),
@@ -271,6 +272,9 @@ FLAGS: dict[str, Flag] = {
                           "...)", metavar="PREFIX"),
     "--fp16": Flag("a .raw/.bin file holds float16 values, as LASER's own --fp16 writes them "
                    "(default: float32)", SWITCH, action="store_true"),
+    "--add": Flag("add the vectors of texts the source NAME lacks (new texts for a head fused "
+                  "with it), keeping its fingerprint; texts it holds must come with the same "
+                  "vectors", SWITCH, action="store_true"),
     "--dim": Flag("vector width the file must have (default: whatever it has; 1024, LASER's, "
                   "for a .raw/.bin file)", int_at_least(1)),
     # data for heads

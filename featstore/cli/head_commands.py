@@ -50,8 +50,11 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                    help="a dataset in the store, a corpus file, or - for one text per line on "
                         "stdin")
     add_flags(p, "--store", "--head-name", "--text", "--top-k", "--predictions", "--format",
-              "--overwrite", "--text-col", "--json", "--no-progress",
-              overwrite={"help": "replace an existing --out file"})
+              "--overwrite", "--text-col", "--laser-dir", "--json", "--no-progress",
+              overwrite={"help": "replace an existing --out file"},
+              laser_dir={"help": "directory of LASER's models, for a head fused with LASER "
+                                 "given new texts (default: $FEATSTORE_LASER_DIR, else "
+                                 "laserembeddings' own data directory)"})
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("heads", help="list or remove saved heads",
@@ -443,7 +446,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped and unit.lone_texts:
         _say(f"skipped {skipped} input row(s) without text")
     out = predict_frame(store, head, given.rows, progress=not args.no_progress, say=_say,
-                        name=f"head {args.head}", top_k=args.top_k)
+                        name=f"head {args.head}", top_k=args.top_k, laser_dir=args.laser_dir)
     if args.json:
         print(json.dumps({"head": args.head, "rows": len(out), "skipped": skipped,
                           "predictions": out.to_dict(orient="records")},

@@ -184,6 +184,22 @@ def identify_sources(options: FeaturizeOptions, warn: Callable[[str], None]) -> 
                        cache_keys={k: v for k, v in keys.items() if v})
 
 
+def laser_fingerprint(laser_dir: str | Path) -> dict:
+    """The fingerprint of the LASER models in `laser_dir` (from the fingerprint cache when the
+    files are unchanged, else by loading them), storage dtype aside."""
+    options = FeaturizeOptions(laser=True, laser_dir=str(laser_dir))
+    key = _laser_cache_key(options)
+    value = fpcache.lookup(key) if key else None
+    if value is not None and isinstance(value.get("fingerprint"), dict):
+        return dict(value["fingerprint"])
+    from featstore.featurize.laser import LaserVectors
+
+    laser = LaserVectors(laser_dir)
+    if key:
+        fpcache.remember(key, {"fingerprint": laser.fingerprint, "dim": laser.dim})
+    return laser.fingerprint
+
+
 def same_encoder(a: dict, b: dict) -> bool:
     """Whether two fingerprints describe the same features: equal, or computed from the same
     files in two places (a model directory recorded by another spelling or path: its weights

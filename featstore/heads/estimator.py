@@ -29,7 +29,7 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 
 from featstore.heads.base import StoreHead, saved_as
 from featstore.heads.errors import HeadError, ParamError, literal
-from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.inputs import HeadInputs, InputLayout, featurize_for_layouts
 from featstore.heads.kinds import TASKS, check_combination, default_head, pooled_while_read
 from featstore.heads.labels import LabelMap, check_classes, regression_targets
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
@@ -80,23 +80,21 @@ class HeadEstimator(StoreHead):
     # -- where the data lives ------------------------------------------------------------------
     def _featurize_given_texts(self, store: Store, data: Data, layout: InputLayout | None
                                ) -> None:
-        """Raw texts the store lacks are encoded now, with the store's (or the head's) encoder."""
+        """Raw texts the store lacks are encoded now, with every source the head reads (its
+        encoder, a fused encoder, LASER; imported vectors are refused first), or in an empty
+        store with the encoder `encoder` names."""
         texts = texts_of(data)
         if not texts:
             return
         if layout is not None:
-            stored = store.encoder_entry(layout.encoder_id).feature_shapes
-            if not set(layout.features) <= set(stored):
-                return  # a kind of feature never stored: the layout check says which flag
+            featurize_for_layouts(store, texts, [layout])
+            return
         try:
-            if layout is None:
-                store.featurize_missing(texts, None, ["cls", "mean", "max"], model=self.encoder)
-            else:
-                store.featurize_missing(texts, layout.encoder_fingerprint, layout.features)
+            store.featurize_missing(texts, None, ["cls", "mean", "max"], model=self.encoder)
         except FeatstoreError as exc:
-            model = layout.encoder_fingerprint.get("model") if layout else self.encoder
             raise HeadError(f"some of the given texts are not featurized, and encoding them "
-                            f"with {model or 'the default encoder'} failed: {exc}") from None
+                            f"with {self.encoder or 'the default encoder'} failed: {exc}"
+                            ) from None
 
     def _layout(self, store: Store) -> InputLayout:
         return InputLayout.resolve(store, self.pool, self.of, self.layers, self.layer_start,

@@ -33,7 +33,7 @@ from sklearn.base import ClassifierMixin
 
 from featstore.heads.base import StoreHead, saved_as
 from featstore.heads.errors import HeadError, ParamError
-from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.inputs import HeadInputs, InputLayout, featurize_for_layouts
 from featstore.heads.kinds import check_sequence_pooling
 from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
@@ -44,7 +44,7 @@ from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_ne
 from featstore.heads.sequences import Sequences, group_rows, labels_from_table, labels_of
 from featstore.heads.splits import holdout, inner_folds
 from featstore.heads.training import TrainOptions, forward_all, torch_threads, train_network
-from featstore.store import KEY_COLUMN, FeatstoreError, Store
+from featstore.store import KEY_COLUMN, Store
 
 _SUMMARY_OF = {"mean": "mean-max", "last": "last", "mean-last": "mean-last"}
 
@@ -119,14 +119,9 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                                    self.encoder)
 
     def _featurize_texts(self, store: Store, df: pd.DataFrame, layout: InputLayout) -> None:
-        if "text" not in df.columns:
-            return
-        try:
-            store.featurize_missing(df["text"].astype(str).tolist(), layout.encoder_fingerprint,
-                                    layout.features)
-        except FeatstoreError as exc:
-            raise HeadError(f"some of the given texts are not featurized, and encoding them "
-                            f"failed: {exc}") from None
+        """Messages the store lacks are encoded with every source the head reads."""
+        if "text" in df.columns:
+            featurize_for_layouts(store, df["text"].astype(str).tolist(), [layout])
 
     def check_stored(self, store: Store, layout: InputLayout, df: pd.DataFrame, seqs: Sequences,
                      where: str) -> None:

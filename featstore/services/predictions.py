@@ -6,7 +6,6 @@ group), its prediction and class probabilities (all of them, or the top k)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,7 +23,8 @@ from featstore.heads.errors import HeadError
 from featstore.heads.inputs import find_by_fingerprint
 from featstore.heads.units import Unit, unit_of
 from featstore.services.datasets import read_rows_file
-from featstore.services.featurizing import Say, featurize_missing
+from featstore.services.featurizing import Say
+from featstore.services.head_sources import featurize_sources
 from featstore.store import KEY_COLUMN, Store, clean_text
 from featstore.store.atomic import can_create_in
 
@@ -176,12 +176,13 @@ def keep_input_columns(rows: pd.DataFrame, added: Sequence[str]) -> tuple[pd.Dat
 
 def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[str],
                   progress: bool = False, say: Say | None = None, name: str = "the head",
-                  top_k: int | None = None) -> pd.DataFrame:
+                  top_k: int | None = None, laser_dir: str | None = None) -> pd.DataFrame:
     """What the head's unit prints per example of `rows` (texts, or a frame with a `text`
     column; a sequence head's rows): `prediction` and, for classifiers, `p_CLASS` per class,
     or with `top_k`, `label_1, p_1, ... label_K, p_K`; an input column of one of those names is
-    kept as NAME_given. Texts the store lacks are encoded and stored first, with the head's own
-    encoder (which the store must hold)."""
+    kept as NAME_given. Texts the store lacks are encoded and stored first, with every source the
+    head reads (its encoder, a fused encoder, LASER, found in `laser_dir`); texts an imported
+    source lacks are refused before anything is encoded."""
     head.check_fitted()
     out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
     if unit_of(head).lone_texts:  # a row per text: its columns travel with its prediction
@@ -190,18 +191,15 @@ def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[s
             say("input column(s) " + ", ".join(f"{a!r} kept as {b!r}"
                                                for a, b in renamed.items())
                 + " (predict writes those names)")
-    needs: dict[str, tuple[dict, list[str]]] = {}  # per encoder: the features any part reads
-    for layout in head.layouts_:  # type: ignore[attr-defined]
-        fp, feats = needs.setdefault(json.dumps(layout.encoder_fingerprint, sort_keys=True),
-                                     (layout.encoder_fingerprint, []))
-        feats.extend(f for f in layout.features if f not in feats)
     unit = unit_of(head)
     texts = [] if KEY_COLUMN in out.columns else \
         [t for c in unit.text_columns if c in out.columns for t in out[c].astype(str)]
-    for fp, feats in needs.values():  # rows with keys were read from the store: it holds them
-        find_by_fingerprint(store, fp, name)
-        if texts:
-            featurize_missing(store, texts, fp, feats, progress=progress, say=say)
+    for layout in head.layouts_:  # type: ignore[attr-defined]
+        find_by_fingerprint(store, layout.encoder_fingerprint, name)
+    layouts = [layout.bind(store) for layout in head.layouts_]  # type: ignore[attr-defined]
+    if texts:  # rows with keys were read from the store: it holds them
+        featurize_sources(store, texts, [n for layout in layouts for n in layout.needs()],
+                          progress=progress, say=say, laser_dir=laser_dir)
     return unit.prediction_table(store, head, out, top_k)
 
 

@@ -96,6 +96,17 @@ class Store:
             self.refresh()
         return n
 
+    def featurize_sources(self, texts: Sequence[str],
+                          needs: Sequence[tuple[dict, Sequence[str]]], progress: bool = False,
+                          laser_dir: str | None = None) -> int:
+        """Encode those of `texts` that each source lacks (sources as (fingerprint, features):
+        encoders and LASER are run, imported vectors refused before anything is encoded); the
+        handle is refreshed when anything was encoded. Returns how many texts were."""
+        n = installed_featurizer().featurize_sources(self, texts, needs, progress, laser_dir)
+        if n:
+            self.refresh()
+        return n
+
     def refresh(self) -> None:
         self.manifest = read_manifest(self.root)
         self._index.clear()
