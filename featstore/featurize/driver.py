@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from featstore.featurize.corpus import CorpusScan, open_corpus, scan_corpus
 from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
+from featstore.featurize.model_names import resolve_model
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.sources import (
     ENCODER,
@@ -42,6 +43,7 @@ from featstore.store import (
     clean_text,
     default_store_path,
     fingerprint_id,
+    names_model,
     text_key,
 )
 
@@ -236,6 +238,31 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
     return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached)
 
 
+def with_stored_length(options: FeaturizeOptions, root: Path) -> FeaturizeOptions:
+    """A pass that leaves --max-length out keeps the window length (and stride) this store's
+    encoder of the same model was featurized with, so one model stays one encoder in a store
+    made before the model's own length was honoured; elsewhere the model decides."""
+    if options.max_length is not None or options.expect is not None or \
+            not (root / "manifest.json").is_file():
+        return options
+    try:
+        name = resolve_model(options.model)[0]
+        encoders = Store(root).manifest.encoders.values()
+    except FeatstoreError:
+        return options
+    settings = {(fp.get("max_length"), fp.get("stride")) for e in encoders
+                if e.kind == "encoder" and names_model(name, (fp := e.fingerprint).get("model"))
+                and bool(fp.get("truncate")) == options.truncate}
+    if len(settings) != 1:
+        return options
+    length, stride = settings.pop()
+    if not isinstance(length, int):
+        return options
+    return replace(options, max_length=length,
+                   stride=options.stride if options.stride is not None or options.truncate
+                   else stride)
+
+
 def same_source(recorded: str, path: Path) -> bool:
     """Whether a dataset's recorded source is this file (sources recorded before they were made
     absolute are resolved from the current directory)."""
@@ -277,6 +304,7 @@ def featurize_corpus(
     name = check_name(name or corpus.path.stem, "dataset")
     scan = scan_corpus(corpus, options.strict)
     rows, skipped = scan.rows, scan.skipped
+    options = with_stored_length(options, default_store_path(store_path))
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
     if announce:  # said once the model is known good, so a refusal stays one line
@@ -317,6 +345,7 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
     said (through `warn`) once the sources are identified, so a refusal stays one line."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
+    options = with_stored_length(options, default_store_path(store_path))
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
     if announce:

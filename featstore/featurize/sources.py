@@ -117,6 +117,7 @@ def _encoder_cache_key(options: FeaturizeOptions) -> str | None:
                 "truncate": options.truncate, "layers": options.layers,
                 "features": options.features, "dtype": options.dtype,
                 "trust_remote_code": options.trust_remote_code,
+                "default_length": "sentence_bert_config",  # how a length left out is chosen
                 "transformers": fpcache.package_version("transformers"),
                 "tokenizers": fpcache.package_version("tokenizers")}
     return fpcache.cache_key(ENCODER, identity, settings)

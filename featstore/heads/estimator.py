@@ -227,6 +227,17 @@ class HeadEstimator(StoreHead):
         return self.inputs_.layout.layers
 
     @property
+    def layer_weights_(self) -> np.ndarray:
+        """How `pool="weighted"` mixes `layers_`: numpy float64 [len(layers_)], summing to 1,
+        averaged over the seeds' networks (logistic regression takes the plain average)."""
+        self.check_fitted()
+        if self.pool != "weighted":
+            raise HeadError(f"pool={self.pool!r} learns no layer weights; pool='weighted' does")
+        if not self.networks_:
+            return np.full(len(self.layers_), 1 / len(self.layers_))
+        return np.mean([net.pooling.layer_weights() for net in self.networks_], axis=0)
+
+    @property
     def layouts_(self) -> list[InputLayout]:
         """What the head reads from a store (one layout; an ensemble has one per member)."""
         self.check_fitted()

@@ -15,6 +15,7 @@ from pyarrow import ArrowException
 
 from featstore.featurize.driver import featurize_corpus, featurize_texts
 from featstore.featurize.options import FeaturizeOptions
+from featstore.services.encoding import encode
 from featstore.services.featurizing import (
     featurize_file,
     featurize_missing,
@@ -39,6 +40,11 @@ class StoreFeaturizer:
                           needs: Sequence[tuple[dict, Sequence[str]]], progress: bool,
                           laser_dir: str | None) -> int:
         return featurize_sources(store, texts, needs, progress=progress, laser_dir=laser_dir)
+
+    def encode(self, store: Store, texts: Any, pool: str | None, layers: Any,
+               normalize: bool | None, encoder: str | None, progress: bool) -> Any:
+        return encode(store, texts, pool=pool, layers=layers, normalize=normalize,
+                      encoder=encoder, progress=progress)
 
     def featurize_data(self, store: Store, data: Any, name: str | None, text_col: str | None,
                        model: str | None, progress: bool, replace: bool,

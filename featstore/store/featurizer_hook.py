@@ -27,6 +27,10 @@ class Featurizer(Protocol):
         features); refuse, before encoding anything, a source that cannot be computed here;
         how many texts were encoded."""
 
+    def encode(self, store: Any, texts: Any, pool: str | None, layers: Any,
+               normalize: bool | None, encoder: str | None, progress: bool) -> Any:
+        """float32 vectors of `texts`, those the store lacks encoded first (`Store.encode`)."""
+
     def featurize_data(self, store: Any, data: Any, name: str | None, text_col: str | None,
                        model: str | None, progress: bool, replace: bool,
                        options: dict[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,28 @@ def names_model(given: str, recorded: object) -> bool:
         return False
 
 
+def short_model_name(model: object) -> str:
+    """What people call a model: the last part of its hub id or directory path
+    (`all-MiniLM-L6-v2` for `sentence-transformers/all-MiniLM-L6-v2` or `/m/all-MiniLM-L6-v2/`)."""
+    text = str(model or "").rstrip("/\\")
+    return text.replace("\\", "/").rsplit("/", 1)[-1] or text
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """An encoder of the store: `layers` are the stored hidden-state numbers (0: embeddings),
+    `n_layers` their count, `width` the vectors' width, `rows` the texts it holds."""
+
+    id: str
+    model: str
+    name: str
+    layers: list[int]
+    n_layers: int
+    width: int
+    features: list[str]
+    rows: int
+
+
 @dataclass
 class Damage:
     shards: dict[str, list[str]] = field(default_factory=dict)
@@ -70,6 +92,57 @@ class Store:
         self.root = Path(root)
         self.manifest: Manifest = read_manifest(self.root)
         self._index: dict[tuple[str, str], dict[str, _Loc]] = {}
+
+    def __repr__(self) -> str:
+        parts = []
+        for enc_id, e in self.manifest.encoders.items():
+            fp = e.fingerprint
+            if e.kind == "encoder":
+                parts.append(f"encoder {short_model_name(fp.get('model'))} "
+                             f"({len(fp.get('layers', []))} layers x {fp.get('hidden')}, "
+                             f"{e.rows} texts, id {enc_id})")
+            else:
+                parts.append(f"{fp.get('name') or e.kind} ({fp.get('dim')} dims, {e.rows} texts)")
+        sets = [f"{n} ({d.rows} rows)" for n, d in self.manifest.datasets.items()]
+        return (f"<featstore.Store {str(self.root)!r}: " + ("; ".join(parts) or "no encoder")
+                + "; datasets: " + (", ".join(sets) or "none") + ">")
+
+    # -- the encoder's shape -------------------------------------------------------------------
+    def encoder_info(self, encoder: str | None = None) -> EncoderInfo:
+        """The encoder `encoder` names (its model name, path or id; default: the only one):
+        its id, model, stored layer numbers, their count and the vectors' width."""
+        enc_id = self.resolve_encoder(encoder, kind="encoder")
+        e = self.encoder_entry(enc_id)
+        layers = [int(x) for x in e.fingerprint.get("layers", [])]
+        width = e.fingerprint.get("hidden") or next(
+            (int(v[-1]) for v in e.feature_shapes.values() if v), 0)
+        return EncoderInfo(enc_id, str(e.fingerprint.get("model")),
+                           short_model_name(e.fingerprint.get("model")), layers, len(layers),
+                           int(width), sorted(e.feature_shapes), e.rows)
+
+    @property
+    def n_layers(self) -> int:
+        """How many hidden states the encoder stores per text (the embeddings and each layer:
+        7 for all-MiniLM-L6-v2); with several encoders, `encoder_info(NAME).n_layers`."""
+        return self.encoder_info().n_layers
+
+    @property
+    def width(self) -> int:
+        """The width of the encoder's vectors (384 for all-MiniLM-L6-v2); with several
+        encoders, `encoder_info(NAME).width`."""
+        return self.encoder_info().width
+
+    def encode(self, texts: str | Sequence[str], pool: str | None = None,
+               layers: int | Sequence[int] | str | None = None, normalize: bool | None = None,
+               encoder: str | None = None, progress: bool = False) -> np.ndarray:
+        """float32 [n, dim] vectors of `texts` (one text: [dim]), as sentence-transformers'
+        `encode` returns them, read from the store; texts it lacks are encoded first (and
+        kept). `pool`: a fixed pooling (default: the model's sentence-transformers pooling,
+        else mean); `layers`: a layer, a list (averaged) or "all" (default: the top layer);
+        `normalize`: unit length (default: as the model's own `encode`); `encoder`: which of
+        the store's encoders (a model the store lacks is featurized first)."""
+        return installed_featurizer().encode(self, texts, pool, layers, normalize, encoder,
+                                             progress)
 
     # -- featurizing (forwarded to the featurizer the package installs) ------------------------
     def featurize(self, data: Any, name: str | None = None, *, text_col: str | None = None,
@@ -352,19 +425,32 @@ class Store:
         self,
         data: str | Sequence[str],
         kind: str = "cls",
-        layers: int | Sequence[int] | None = -1,
+        layers: int | Sequence[int] | str | None = -1,
         encoder: str | None = None,
+        dtype: Any = "float32",
     ) -> np.ndarray:
-        """Features of a dataset (by name, in its row order) or of a list of texts.
+        """Features of a dataset (by name, in its row order) or of a list of texts, as float32
+        (what scikit-learn computes in; `dtype="float16"` or None keeps the stored precision).
 
         `kind` is a stored feature (cls, mean, max, pooler, ...), the kind of another
         vector source such as "laser", or the name of imported vectors; vector sources come
-        back [n, dim].
+        back [n, dim]. `layers`: a layer number ([n, dim]; negative counts from the top), a
+        list of them ([n, len(layers), dim]), or "all" / None (every stored layer).
         """
+        if isinstance(layers, str):
+            if layers != "all":
+                raise StoreError(f"layers={layers!r}: give 'all', a layer number or a list of "
+                                 "layer numbers")
+            layers = None
+        out_dtype = None if dtype is None else np.dtype(dtype)
+        if out_dtype is not None and out_dtype.kind != "f":
+            raise StoreError(f"dtype={dtype!r}: features are floating point; give float32, "
+                             "float16 or float64 (None keeps the stored precision)")
         keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
                 else keys_for(data))
         source, feature = self.feature_source(kind, encoder)
-        return self.gather(source, keys, feature, layers if feature != VECTOR else None)
+        out = self.gather(source, keys, feature, layers if feature != VECTOR else None)
+        return out if out_dtype is None else out.astype(out_dtype, copy=False)
 
     def feature_source(self, kind: str, encoder: str | None = None) -> tuple[str, str]:
         """(source id, stored feature) that `features(..., kind, encoder=...)` reads, by one
