@@ -283,6 +283,9 @@ FLAGS: dict[str, Flag] = {
                     metavar="DATASET_OR_FILE"),
     "--eval": Flag("evaluation data (default: the split column, else --cv)",
                    metavar="DATASET_OR_FILE"),
+    "--allow-unseen-labels": Flag("score evaluation rows whose label the training rows never "
+                                  "show as errors (counted in the output) instead of refusing "
+                                  "them", SWITCH, action="store_true"),
     "--cv": Flag("stratified K-fold cross-validation", int_at_least(2), metavar="K"),
     # heads
     "--shots": Flag("sample N examples per label from train (few-shot)", int_at_least(1)),

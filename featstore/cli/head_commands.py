@@ -14,18 +14,20 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from featstore.cli.flags import add_flags, add_param_flags, given_params, head_flags, text_value
 from featstore.cli.text_output import metrics_table, score, table
 from featstore.heads.errors import HeadError
 from featstore.heads.kinds import HEAD_KINDS, POOLINGS_BY_NAME, SEQ_HEADS
+from featstore.heads.names import head_name, sequence_head_what, sources_suffix, text_head_what
 from featstore.heads.params import DECLARED, HEAD_SELECTOR, SEQUENCE_HEAD, TEXT_HEAD
 from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS, COMPARE_SEQ_HEADS
 
 # -- parsers -------------------------------------------------------------------------------------
-DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--task", "--model",
-              "--seed", "--json", "--no-progress")
+DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--allow-unseen-labels",
+              "--task", "--model", "--seed", "--json", "--no-progress")
 GROUPING = ("group_by", "order_by", "time_col")  # what the sequence unit holds
 SEQUENCE_FLAGS = (*head_flags(SEQUENCE_HEAD[n] for n in GROUPING), "--labels")
 AUTO_FLAGS = tuple(head_flags(HEAD_SELECTOR[n] for n in ("budget", "folds")))
@@ -200,6 +202,20 @@ def _params(args: argparse.Namespace, unit: Any) -> dict[str, Any]:
     return {**given_params(args, TEXT_HEAD), "encoder": args.model}
 
 
+def _preflight(args: argparse.Namespace, fuse: Any = (), unlabeled: str | None = None) -> Any:
+    """The command's data, encoder and sources checked in the store as it is, before anything
+    is written (a --train file featurized) and before torch loads."""
+    from featstore.services.preflight import check_data
+
+    return check_data(args.store, args.train, args.eval, args.model, fuse, unlabeled)
+
+
+def _head_name(pre: Any, name: str, overwrite: bool) -> str:
+    from featstore.services.preflight import check_head_name
+
+    return check_head_name(pre, name, overwrite)
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -211,7 +227,8 @@ def _plan(args: argparse.Namespace, unit: Any = None, tokens: bool = False
 
     store, plan = plan_data(args.store, args.train, args.eval, args.cv, args.label_col,
                             args.task, args.model, tokens, progress=not args.no_progress,
-                            say=_say, unit=unit or TEXT)
+                            say=_say, unit=unit or TEXT,
+                            allow_unseen_labels=args.allow_unseen_labels)
     store.resolve_encoder(args.model, kind="encoder")  # its one-line error before any bar
     return store, plan
 
@@ -230,9 +247,7 @@ def _metric_names(task: str) -> tuple[str, ...]:
 
 # -- fit-head ------------------------------------------------------------------------------------
 def cmd_fit_head(args: argparse.Namespace) -> int:
-    from featstore.heads.artifacts import refuse_existing_head
     from featstore.heads.kinds import pooling
-    from featstore.services.head_runs import check_fit, default_head_name, fit_and_save
 
     check_fit_head(args)
     if args.group_by is not None and (args.auto or args.report):
@@ -240,16 +255,23 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
                         "the sequence model with --seq-head (auto picks by inner CV)")
     if args.auto:
         return _fit_auto(args)
+    # every argument and path is checked before anything is written or a model library loads
+    pre = _preflight(args, fuse=args.fuse)
+    if args.report:
+        from featstore.reports.output_paths import report_paths
+
+        report_paths(args.report, args.overwrite)
+    sequences = args.group_by is not None
+    given = given_params(args, SEQUENCE_HEAD if sequences else TEXT_HEAD)
+    what = sequence_head_what({**given, "encoder": args.model}) if sequences else \
+        text_head_what({**given, "encoder": args.model}, args.task)
+    name = _head_name(pre, args.out or head_name(pre.train, what), args.overwrite)
+    from featstore.services.head_runs import check_fit, fit_and_save
+
     unit = _unit(args)
     params = _params(args, unit)
-    if args.report:
-        from featstore.services.head_reports import report_paths
-
-        report_paths(args.report, args.overwrite)  # refused now, not after training
     tokens = unit.name == "text" and pooling(params.get("pool", "mean")).reads_tokens
     store, plan = _plan(args, unit, tokens=tokens)
-    name = args.out or default_head_name(plan, params, args.task)
-    refuse_existing_head(store, name, args.overwrite)  # before any work or progress bar
     check_fit(store, plan, params, args.task, args.shots, args.repeats, args.seed)
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
@@ -332,16 +354,16 @@ def _print_report(report: Any, args: argparse.Namespace) -> None:
 
 
 def _fit_auto(args: argparse.Namespace) -> int:
-    from featstore.heads.artifacts import refuse_existing_head
+    pre = _preflight(args, fuse=args.fuse, unlabeled=args.unlabeled)
+    if args.report:
+        from featstore.reports.output_paths import report_paths
+
+        report_paths(args.report, args.overwrite)
+    auto = "auto" + sources_suffix(args.model, args.fuse)
+    name = _head_name(pre, args.out or head_name(pre.train, auto), args.overwrite)
     from featstore.services.head_runs import select_and_save
 
-    if args.report:
-        from featstore.services.head_reports import report_paths
-
-        report_paths(args.report, args.overwrite)  # refused now, not after the search
     store, plan = _plan(args)
-    name = args.out or f"{plan.train_name}-auto"
-    refuse_existing_head(store, name, args.overwrite)  # before the search, not after
     unlabeled = None
     if args.unlabeled is not None:
         from featstore.services.datasets import dataset_for
@@ -412,15 +434,8 @@ def _fit_auto(args: argparse.Namespace) -> int:
 
 # -- predict -------------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from featstore.heads.loading import load_head
-    from featstore.heads.units import unit_of
-    from featstore.services.predictions import (
-        output_target,
-        predict_frame,
-        prediction_input,
-        stdin_texts,
-        write_predictions,
-    )
+    from featstore.heads.artifacts import read_head_json
+    from featstore.services.prediction_files import output_target, write_predictions
     from featstore.store import open_store
 
     if args.json and (args.out or args.format):
@@ -429,12 +444,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise HeadError("--overwrite replaces an --out file; it needs --out")
     target, fmt = output_target(args.out, args.format, args.overwrite)  # before any work
     store = open_store(args.store)
-    head = load_head(store, args.head)
-    unit = unit_of(head)
-    if not unit.lone_texts and args.top_k:
-        raise HeadError(f"head {args.head} is a {unit.name} head: name a dataset or a file of "
+    kind = read_head_json(store, args.head).get("kind", "text")  # no head: refused at once
+    if kind == "sequence" and (args.top_k or args.text or args.input in (None, "-")):
+        raise HeadError(f"head {args.head} is a sequence head: name a dataset or a file of "
                         "rows with its group column (--text, stdin and --top-k are for per-text "
                         "heads)")
+    if args.input is None and not args.text:
+        raise HeadError("nothing to predict: name a dataset or file, pass --text, or pipe "
+                        "texts on stdin with INPUT -")
+    if args.input not in (None, "-") and args.input not in store.manifest.datasets and \
+            not Path(args.input).is_file():
+        raise HeadError(f"{args.input!r} is neither a dataset in store {store.root} nor a file")
+    from featstore.heads.loading import load_head
+    from featstore.heads.units import unit_of
+    from featstore.services.predictions import predict_frame, prediction_input, stdin_texts
+
+    head = load_head(store, args.head)
+    unit = unit_of(head)
     texts = list(args.text or [])
     source = args.input
     if source == "-" and unit.lone_texts:
@@ -459,7 +485,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_heads_list(args: argparse.Namespace) -> int:
-    from featstore.services.head_runs import describe_heads
+    from featstore.services.head_listing import describe_heads
 
     rows = describe_heads(args.store)
     if args.json:
@@ -468,10 +494,15 @@ def cmd_heads_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no heads saved")
         return 0
-    body = [[r["name"], r["task"], r["pool"], r["head"], r["dataset"] or "-",
-             r["metric"], "-" if r["score"] is None else score(r["task"], r["score"]),
-             r["created"]] for r in rows]
-    print(table(["name", "task", "pool", "head", "dataset", "metric", "score", "created"], body))
+    body = [[r["name"], r["task"], r["pool"] or "-", r["head"] or "-", r["encoder"],
+             "+".join(r["fuse"]) or "-", r["dataset"] or "-", r["metric"],
+             "-" if r["score"] is None else score(r["task"], r["score"]), r["created"]]
+            for r in rows]
+    print(table(["name", "task", "pool", "head", "encoder", "fuse", "dataset", "metric", "score",
+                 "created"], body))
+    for r in rows:
+        if r.get("kind") in ("ensemble", "sequence"):
+            print(f"{r['name']}: {r['description']}")
     return 0
 
 
@@ -486,17 +517,11 @@ def cmd_heads_rm(args: argparse.Namespace) -> int:
 
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from featstore.heads.artifacts import refuse_existing_head
-    from featstore.heads.metrics import primary_metric
-    from featstore.reports.charts import chart_path, check_chart_dir, leaderboard_chart
-    from featstore.selection.compare import sequence_grid
-    from featstore.services.comparisons import compare_heads, comparison_grid, save_best
-
     check_data_flags(args)
     check_unit_flags(args)
-    unit = _unit(args)
+    sequences = args.group_by is not None
     searching = args.budget is not None or args.folds is not None
-    if unit.name == "sequence":
+    if sequences:
         if args.pools or args.heads:
             raise HeadError("--pools and --heads rank per-text heads; with --group-by name "
                             "sequence heads with --seq-heads")
@@ -505,11 +530,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             "--save-best chooses by 3-fold inner CV on the training sequences")
     elif not args.save_best and searching:
         raise HeadError("--budget and --folds set how --save-best chooses; add --save-best")
-    check_chart_dir(args.plot, args.charts)
-    store, plan = _plan(args, unit)
-    plot = chart_path(args.plot, args.charts, f"compare-{plan.train_name}.png", args.overwrite)
+    from featstore.reports.output_paths import chart_path
+
+    pre = _preflight(args, fuse=args.fuse)
+    plot = chart_path(args.plot, args.charts, f"compare-{pre.train}.png", args.overwrite)
     if args.save_best:
-        refuse_existing_head(store, args.save_best, args.overwrite)
+        _head_name(pre, args.save_best, args.overwrite)
+    from featstore.heads.metrics import primary_metric
+    from featstore.reports.charts import leaderboard_chart
+    from featstore.selection.compare import sequence_grid
+    from featstore.services.comparisons import compare_heads, comparison_grid, save_best
+
+    unit = _unit(args)
+    store, plan = _plan(args, unit)
     if unit.name == "sequence":
         base = _params(args, unit)
         if args.epochs:
@@ -564,16 +597,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- probe-layers --------------------------------------------------------------------------------
 def cmd_probe(args: argparse.Namespace) -> int:
-    from featstore.reports.charts import chart_path, check_chart_dir, layer_chart
-    from featstore.selection.layer_probe import chance_rate
-    from featstore.services.comparisons import probe_all_layers
-
     check_data_flags(args)
     if args.task != "classification":
         raise HeadError("probe-layers fits logistic regressions; it needs classification labels")
-    check_chart_dir(args.plot, args.charts)
+    from featstore.reports.output_paths import chart_path
+
+    pre = _preflight(args)
+    plot = chart_path(args.plot, args.charts, f"probe-{pre.train}.png", args.overwrite)
+    from featstore.reports.charts import layer_chart
+    from featstore.selection.layer_probe import chance_rate
+    from featstore.services.comparisons import probe_all_layers
+
     store, plan = _plan(args)
-    plot = chart_path(args.plot, args.charts, f"probe-{plan.train_name}.png", args.overwrite)
     enc = store.resolve_encoder(args.model, kind="encoder")
     n = len(store.encoder_entry(enc).fingerprint.get("layers", [])) * 2
     with _progress(n, "probe-layers", args.no_progress) as bar:

@@ -25,7 +25,7 @@ from featstore.featurize.corpus import CorpusScan, open_corpus, scan_corpus
 from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
-from featstore.featurize.model_names import resolve_model
+from featstore.featurize.model_names import BUNDLED, resolve_model
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.sources import (
     ENCODER,
@@ -44,8 +44,10 @@ from featstore.store import (
     default_store_path,
     fingerprint_id,
     names_model,
+    short_model_name,
     text_key,
 )
+from featstore.store.tables import same_source
 
 Warn = Callable[[str], None]
 
@@ -238,6 +240,27 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
     return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached)
 
 
+def with_stored_model(options: FeaturizeOptions, root: Path) -> FeaturizeOptions:
+    """`--model NAME` where NAME is no directory here, no hub id with an owner and not the
+    bundled model, but the short name of a model this store's encoder was computed from
+    (`all-mpnet-base-v2` for `/models/all-mpnet-base-v2`): that model, as the store records it;
+    refused with the candidates where several encoders answer to it."""
+    model = options.model
+    if model is None or "/" in model or model in BUNDLED or Path(model).expanduser().is_dir() \
+            or not (root / "manifest.json").is_file():
+        return options
+    try:
+        encoders = Store(root).manifest.encoders
+    except FeatstoreError:
+        return options
+    found = {str(e.fingerprint.get("model")) for e in encoders.values() if e.kind == "encoder"
+             and short_model_name(e.fingerprint.get("model")).lower() == model.lower()}
+    if len(found) > 1:
+        raise FeatstoreError(f"--model {model} names several models of store {root} "
+                             f"({', '.join(sorted(found))}); pass one of them")
+    return replace(options, model=found.pop()) if found else options
+
+
 def with_stored_length(options: FeaturizeOptions, root: Path) -> FeaturizeOptions:
     """A pass that leaves --max-length out keeps the window length (and stride) this store's
     encoder of the same model was featurized with, so one model stays one encoder in a store
@@ -261,15 +284,6 @@ def with_stored_length(options: FeaturizeOptions, root: Path) -> FeaturizeOption
     return replace(options, max_length=length,
                    stride=options.stride if options.stride is not None or options.truncate
                    else stride)
-
-
-def same_source(recorded: str, path: Path) -> bool:
-    """Whether a dataset's recorded source is this file (sources recorded before they were made
-    absolute are resolved from the current directory)."""
-    try:
-        return Path(recorded).resolve() == path.resolve()
-    except OSError:
-        return False
 
 
 def check_dataset_name(store: Store | StoreWriter, name: str, path: Path, replace: bool,
@@ -304,7 +318,8 @@ def featurize_corpus(
     name = check_name(name or corpus.path.stem, "dataset")
     scan = scan_corpus(corpus, options.strict)
     rows, skipped = scan.rows, scan.skipped
-    options = with_stored_length(options, default_store_path(store_path))
+    options = with_stored_length(with_stored_model(options, default_store_path(store_path)),
+                                 default_store_path(store_path))
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
     if announce:  # said once the model is known good, so a refusal stays one line
@@ -345,7 +360,8 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
     said (through `warn`) once the sources are identified, so a refusal stays one line."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
-    options = with_stored_length(options, default_store_path(store_path))
+    options = with_stored_length(with_stored_model(options, default_store_path(store_path)),
+                                 default_store_path(store_path))
     engine = make_engine(options, warn)
     sources = identify_sources(options, warn)
     if announce:

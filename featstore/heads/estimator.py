@@ -33,6 +33,7 @@ from featstore.heads.inputs import HeadInputs, InputLayout, featurize_for_layout
 from featstore.heads.kinds import TASKS, check_combination, default_head, pooled_while_read
 from featstore.heads.labels import LabelMap, check_classes, regression_targets
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
+from featstore.heads.names import text_head_what
 from featstore.heads.networks import HeadNetwork, build_network
 from featstore.heads.params import TEXT_HEAD, ParamSet
 from featstore.heads.rows import Data, keys_and_labels, texts_of
@@ -75,7 +76,7 @@ class HeadEstimator(StoreHead):
         check_combination(self.pool, self.head_kind, self.task, self.fuse_mode)
 
     def default_name(self) -> str:
-        return f"{self.pool}-{self.head_kind}"
+        return text_head_what(self.get_params(deep=False), self.task)
 
     # -- where the data lives ------------------------------------------------------------------
     def _featurize_given_texts(self, store: Store, data: Data, layout: InputLayout | None
@@ -152,11 +153,12 @@ class HeadEstimator(StoreHead):
         check_classes(self.labels_, where)
         return y
 
-    def _targets(self, labels: pd.Series, where: str) -> np.ndarray:
+    def _targets(self, labels: pd.Series, where: str, allow_unseen: bool = False
+                 ) -> np.ndarray:
         """Targets of other rows, under what fit learned."""
         if self.task == "regression":
             return regression_targets(labels, self.label_col or "label", where)
-        return self.labels_.encode(labels, where)
+        return self.labels_.encode(labels, where, allow_unseen)
 
     def _torch_targets(self, targets: np.ndarray) -> torch.Tensor:
         if self.task == "regression":
@@ -262,9 +264,10 @@ class HeadEstimator(StoreHead):
             return out.numpy() * self.target_std_ + self.target_mean_
         return torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(0).numpy()
 
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        return self._targets(labels, where), self._output(store, data)
+        return self._targets(labels, where, allow_unseen), self._output(store, data)
 
     # -- save and load ------------------------------------------------------------------------
     def saved_config(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from featstore.heads.kinds import pooling
 from featstore.heads.normalizer import Normalizer
 from featstore.heads.poolings import choose_layers, pad_tokens, stored_features
 from featstore.heads.training import Inputs, LazyInputs
-from featstore.store import Store
+from featstore.store import FeatstoreError, Store
 
 
 def find_by_fingerprint(store: Store, fingerprint: dict, what: str) -> str:
@@ -120,8 +120,13 @@ def featurize_for_layouts(store: Store, texts: Sequence[str] | None,
         for fp, feats in layout.needs():
             _, have = needs.setdefault(json.dumps(fp, sort_keys=True), (fp, []))
             have.extend(f for f in feats if f not in have)
-    return store.featurize_sources(list(texts), list(needs.values()), progress=progress,
-                                   laser_dir=laser_dir)
+    try:
+        return store.featurize_sources(list(texts), list(needs.values()), progress=progress,
+                                       laser_dir=laser_dir)
+    except HeadError:
+        raise
+    except FeatstoreError as exc:  # the featurizer's one line, as the heads' own error
+        raise HeadError(str(exc)) from None
 
 
 class HeadInputs:

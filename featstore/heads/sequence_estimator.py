@@ -37,6 +37,7 @@ from featstore.heads.inputs import HeadInputs, InputLayout, featurize_for_layout
 from featstore.heads.kinds import check_sequence_pooling
 from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
+from featstore.heads.names import sequence_head_what
 from featstore.heads.params import SEQUENCE_HEAD, ParamSet
 from featstore.heads.rows import text_keys
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
@@ -65,7 +66,7 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                              f"{self.n_heads}")
 
     def default_name(self) -> str:
-        return f"seq-{self.seq_head}"
+        return sequence_head_what(self.get_params(deep=False))
 
     @property
     def layouts_(self) -> list[InputLayout]:
@@ -277,9 +278,10 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
             out[f"p_{c}"] = proba[:, i].round(6)
         return out
 
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
         _, seqs, where = self.sequences(store, data, y)
-        truth = self.labels_.encode(labels_of(seqs, where), where)
+        truth = self.labels_.encode(labels_of(seqs, where), where, allow_unseen)
         return truth, self.predict_proba(store, data)
 
     # -- save and load ------------------------------------------------------------------------

@@ -7,7 +7,6 @@ A chart never replaces a file silently. matplotlib runs on the Agg backend: no d
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -15,38 +14,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from featstore.heads.errors import HeadError  # noqa: E402
-from featstore.store.atomic import can_create_in  # noqa: E402
-
-
-def chart_path(plot: str | os.PathLike | None, charts_dir: str | os.PathLike | None,
-               default_name: str, overwrite: bool = False) -> Path:
-    """Where a chart goes: `plot`, else CHARTS_DIR/default_name (default: the current
-    directory). An existing file, or a directory where no file can be created, is refused
-    (unless `overwrite`, for an existing file) before any work is done."""
-    path = Path(plot) if plot else Path(charts_dir or ".") / default_name
-    if path.suffix.lower() != ".png":
-        raise HeadError(f"chart {path}: charts are PNG files; give a name ending in .png")
-    if path.is_dir():
-        raise HeadError(f"chart {path} is a directory")
-    if os.path.lexists(path) and not overwrite:
-        raise HeadError(f"chart {path} already exists; pass --overwrite, or --plot/--charts "
-                        "elsewhere")
-    check_chart_dir(plot, charts_dir)
-    return path
-
-
-def check_chart_dir(plot: str | os.PathLike | None, charts_dir: str | os.PathLike | None
-                    ) -> None:
-    """The directory a chart goes to exists and takes new files: checked before a command
-    does any work (a --train file is featurized before the chart's name is known)."""
-    parent = Path(plot).parent if plot else Path(charts_dir or ".")
-    if not parent.is_dir():
-        raise HeadError(f"chart directory {parent} does not exist")
-    if not can_create_in(parent):
-        raise HeadError(f"cannot create a chart in {parent.absolute()}; pass --plot or --charts "
-                        "elsewhere")
 
 
 def _as_shown(metric: str, values: list[float]) -> tuple[list[float], str]:

@@ -8,27 +8,9 @@ from pathlib import Path
 from featstore.heads.errors import HeadError
 from featstore.reports.charts import confusion_chart
 from featstore.reports.class_report import ClassReport, class_report
+from featstore.reports.output_paths import report_paths
 from featstore.services.head_runs import SavedHead
 from featstore.store import KEY_COLUMN, Store
-from featstore.store.atomic import can_create_in
-
-REPORT_FILES = ("classes.csv", "confusion.png", "errors.csv")
-
-
-def report_paths(directory: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """The files `--report DIR` writes; existing ones are refused unless `overwrite`, and a
-    directory that cannot be written is refused, both before any training."""
-    base = Path(directory)
-    if base.exists() and not base.is_dir():
-        raise HeadError(f"--report {base}: not a directory")
-    paths = {Path(f).stem: base / f for f in REPORT_FILES}
-    taken = [str(p) for p in paths.values() if p.exists()]
-    if taken and not overwrite:
-        raise HeadError(f"--report would replace {', '.join(taken)}; pass --overwrite or "
-                        "another directory")
-    if not can_create_in(base):
-        raise HeadError(f"--report {base}: cannot create files there; pass another directory")
-    return paths
 
 
 def write_report(store: Store, saved: SavedHead, directory: str | Path,

@@ -25,6 +25,7 @@ _LAZY = {
     "Store": "featstore.store.store",
     "default_store_path": "featstore.store.store",
     "names_model": "featstore.store.store",
+    "short_model_name": "featstore.store.store",
     "open_store": "featstore.store.opening",
     "StoreWriter": "featstore.store.writer",
 }

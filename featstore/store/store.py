@@ -22,7 +22,7 @@ from featstore.store.manifest import (
     read_manifest,
 )
 from featstore.store.shards import ShardReader
-from featstore.store.tables import read_table
+from featstore.store.tables import read_columns, read_table
 
 if TYPE_CHECKING:  # pandas and pyarrow load on first table read: `featstore info` stays fast
     import pandas as pd
@@ -263,13 +263,28 @@ class Store:
         matches = [k for k, e in entries.items()
                    if encoder == e.fingerprint.get("name")
                    or names_model(encoder, e.fingerprint.get("model"))]
+        if not matches:  # what people type: the model's short name, any case
+            matches = [k for k, e in entries.items() if e.kind == "encoder" and
+                       short_model_name(e.fingerprint.get("model")).lower() == encoder.lower()]
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise StoreError(f"store {self.root} has no encoder {encoder!r} "
-                             f"(it has: {', '.join(self.manifest.encoders) or 'none'})")
-        raise StoreError(f"model {encoder!r} matches several encoders ({', '.join(matches)}); "
-                         "name one by id")
+            held = ", ".join(self.source_names()) or "none"
+            raise StoreError(f"store {self.root} has no encoder {encoder!r} (it has: {held})")
+        raise StoreError(f"{encoder!r} matches several encoders ({', '.join(matches)}) of "
+                         f"store {self.root}; name one by id")
+
+    def source_names(self) -> list[str]:
+        """Each source as people name it: `SHORT-NAME (id)` for a model's encoder, the name of
+        imported vectors, `laser`."""
+        out = []
+        for enc_id, e in self.manifest.encoders.items():
+            fp = e.fingerprint
+            if e.kind == "encoder":
+                out.append(f"{short_model_name(fp.get('model'))} ({enc_id})")
+            else:
+                out.append(str(fp.get("name") or e.kind))
+        return out
 
     def dataset(self, name: str) -> pd.DataFrame:
         """A featurized corpus: `_key` plus its columns, in file order."""
@@ -281,6 +296,17 @@ class Store:
         if not path.exists():
             raise self._gone(entry.file, "dataset table")
         return read_table(path, sha256=entry.sha256)
+
+    def dataset_columns(self, name: str) -> list[str]:
+        """A dataset's column names (`_key` first), read from the table's schema alone."""
+        entry = self.manifest.datasets.get(name)
+        if entry is None:
+            known = ", ".join(self.manifest.datasets) or "none"
+            raise StoreError(f"store {self.root} has no dataset {name!r} (it has: {known})")
+        path = check_relpath(entry.file, self.root)
+        if not path.exists():
+            raise self._gone(entry.file, "dataset table")
+        return read_columns(path, sha256=entry.sha256)
 
     # -- features -----------------------------------------------------------------------------
     def _reader(self, encoder_id: str, i: int) -> ShardReader:
