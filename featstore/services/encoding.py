@@ -1,5 +1,6 @@
-"""`encode`: texts in, one float32 vector each out, like sentence-transformers' `encode`, but
-through the store: texts it holds are read, only the others are encoded (and kept).
+"""`encode_texts` (`Store.encode`, `featstore.encode`): texts in, one float32 vector each out,
+like sentence-transformers' `encode`, but through the store: texts it holds are read, only the
+others are encoded (and kept).
 
 By default a sentence-transformers model directory is pooled and normalised as its own `encode`
 does (`1_Pooling/config.json`, a `Normalize` module); other models give the top layer's mean.
@@ -57,7 +58,7 @@ def _layers(store: Store, encoder_id: str, layers: Layers) -> list[int] | None:
     return [int(layers)] if isinstance(layers, int | np.integer) else [int(x) for x in layers]
 
 
-def encode(store: Store, texts: str | Sequence[str], pool: str | None = None,
+def encode_texts(store: Store, texts: str | Sequence[str], pool: str | None = None,
            layers: Layers = None, normalize: bool | None = None, encoder: str | None = None,
            progress: bool = False) -> np.ndarray:
     """float32 [n, dim] vectors of `texts` (a single text: [dim]), in order. `pool`: a fixed

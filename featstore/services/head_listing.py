@@ -25,7 +25,7 @@ def _sources(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def _encoder(doc: dict[str, Any]) -> str:
+def _encoder_name(doc: dict[str, Any]) -> str:
     return short_model_name(doc.get("encoder", {}).get("fingerprint", {}).get("model") or "-")
 
 
@@ -46,7 +46,7 @@ def single_description(cfg: dict[str, Any], doc: dict[str, Any]) -> str:
     return what
 
 
-def describe(doc: dict[str, Any]) -> str:
+def describe_head(doc: dict[str, Any]) -> str:
     """Any head in words; an ensemble as its members with their weights."""
     cfg = doc.get("config", {})
     kind = doc.get("kind", "text")
@@ -91,9 +91,9 @@ def describe_heads(store_path: str | Path | None) -> list[dict[str, Any]]:
             "head": f"ensemble of {len(members)}" if kind == "ensemble" else
             (f"seq {doc.get('seq_head', cfg.get('seq_head'))}" if kind == "sequence"
              else cfg.get("head")),
-            "encoder": _encoder(members[0]) if members else "-",
+            "encoder": _encoder_name(members[0]) if members else "-",
             "encoder_id": (members[0] if members else doc).get("encoder", {}).get("id"),
-            "fuse": fuse, "description": describe(doc),
+            "fuse": fuse, "description": describe_head(doc),
             "dataset": doc.get("evaluation", {}).get("train"), "metric": metric,
             "score": doc.get("metrics", {}).get(metric), "created": doc.get("created", "")})
     return rows

@@ -15,7 +15,7 @@ from pyarrow import ArrowException
 
 from featstore.featurize.driver import featurize_corpus, featurize_texts
 from featstore.featurize.options import FeaturizeOptions
-from featstore.services.encoding import encode
+from featstore.services.encoding import encode_texts
 from featstore.services.featurizing import (
     featurize_file,
     featurize_missing,
@@ -43,7 +43,7 @@ class StoreFeaturizer:
 
     def encode(self, store: Store, texts: Any, pool: str | None, layers: Any,
                normalize: bool | None, encoder: str | None, progress: bool) -> Any:
-        return encode(store, texts, pool=pool, layers=layers, normalize=normalize,
+        return encode_texts(store, texts, pool=pool, layers=layers, normalize=normalize,
                       encoder=encoder, progress=progress)
 
     def featurize_data(self, store: Store, data: Any, name: str | None, text_col: str | None,
