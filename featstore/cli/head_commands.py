@@ -350,7 +350,12 @@ def _print_report(report: Any, args: argparse.Namespace) -> None:
     worst = report.per_class.head(5)
     print(f"report    {report.rows} evaluated rows, {len(report.errors)} misclassified; "
           "lowest F1: " + ", ".join(f"{r.label} {100 * r.f1:.1f}" for r in worst.itertuples()))
-    print(f"          {args.report}/classes.csv · confusion.png · errors.csv")
+    if len(report.pairs):
+        print("confused  " + "; ".join(f"{r.gold} -> {r.predicted} {r.count}x"
+                                       for r in report.pairs.head(5).itertuples())
+              + " (gold -> predicted; all in confused_pairs.csv)")
+    print(f"          {args.report}/classes.csv · confusion.png · confused_pairs.csv · "
+          "errors.csv (surest mistakes first)")
 
 
 def _fit_auto(args: argparse.Namespace) -> int:
@@ -537,8 +542,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.save_best:
         _head_name(pre, args.save_best, args.overwrite)
     from featstore.heads.metrics import primary_metric
-    from featstore.reports.charts import leaderboard_chart
-    from featstore.selection.compare import sequence_grid
+    from featstore.reports.charts import chart_title, leaderboard_chart
+    from featstore.selection.compare import score_spread, sequence_grid
+    from featstore.selection.layer_probe import chance_rate
     from featstore.services.comparisons import compare_heads, comparison_grid, save_best
 
     unit = _unit(args)
@@ -548,21 +554,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.epochs:
             base["epochs"] = args.epochs
         entries = sequence_grid(tuple(args.seq_heads or COMPARE_SEQ_HEADS), base)
-        title = f"{plan.train_name} · sequences by {args.group_by}\n{plan.protocol}"
+        what = f"sequence heads by {args.group_by}"
     else:
         base = {"encoder": args.model, **({"epochs": args.epochs} if args.epochs else {})}
         entries = comparison_grid(store, tuple(args.pools or COMPARE_POOLS),
                                   tuple(args.heads or COMPARE_HEADS), tuple(args.fuse or ()),
                                   args.task, base)
-        title = _chart_title(plan, store.resolve_encoder(args.model, kind="encoder"), "compare")
+        what = "compare"
     start = time.perf_counter()
     with _progress(len(entries), "compare", args.no_progress) as bar:
         ranked = compare_heads(store, plan, entries, args.task, args.seed, bar)
     total = time.perf_counter() - start
     metric = primary_metric(args.task)
     done = [e for e in ranked if e.result]
+    title = chart_title(store, plan.train_name, what,
+                        store.resolve_encoder(args.model, kind="encoder"), plan.protocol)
+    errors, spread = score_spread(plan, done, metric)
     leaderboard_chart([e.name for e in done], [e.result.metrics[metric] for e in done], metric,
-                      title, plot)
+                      title, plot, errors=errors, spread=spread,
+                      chance=chance_rate(plan) if args.task == "classification" else None)
     saved = None
     if args.save_best:
         budget = HEAD_SELECTOR["budget"].default if args.budget is None else args.budget
@@ -604,7 +614,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     pre = _preflight(args)
     plot = chart_path(args.plot, args.charts, f"probe-{pre.train}.png", args.overwrite)
-    from featstore.reports.charts import layer_chart
+    from featstore.reports.charts import chart_title, layer_chart
     from featstore.selection.layer_probe import chance_rate
     from featstore.services.comparisons import probe_all_layers
 
@@ -614,8 +624,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     with _progress(n, "probe-layers", args.no_progress) as bar:
         enc, rows = probe_all_layers(store, plan, enc, c=args.C, seed=args.seed, progress=bar)
     chance = chance_rate(plan)
-    layer_chart(rows, "accuracy", _chart_title(plan, enc, f"logistic regression per layer, "
-                                               f"C {args.C:g}"), plot, chance=chance)
+    layer_chart(rows, "accuracy", chart_title(store, plan.train_name, "logistic regression per "
+                                              f"layer, C {args.C:g}", enc, plan.protocol),
+                plot, chance=chance)
     if args.json:
         print(json.dumps({"dataset": plan.train_name, "encoder": enc, "protocol": plan.protocol,
                           "C": args.C, "chance": chance, "plot": str(plot), "layers": rows},
@@ -633,7 +644,3 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(f"chance   {score('classification', chance)} (the most frequent label)")
     print(f"chart    {plot}")
     return 0
-
-
-def _chart_title(plan: Any, encoder: str, what: str) -> str:
-    return f"{plan.train_name} · {what}\nencoder {encoder}\n{plan.protocol}"

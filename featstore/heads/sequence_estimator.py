@@ -69,6 +69,12 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         return sequence_head_what(self.get_params(deep=False))
 
     @property
+    def encoder_id_(self) -> str:
+        """The encoder's id in the store the head was fitted (or loaded) in."""
+        self.check_fitted()
+        return self.inputs_.layout.encoder_id
+
+    @property
     def layouts_(self) -> list[InputLayout]:
         """What the head reads from a store."""
         self.check_fitted()

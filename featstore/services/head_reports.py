@@ -1,12 +1,13 @@
-"""`--report DIR`: the evaluation rows' per-class scores, confusion matrix and misclassified
-rows of a run made with `keep_predictions`, written as files a person opens."""
+"""`--report DIR`: the evaluation rows' per-class scores, confusion matrix, most confused pairs
+and misclassified rows (with the gold label's probability and the margin) of a run made with
+`keep_predictions`, written as files a person opens."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from featstore.heads.errors import HeadError
-from featstore.reports.charts import confusion_chart
+from featstore.reports.charts import chart_title, confusion_chart
 from featstore.reports.class_report import ClassReport, class_report
 from featstore.reports.output_paths import report_paths
 from featstore.services.head_runs import SavedHead
@@ -31,8 +32,10 @@ def write_report(store: Store, saved: SavedHead, directory: str | Path,
                              strict=True))
     report = class_report(result.predictions, texts)
     report.per_class.round(4).to_csv(paths["classes"], index=False)
+    report.pairs.round(4).to_csv(paths["confused_pairs"], index=False)
     report.errors.to_csv(paths["errors"], index=False)
     confusion_chart(report.matrix, report.classes,
-                    f"{plan.train_name} · head {saved.name}\n{plan.protocol}",
-                    paths["confusion"])
+                    chart_title(store, plan.train_name, f"head {saved.name}",
+                                result.head.encoder_id_,  # type: ignore[attr-defined]
+                                plan.protocol), paths["confusion"])
     return report, paths
