@@ -210,13 +210,17 @@ FLAGS: dict[str, Flag] = {
     "--store": Flag("store directory (default: $FEATSTORE_DIR, else ./featstore)"),
     "--json": Flag("machine-readable output on stdout", SWITCH, action="store_true"),
     "--no-progress": Flag("no progress bar", SWITCH, action="store_true"),
-    "--model": Flag("Hugging Face id or local directory (featurize; default: the bundled "
-                    "all-MiniLM-L6-v2), or the store's encoder by model name or id"),
+    "--model": Flag("Hugging Face id or local directory to encode with, or the short name of "
+                    "a model the store holds (default: the bundled all-MiniLM-L6-v2)"),
+    "--encoder": Flag("the store's encoder to read, by model name (all-MiniLM-L6-v2), path or "
+                      "id (default: its only encoder); in a store with none yet, the model a "
+                      "--train file is featurized with (default: the bundled all-MiniLM-L6-v2)"),
     "--text-col": Flag("text column (default: text, sentence, or the only string column)"),
     # featurize
     "--name": Flag("dataset name (default: the file's stem)", _checked_name("dataset")),
-    "--max-length": Flag("tokens per window (default: the model's limit, at most 512)",
-                         int_at_least(2)),
+    "--max-length": Flag("tokens per window (default: the length this store's encoder of the "
+                         "model has; else a sentence-transformers model's max_seq_length; else "
+                         "the model's limit, at most 512)", int_at_least(2)),
     "--stride": Flag("tokens shared by consecutive windows of a long text "
                      "(default: min(64, max-length / 4))", int_at_least(0)),
     "--truncate": Flag("cut texts at --max-length instead of windowing them", SWITCH,
@@ -291,7 +295,9 @@ FLAGS: dict[str, Flag] = {
     "--shots": Flag("sample N examples per label from train (few-shot)", int_at_least(1)),
     "--repeats": Flag("few-shot samples to average (default: %(default)s)", int_at_least(1),
                       default=1),
-    "--out": Flag("head name (default: DATASET-POOL-HEAD)", _checked_name("head")),
+    "--out": Flag("head name (default: DATASET-POOL-HEAD, then -MODEL when --model is given "
+                  "and -fuse-SOURCES with --fuse; DATASET-auto with --auto, DATASET-seq-KIND "
+                  "with --group-by)", _checked_name("head")),
     "--overwrite": Flag("replace a head or chart of the same name", SWITCH,
                         action="store_true"),
     "--report": Flag("write a per-class report, a confusion matrix PNG and the misclassified "
@@ -339,8 +345,9 @@ FLAGS.update({"--task": param_flag(DECLARED["task"], default=DECLARED["task"].de
               "--compare-epochs": param_flag(DECLARED["epochs"], help="torch head epochs")})
 
 # flags whose spec key differs from the flag a user types
-_SPELLING = {"--featurize-layers": "--layers", "--source-name": "--name", "--head-name": "--head",
-             "--predictions": "--out", "--compare-epochs": "--epochs", "--probe-C": "--C"}
+_SPELLING = {"--featurize-layers": "--layers", "--encoder": "--model", "--source-name": "--name",
+             "--head-name": "--head", "--predictions": "--out", "--compare-epochs": "--epochs",
+             "--probe-C": "--C"}
 
 
 def head_flags(params: Any) -> list[str]:

@@ -27,7 +27,7 @@ from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS, COMPARE_S
 
 # -- parsers -------------------------------------------------------------------------------------
 DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--allow-unseen-labels",
-              "--task", "--model", "--seed", "--json", "--no-progress")
+              "--task", "--encoder", "--seed", "--json", "--no-progress")
 GROUPING = ("group_by", "order_by", "time_col")  # what the sequence unit holds
 SEQUENCE_FLAGS = (*head_flags(SEQUENCE_HEAD[n] for n in GROUPING), "--labels")
 AUTO_FLAGS = tuple(head_flags(HEAD_SELECTOR[n] for n in ("budget", "folds")))

@@ -20,9 +20,8 @@ def label_column(df: pd.DataFrame, requested: str | None, where: str) -> str:
     cols = [c for c in df.columns if c != KEY_COLUMN]
     if requested is not None:
         if requested not in df.columns:
-            raise ParamError(f"{literal(where)} has no label column "
-                             f"{literal(repr(requested))} (columns: {literal(', '.join(cols))}); "
-                             "name it with {label_col}")
+            raise ParamError(f"{literal(where)} has no column {literal(repr(requested))} for "
+                             f"{{label_col}}; its columns are: {literal(', '.join(cols))}")
         return requested
     for name in LABEL_COLUMNS:
         if name in df.columns:

@@ -57,6 +57,17 @@ def short_model_name(model: object) -> str:
     return text.replace("\\", "/").rsplit("/", 1)[-1] or text
 
 
+def stored_layers_text(stored: list[int]) -> str:
+    """Which layers an encoder stores, and what to do about another one, in words that hold
+    whether or not featurize was given --layers."""
+    if stored and stored == list(range(stored[-1] + 1)):
+        return (f"it stores layers 0 to {stored[-1]} (0: the embeddings; -1 counts from the "
+                "top), every layer the model has unless featurize was given --layers; choose "
+                "one of them")
+    return (f"it stores only layers {stored}; choose one of them, or featurize again with "
+            "--layers all to store every layer")
+
+
 @dataclass(frozen=True)
 class EncoderInfo:
     """An encoder of the store: `layers` are the stored hidden-state numbers (0: embeddings),
@@ -367,8 +378,8 @@ class Store:
             elif layer in stored:
                 out.append(stored.index(layer))
             else:
-                raise StoreError(f"layer {layer} is not stored for encoder {encoder_id} "
-                                 f"(stored layers: {stored}); re-run featurize with --layers all")
+                raise StoreError(f"layer {layer} is not stored for encoder {encoder_id}: "
+                                 f"{stored_layers_text(stored)}")
         return out
 
     def gather(
