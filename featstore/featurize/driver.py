@@ -25,7 +25,7 @@ from featstore.featurize.corpus import CorpusScan, open_corpus, scan_corpus
 from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
-from featstore.featurize.model_names import BUNDLED, resolve_model
+from featstore.featurize.model_names import BUNDLED
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.sources import (
     ENCODER,
@@ -33,6 +33,7 @@ from featstore.featurize.sources import (
     PassSources,
     find_stored_encoder,
     identify_sources,
+    same_encoder,
 )
 from featstore.store import (
     KEY_COLUMN,
@@ -43,7 +44,6 @@ from featstore.store import (
     clean_text,
     default_store_path,
     fingerprint_id,
-    names_model,
     short_model_name,
     text_key,
 )
@@ -261,29 +261,44 @@ def with_stored_model(options: FeaturizeOptions, root: Path) -> FeaturizeOptions
     return replace(options, model=found.pop()) if found else options
 
 
-def with_stored_length(options: FeaturizeOptions, root: Path) -> FeaturizeOptions:
-    """A pass that leaves --max-length out keeps the window length (and stride) this store's
-    encoder of the same model was featurized with, so one model stays one encoder in a store
-    made before the model's own length was honoured; elsewhere the model decides."""
+def with_stored_length(options: FeaturizeOptions, root: Path, fingerprint: dict
+                       ) -> FeaturizeOptions:
+    """A pass that leaves --max-length out, whose encoder (`fingerprint`) the store lacks but
+    holds with the same files at another window length (a store made before a
+    sentence-transformers model's own length was honoured), keeps that length and stride: one
+    model stays one encoder. Otherwise the options are returned as they are."""
     if options.max_length is not None or options.expect is not None or \
             not (root / "manifest.json").is_file():
         return options
     try:
-        name = resolve_model(options.model)[0]
-        encoders = Store(root).manifest.encoders.values()
+        store = Store(root)
     except FeatstoreError:
         return options
-    settings = {(fp.get("max_length"), fp.get("stride")) for e in encoders
-                if e.kind == "encoder" and names_model(name, (fp := e.fingerprint).get("model"))
-                and bool(fp.get("truncate")) == options.truncate}
+    if find_stored_encoder(store, fingerprint) is not None:
+        return options
+    def but_length(fp: dict) -> dict:
+        return {k: v for k, v in fp.items() if k not in ("max_length", "stride")}
+
+    settings = {(e.fingerprint.get("max_length"), e.fingerprint.get("stride"))
+                for e in store.manifest.encoders.values() if e.kind == "encoder"
+                and same_encoder(but_length(e.fingerprint), but_length(fingerprint))}
     if len(settings) != 1:
         return options
     length, stride = settings.pop()
-    if not isinstance(length, int):
+    if not isinstance(length, int) or (options.stride is not None and options.stride != stride):
         return options
-    return replace(options, max_length=length,
-                   stride=options.stride if options.stride is not None or options.truncate
-                   else stride)
+    return replace(options, max_length=length, stride=stride)
+
+
+def identify(options: FeaturizeOptions, root: Path, warn: Warn
+             ) -> tuple[FeaturizeOptions, PassSources]:
+    """The pass's sources, identified once (twice where the store keeps its encoder's window
+    length, see `with_stored_length`), and the options that give them."""
+    sources = identify_sources(options, warn)
+    kept = with_stored_length(options, root, sources.encoder.fingerprint)
+    if kept is options:
+        return options, sources
+    return kept, identify_sources(kept, warn)
 
 
 def check_dataset_name(store: Store | StoreWriter, name: str, path: Path, replace: bool,
@@ -318,10 +333,10 @@ def featurize_corpus(
     name = check_name(name or corpus.path.stem, "dataset")
     scan = scan_corpus(corpus, options.strict)
     rows, skipped = scan.rows, scan.skipped
-    options = with_stored_length(with_stored_model(options, default_store_path(store_path)),
-                                 default_store_path(store_path))
+    options = with_stored_model(options, default_store_path(store_path))
+    make_engine(options, warn)  # its checks fail before any model loads
+    options, sources = identify(options, default_store_path(store_path), warn)
     engine = make_engine(options, warn)
-    sources = identify_sources(options, warn)
     if announce:  # said once the model is known good, so a refusal stays one line
         warn(announce)
     root = default_store_path(store_path)
@@ -360,10 +375,10 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
     said (through `warn`) once the sources are identified, so a refusal stays one line."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
-    options = with_stored_length(with_stored_model(options, default_store_path(store_path)),
-                                 default_store_path(store_path))
+    options = with_stored_model(options, default_store_path(store_path))
+    make_engine(options, warn)  # its checks fail before any model loads
+    options, sources = identify(options, default_store_path(store_path), warn)
     engine = make_engine(options, warn)
-    sources = identify_sources(options, warn)
     if announce:
         warn(announce)
     root = default_store_path(store_path)

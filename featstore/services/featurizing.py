@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from featstore.featurize.driver import FeaturizeSummary, featurize_corpus, featurize_texts
+from featstore.featurize.model_names import DEFAULT_MODEL
 from featstore.featurize.options import FeaturizeOptions
-from featstore.store import FeatstoreError, Store, clean_text, keys_for
+from featstore.store import FeatstoreError, Store, clean_text, keys_for, short_model_name
 
 Say = Callable[[str], None]
 
@@ -64,7 +65,8 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
                                  "fingerprint names no model featstore can load; run "
                                  "featurize on them") from None
     featurize_texts(new, store.root, opts, progress=progress, warn=say or quiet,
-                    announce=f"encoding {len(new)} text(s) not yet in the store")
+                    announce=f"encoding {len(new)} text(s) not yet in the store with "
+                             f"{short_model_name(opts.model or DEFAULT_MODEL)}")
     store.refresh()
     return len(new)
 
