@@ -109,8 +109,8 @@ def test_compare_charts_show_the_spread_and_say_what_they_show(tmp_path, capsys,
     assert main(["compare", "--store", str(root), "--pools", "mean", "--heads", "logreg",
                  "--plot", str(tmp_path / "d.png"), "--no-progress"]) == 0
     seen = captured["leaderboard_chart"]
-    acc = seen["args"][1][0]
-    assert seen["errors"] == [pytest.approx(np.sqrt(acc * (1 - acc) / 60))]
+    q = (seen["args"][1][0] * 60 + 2) / 64
+    assert seen["errors"] == [pytest.approx(np.sqrt(q * (1 - q) / 64))] and seen["errors"][0] > 0
     assert "60 evaluation examples" in seen["spread"]
 
 

@@ -96,7 +96,9 @@ def score_spread(plan: EvaluationPlan, entries: list[GridEntry], metric: str
                  ) -> tuple[list[float], str]:
     """Error bars for a leaderboard and what they are: the standard deviation over runs (folds,
     seeds or repeats) where entries ran several times, else, for accuracy on one evaluation set,
-    its standard error sqrt(p(1 - p) / n) over the n evaluation examples; none otherwise."""
+    its standard error over the n evaluation examples, Agresti-Coull adjusted (two successes
+    and two failures added, so a perfect score on a small set still shows its uncertainty:
+    sqrt(q(1 - q) / (n + 4)), q = (correct + 2) / (n + 4)); none otherwise."""
     runs = [len(e.result.runs) for e in entries if e.result]
     if runs and min(runs) > 1:
         over = f"the {plan.cv} CV folds" if plan.cv and min(runs) == plan.cv else \
@@ -106,6 +108,7 @@ def score_spread(plan: EvaluationPlan, entries: list[GridEntry], metric: str
     n = plan.eval_examples or (len(plan.eval) if plan.eval is not None else 0)
     if metric != "accuracy" or not n:
         return [0.0] * len(runs), ""
-    acc = [float(e.result.metrics[metric]) for e in entries if e.result]
-    return ([float(np.sqrt(a * (1 - a) / n)) for a in acc],
-            f"1 standard error of accuracy on the {n} evaluation examples")
+    adjusted = [(float(e.result.metrics[metric]) * n + 2) / (n + 4) for e in entries
+                if e.result]
+    return ([float(np.sqrt(q * (1 - q) / (n + 4))) for q in adjusted],
+            f"1 standard error of accuracy on the {n} evaluation examples (Agresti-Coull)")
