@@ -16,14 +16,8 @@ import numpy as np
 import torch
 
 from featstore.heads.errors import HeadError
-from featstore.heads.gather import (
-    FusionSource,
-    check_present,
-    encoder_layers,
-    gather_features,
-    gather_tokens,
-    resolve_source,
-)
+from featstore.heads.fusion_sources import FusionSource, encoder_layers, resolve_source
+from featstore.heads.gather import check_present, gather_features, gather_tokens
 from featstore.heads.kinds import pooling
 from featstore.heads.normalizer import Normalizer
 from featstore.heads.poolings import choose_layers, pad_tokens, stored_features

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from featstore.heads.kinds import primary_metric  # noqa: F401  (re-exported)
+
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
 REGRESSION_METRICS = ("rmse", "pearson", "spearman")
 
@@ -37,11 +39,6 @@ def scores(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
     if task == "regression":
         return regression_scores(y_true, y_pred)
     return classification_scores(y_true, y_pred)
-
-
-def primary_metric(task: str) -> str:
-    """The number leaderboards sort by: accuracy, or Spearman for regression."""
-    return "spearman" if task == "regression" else "accuracy"
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featstore.heads.gather import encoder_layers
+from featstore.heads.fusion_sources import encoder_layers
 from featstore.heads.protocols import EvaluationPlan, run_protocol
 from featstore.selection.settings import PROBE_C
 from featstore.store import Store

@@ -16,7 +16,8 @@ from featstore.featurize.errors import EncoderError
 from featstore.featurize.model_names import resolve_model
 from featstore.featurize.st_config import SentenceTransformersConfig, read_st_config
 from featstore.heads.errors import HeadError
-from featstore.heads.gather import encoder_layers, gather_features
+from featstore.heads.fusion_sources import encoder_layers
+from featstore.heads.gather import gather_features
 from featstore.heads.inputs import InputLayout, featurize_for_layouts
 from featstore.heads.kinds import FIXED_POOLINGS, pooling
 from featstore.heads.rows import text_keys

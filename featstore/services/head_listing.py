@@ -9,8 +9,8 @@ from typing import Any
 
 from featstore.heads.artifacts import list_heads, read_head_json
 from featstore.heads.errors import HeadError
-from featstore.heads.metrics import primary_metric
-from featstore.store import default_store_path, open_store, short_model_name
+from featstore.heads.kinds import primary_metric
+from featstore.store import default_store_path, short_model_name
 
 
 def _sources(doc: dict[str, Any]) -> list[str]:
@@ -68,6 +68,8 @@ def describe_heads(store_path: str | Path | None) -> list[dict[str, Any]]:
     head is listed with the reason instead."""
     root = default_store_path(store_path)
     if not (root / "manifest.json").is_file():
+        from featstore.store import open_store
+
         open_store(root)  # the one-line "no store" error
     rows = []
     for name in list_heads(root):

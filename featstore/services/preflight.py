@@ -11,7 +11,7 @@ from pathlib import Path
 
 from featstore.heads.artifacts import refuse_existing_head
 from featstore.heads.errors import HeadError
-from featstore.heads.gather import resolve_source
+from featstore.heads.fusion_sources import resolve_source
 from featstore.heads.training_data import default_training_dataset
 from featstore.store import Store, check_name, default_store_path, open_store
 from featstore.store.tables import same_source

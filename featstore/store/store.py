@@ -9,31 +9,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from featstore.store.errors import DamagedShardError, StoreError
 from featstore.store.featurizer_hook import installed_featurizer
 from featstore.store.hashing import sha256_file
 from featstore.store.keys import KEY_COLUMN, keys_for
+from featstore.store.location import default_store_path  # noqa: F401  (re-exported)
 from featstore.store.manifest import (
     EncoderEntry,
     Manifest,
     check_relpath,
     read_manifest,
+    short_model_name,
 )
-from featstore.store.shards import ShardReader
 from featstore.store.tables import read_columns, read_table
 
-if TYPE_CHECKING:  # pandas and pyarrow load on first table read: `featstore info` stays fast
+if TYPE_CHECKING:  # numpy, h5py, pandas and pyarrow load when rows or tables are read: a
+    import numpy as np  # command that only reads the manifest (a refusal, `info`) starts fast
     import pandas as pd
 
-ENV_STORE = "FEATSTORE_DIR"
+    from featstore.store.shards import ShardReader
+
 VECTOR = "vector"  # the one feature of a vector source (LASER, imported vectors)
-
-
-def default_store_path(path: str | os.PathLike | None = None) -> Path:
-    """--store, else $FEATSTORE_DIR, else ./featstore."""
-    return Path(path or os.environ.get(ENV_STORE) or "featstore")
 
 
 def names_model(given: str, recorded: object) -> bool:
@@ -48,13 +44,6 @@ def names_model(given: str, recorded: object) -> bool:
         return mine.is_dir() and theirs.is_dir() and mine.resolve() == theirs.resolve()
     except (OSError, ValueError):
         return False
-
-
-def short_model_name(model: object) -> str:
-    """What people call a model: the last part of its hub id or directory path
-    (`all-MiniLM-L6-v2` for `sentence-transformers/all-MiniLM-L6-v2` or `/m/all-MiniLM-L6-v2/`)."""
-    text = str(model or "").rstrip("/\\")
-    return text.replace("\\", "/").rsplit("/", 1)[-1] or text
 
 
 def stored_layers_text(stored: list[int]) -> str:
@@ -321,6 +310,8 @@ class Store:
 
     # -- features -----------------------------------------------------------------------------
     def _reader(self, encoder_id: str, i: int) -> ShardReader:
+        from featstore.store.shards import ShardReader
+
         s = self.encoder_entry(encoder_id).shards[i]
         path = check_relpath(s.file, self.root)
         if not path.exists():
@@ -360,6 +351,8 @@ class Store:
 
     def has(self, encoder_id: str, keys: Sequence[str], features: Sequence[str]) -> np.ndarray:
         """Mask of keys whose features are all committed."""
+        import numpy as np
+
         present = np.ones(len(keys), dtype=bool)
         for feat in features:
             idx = self.index(encoder_id, feat)
@@ -391,6 +384,8 @@ class Store:
     ) -> np.ndarray:
         """Rows of `feature` for `keys`, in that order. Layered features come back
         [n, len(layers), hidden]; an int `layers` drops the layer axis."""
+        import numpy as np
+
         entry = self.encoder_entry(encoder_id)
         if feature not in entry.feature_shapes:
             raise StoreError(f"feature {feature!r} is not stored for encoder {encoder_id} "
@@ -424,6 +419,8 @@ class Store:
 
     def gather_meta(self, encoder_id: str, keys: Sequence[str], name: str,
                     feature: str = "cls") -> np.ndarray:
+        import numpy as np
+
         idx = self.index(encoder_id, feature)
         out = np.empty(len(keys), dtype=np.int64)
         by_shard: dict[int, list[int]] = {}
@@ -437,6 +434,9 @@ class Store:
 
     def gather_ragged(self, encoder_id: str, keys: Sequence[str], name: str) -> list[np.ndarray]:
         """Variable-length rows (e.g. token states), one array per key, in key order."""
+        import numpy as np
+
+
         entry = self.encoder_entry(encoder_id)
         if name not in entry.feature_shapes:
             raise StoreError(f"encoder {encoder_id} has no {name!r} features; "
@@ -474,6 +474,8 @@ class Store:
         back [n, dim]. `layers`: a layer number ([n, dim]; negative counts from the top), a
         list of them ([n, len(layers), dim]), or "all" / None (every stored layer).
         """
+        import numpy as np
+
         if isinstance(layers, str):
             if layers != "all":
                 raise StoreError(f"layers={layers!r}: give 'all', a layer number or a list of "
