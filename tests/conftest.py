@@ -174,6 +174,7 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # the directory they were started from (charts land in the current directory by default).
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FEATSTORE_DIR", raising=False)
+    monkeypatch.delenv("FEATSTORE_LASER_DIR", raising=False)
     # Each test starts with an empty fingerprint cache of its own, never the user's.
     monkeypatch.setenv("FEATSTORE_CACHE_DIR", str(tmp_path / "featstore-cache"))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")

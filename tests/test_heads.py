@@ -302,7 +302,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     store, _, _ = toy_store(tmp_path / "s")
     df = store.dataset("toy")
     assert "unknown pooling 'bogus'" in _err(lambda: HeadClassifier(pool="bogus").fit(store, df))
-    assert "no label column 'nope'" in _err(
+    assert "no column 'nope' for label_col" in _err(
         lambda: HeadClassifier(label_col="nope").fit(store, df))
     assert "only one class" in _err(lambda: HeadClassifier().fit(store, df.assign(label="x")))
     nan = df.assign(label=[None] + df.label.tolist()[1:])

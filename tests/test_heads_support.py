@@ -59,7 +59,7 @@ def build_store(root: Path, texts: list[str], columns: dict[str, list], features
 def toy_store(root: Path, n: int = 240, n_classes: int = 3, seed: int = 0,
               split: bool = True, signal_layer: int | None = 3, strength: float = 3.0,
               labels: list | None = None, tokens: bool = False, laser: bool = False,
-              name: str = "toy"):
+              name: str = "toy", model: str = "toy-model"):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % n_classes
     texts = [f"text number {i}" for i in range(n)]
@@ -82,5 +82,5 @@ def toy_store(root: Path, n: int = 240, n_classes: int = 3, seed: int = 0,
     if laser:
         centres = rng.normal(size=(n_classes, 8))
         lz = (rng.normal(size=(n, 8)) + 3 * centres[y]) * 0.001
-    build_store(root, texts, cols, feats, name=name, tokens=tok, laser=lz)
+    build_store(root, texts, cols, feats, name=name, tokens=tok, laser=lz, model=model)
     return open_store(root), y, texts

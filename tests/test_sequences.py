@@ -269,10 +269,10 @@ def test_labels_file_keyed_by_group(tmp_path, capsys):
     pd.DataFrame({"seq": [f"s{i}" for i in range(31)],
                   "outcome": ["up" if i % 3 else "down" for i in range(31)]}).to_csv(labels,
                                                                                    index=False)
-    code, _, err = run_cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args, "--overwrite")  # the head name is checked first
     assert code == 2 and "group 's30'" in err and "empty sequence" in err
     pd.DataFrame({"seq": ["s0", "s1"], "outcome": ["up", "down"]}).to_csv(labels, index=False)
-    code, _, err = run_cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args, "--overwrite")
     assert code == 2 and "no label for group 's2'" in err
 
 

@@ -21,7 +21,9 @@ EXIT_INTERRUPTED = 130
 DEBUG_ENV = "FEATSTORE_DEBUG"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(shortcut: str | None = None) -> argparse.ArgumentParser:
+    """featstore's parser; `shortcut` ("featurize", "fit-head"): the command a shortcut
+    program runs, which its help and errors then call by that program's name."""
     parser = OneLineParser(
         prog="featstore",
         description="Run a frozen encoder once; train pooling and fusion heads on the cache.")
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     store_commands.register_store_commands(sub)
     head_commands.register_head_commands(sub)
+    if shortcut is not None:
+        sub.choices[shortcut].prog = shortcut
     return parser
 
 
@@ -54,13 +58,13 @@ def _is_param_error(exc: BaseException) -> bool:
     return module is not None and isinstance(exc, module.ParamError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, shortcut: str | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         try:
-            args = build_parser().parse_args(argv)
+            args = build_parser(shortcut).parse_args(argv)
         except SystemExit as done:  # --help, --version, or a bad command line (one line)
             return int(done.code or 0)
         return int(args.func(args) or 0)
@@ -90,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _shortcut(command: str) -> int:
-    return main([command, *sys.argv[1:]])
+    return main([command, *sys.argv[1:]], shortcut=command)
 
 
 def featurize_main() -> int:

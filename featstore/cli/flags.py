@@ -211,13 +211,17 @@ FLAGS: dict[str, Flag] = {
     "--store": Flag("store directory (default: $FEATSTORE_DIR, else ./featstore)"),
     "--json": Flag("machine-readable output on stdout", SWITCH, action="store_true"),
     "--no-progress": Flag("no progress bar", SWITCH, action="store_true"),
-    "--model": Flag("Hugging Face id or local directory (featurize; default: the bundled "
-                    "all-MiniLM-L6-v2), or the store's encoder by model name or id"),
+    "--model": Flag("Hugging Face id or local directory to encode with, or the short name of "
+                    "a model the store holds (default: the bundled all-MiniLM-L6-v2)"),
+    "--encoder": Flag("the store's encoder to read, by model name (all-MiniLM-L6-v2), path or "
+                      "id (default: its only encoder); in a store with none yet, the model a "
+                      "--train file is featurized with (default: the bundled all-MiniLM-L6-v2)"),
     "--text-col": Flag("text column (default: text, sentence, or the only string column)"),
     # featurize
     "--name": Flag("dataset name (default: the file's stem)", _checked_name("dataset")),
-    "--max-length": Flag("tokens per window (default: the model's limit, at most 512)",
-                         int_at_least(2)),
+    "--max-length": Flag("tokens per window (default: the length this store's encoder of the "
+                         "model has; else a sentence-transformers model's max_seq_length; else "
+                         "the model's limit, at most 512)", int_at_least(2)),
     "--stride": Flag("tokens shared by consecutive windows of a long text "
                      "(default: min(64, max-length / 4))", int_at_least(0)),
     "--truncate": Flag("cut texts at --max-length instead of windowing them", SWITCH,
@@ -231,7 +235,8 @@ FLAGS: dict[str, Flag] = {
     "--laser": Flag("store LASER sentence vectors too; warn when LASER's models are missing "
                     "(default: store them whenever the models are found, silently otherwise)",
                     SWITCH, default=None, action=argparse.BooleanOptionalAction),
-    "--laser-dir": Flag("directory holding LASER's model files"),
+    "--laser-dir": Flag("directory holding LASER's model files (default: "
+                        "$FEATSTORE_LASER_DIR, else laserembeddings' own data directory)"),
     "--device": Flag("auto, cpu, cuda or cuda:N (default: auto)", device, default="auto"),
     "--batch-tokens": Flag("padded tokens per batch (default 4096 on CPU, 16384 on GPU)",
                            int_at_least(1)),
@@ -277,6 +282,9 @@ FLAGS: dict[str, Flag] = {
                           "...)", metavar="PREFIX"),
     "--fp16": Flag("a .raw/.bin file holds float16 values, as LASER's own --fp16 writes them "
                    "(default: float32)", SWITCH, action="store_true"),
+    "--add": Flag("add the vectors of texts the source NAME lacks (new texts for a head fused "
+                  "with it), keeping its fingerprint; texts it holds must come with the same "
+                  "vectors", SWITCH, action="store_true"),
     "--dim": Flag("vector width the file must have (default: whatever it has; 1024, LASER's, "
                   "for a .raw/.bin file)", int_at_least(1)),
     # data for heads
@@ -285,12 +293,17 @@ FLAGS: dict[str, Flag] = {
                     metavar="DATASET_OR_FILE"),
     "--eval": Flag("evaluation data (default: the split column, else --cv)",
                    metavar="DATASET_OR_FILE"),
+    "--allow-unseen-labels": Flag("score evaluation rows whose label the training rows never "
+                                  "show as errors (counted in the output) instead of refusing "
+                                  "them", SWITCH, action="store_true"),
     "--cv": Flag("stratified K-fold cross-validation", int_at_least(2), metavar="K"),
     # heads
     "--shots": Flag("sample N examples per label from train (few-shot)", int_at_least(1)),
     "--repeats": Flag("few-shot samples to average (default: %(default)s)", int_at_least(1),
                       default=1),
-    "--out": Flag("head name (default: DATASET-POOL-HEAD)", _checked_name("head")),
+    "--out": Flag("head name (default: DATASET-POOL-HEAD, then -MODEL when --model is given "
+                  "and -fuse-SOURCES with --fuse; DATASET-auto with --auto, DATASET-seq-KIND "
+                  "with --group-by)", _checked_name("head")),
     "--overwrite": Flag("replace a head or chart of the same name", SWITCH,
                         action="store_true"),
     "--report": Flag("write a per-class report, a confusion matrix PNG and the misclassified "
@@ -338,8 +351,9 @@ FLAGS.update({"--task": param_flag(DECLARED["task"], default=DECLARED["task"].de
               "--compare-epochs": param_flag(DECLARED["epochs"], help="torch head epochs")})
 
 # flags whose spec key differs from the flag a user types
-_SPELLING = {"--featurize-layers": "--layers", "--source-name": "--name", "--head-name": "--head",
-             "--predictions": "--out", "--compare-epochs": "--epochs", "--probe-C": "--C"}
+_SPELLING = {"--featurize-layers": "--layers", "--encoder": "--model", "--source-name": "--name",
+             "--head-name": "--head", "--predictions": "--out", "--compare-epochs": "--epochs",
+             "--probe-C": "--C"}
 
 
 def head_flags(params: Any) -> list[str]:

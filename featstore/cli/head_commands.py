@@ -14,18 +14,20 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from featstore.cli.flags import add_flags, add_param_flags, given_params, head_flags, text_value
 from featstore.cli.text_output import metrics_table, score, table
 from featstore.heads.errors import HeadError
 from featstore.heads.kinds import HEAD_KINDS, POOLINGS_BY_NAME, SEQ_HEADS
+from featstore.heads.names import head_name, sequence_head_what, sources_suffix, text_head_what
 from featstore.heads.params import DECLARED, HEAD_SELECTOR, SEQUENCE_HEAD, TEXT_HEAD
 from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS, COMPARE_SEQ_HEADS
 
 # -- parsers -------------------------------------------------------------------------------------
-DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--task", "--model",
-              "--seed", "--json", "--no-progress")
+DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--allow-unseen-labels",
+              "--task", "--encoder", "--seed", "--json", "--no-progress")
 GROUPING = ("group_by", "order_by", "time_col")  # what the sequence unit holds
 SEQUENCE_FLAGS = (*head_flags(SEQUENCE_HEAD[n] for n in GROUPING), "--labels")
 AUTO_FLAGS = tuple(head_flags(HEAD_SELECTOR[n] for n in ("budget", "folds")))
@@ -50,8 +52,11 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                    help="a dataset in the store, a corpus file, or - for one text per line on "
                         "stdin")
     add_flags(p, "--store", "--head-name", "--text", "--top-k", "--predictions", "--format",
-              "--overwrite", "--text-col", "--json", "--no-progress",
-              overwrite={"help": "replace an existing --out file"})
+              "--overwrite", "--text-col", "--laser-dir", "--json", "--no-progress",
+              overwrite={"help": "replace an existing --out file"},
+              laser_dir={"help": "directory of LASER's models, for a head fused with LASER "
+                                 "given new texts (default: $FEATSTORE_LASER_DIR, else "
+                                 "laserembeddings' own data directory)"})
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("heads", help="list or remove saved heads",
@@ -197,6 +202,20 @@ def _params(args: argparse.Namespace, unit: Any) -> dict[str, Any]:
     return {**given_params(args, TEXT_HEAD), "encoder": args.model}
 
 
+def _preflight(args: argparse.Namespace, fuse: Any = (), unlabeled: str | None = None) -> Any:
+    """The command's data, encoder and sources checked in the store as it is, before anything
+    is written (a --train file featurized) and before torch loads."""
+    from featstore.services.preflight import check_data
+
+    return check_data(args.store, args.train, args.eval, args.model, fuse, unlabeled)
+
+
+def _head_name(pre: Any, name: str, overwrite: bool) -> str:
+    from featstore.services.preflight import check_head_name
+
+    return check_head_name(pre, name, overwrite)
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -208,7 +227,8 @@ def _plan(args: argparse.Namespace, unit: Any = None, tokens: bool = False
 
     store, plan = plan_data(args.store, args.train, args.eval, args.cv, args.label_col,
                             args.task, args.model, tokens, progress=not args.no_progress,
-                            say=_say, unit=unit or TEXT)
+                            say=_say, unit=unit or TEXT,
+                            allow_unseen_labels=args.allow_unseen_labels)
     store.resolve_encoder(args.model, kind="encoder")  # its one-line error before any bar
     return store, plan
 
@@ -227,9 +247,7 @@ def _metric_names(task: str) -> tuple[str, ...]:
 
 # -- fit-head ------------------------------------------------------------------------------------
 def cmd_fit_head(args: argparse.Namespace) -> int:
-    from featstore.heads.artifacts import refuse_existing_head
     from featstore.heads.kinds import pooling
-    from featstore.services.head_runs import check_fit, default_head_name, fit_and_save
 
     check_fit_head(args)
     if args.group_by is not None and (args.auto or args.report):
@@ -237,16 +255,23 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
                         "the sequence model with --seq-head (auto picks by inner CV)")
     if args.auto:
         return _fit_auto(args)
+    # every argument and path is checked before anything is written or a model library loads
+    pre = _preflight(args, fuse=args.fuse)
+    if args.report:
+        from featstore.reports.output_paths import report_paths
+
+        report_paths(args.report, args.overwrite)
+    sequences = args.group_by is not None
+    given = given_params(args, SEQUENCE_HEAD if sequences else TEXT_HEAD)
+    what = sequence_head_what({**given, "encoder": args.model}) if sequences else \
+        text_head_what({**given, "encoder": args.model}, args.task)
+    name = _head_name(pre, args.out or head_name(pre.train, what), args.overwrite)
+    from featstore.services.head_runs import check_fit, fit_and_save
+
     unit = _unit(args)
     params = _params(args, unit)
-    if args.report:
-        from featstore.services.head_reports import report_paths
-
-        report_paths(args.report, args.overwrite)  # refused now, not after training
     tokens = unit.name == "text" and pooling(params.get("pool", "mean")).reads_tokens
     store, plan = _plan(args, unit, tokens=tokens)
-    name = args.out or default_head_name(plan, params, args.task)
-    refuse_existing_head(store, name, args.overwrite)  # before any work or progress bar
     check_fit(store, plan, params, args.task, args.shots, args.repeats, args.seed)
     n_runs = (plan.cv or 1) * (args.repeats if args.shots else 1)
     with _progress(n_runs, "fit-head", args.no_progress) as bar:
@@ -325,20 +350,25 @@ def _print_report(report: Any, args: argparse.Namespace) -> None:
     worst = report.per_class.head(5)
     print(f"report    {report.rows} evaluated rows, {len(report.errors)} misclassified; "
           "lowest F1: " + ", ".join(f"{r.label} {100 * r.f1:.1f}" for r in worst.itertuples()))
-    print(f"          {args.report}/classes.csv · confusion.png · errors.csv")
+    if len(report.pairs):
+        print("confused  " + "; ".join(f"{r.gold} -> {r.predicted} {r.count}x"
+                                       for r in report.pairs.head(5).itertuples())
+              + " (gold -> predicted; all in confused_pairs.csv)")
+    print(f"          {args.report}/classes.csv · confusion.png · confused_pairs.csv · "
+          "errors.csv (surest mistakes first)")
 
 
 def _fit_auto(args: argparse.Namespace) -> int:
-    from featstore.heads.artifacts import refuse_existing_head
+    pre = _preflight(args, fuse=args.fuse, unlabeled=args.unlabeled)
+    if args.report:
+        from featstore.reports.output_paths import report_paths
+
+        report_paths(args.report, args.overwrite)
+    auto = "auto" + sources_suffix(args.model, args.fuse)
+    name = _head_name(pre, args.out or head_name(pre.train, auto), args.overwrite)
     from featstore.services.head_runs import select_and_save
 
-    if args.report:
-        from featstore.services.head_reports import report_paths
-
-        report_paths(args.report, args.overwrite)  # refused now, not after the search
     store, plan = _plan(args)
-    name = args.out or f"{plan.train_name}-auto"
-    refuse_existing_head(store, name, args.overwrite)  # before the search, not after
     unlabeled = None
     if args.unlabeled is not None:
         from featstore.services.datasets import dataset_for
@@ -409,15 +439,8 @@ def _fit_auto(args: argparse.Namespace) -> int:
 
 # -- predict -------------------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from featstore.heads.loading import load_head
-    from featstore.heads.units import unit_of
-    from featstore.services.predictions import (
-        output_target,
-        predict_frame,
-        prediction_input,
-        stdin_texts,
-        write_predictions,
-    )
+    from featstore.heads.artifacts import read_head_json
+    from featstore.services.prediction_files import output_target, write_predictions
     from featstore.store import open_store
 
     if args.json and (args.out or args.format):
@@ -426,12 +449,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise HeadError("--overwrite replaces an --out file; it needs --out")
     target, fmt = output_target(args.out, args.format, args.overwrite)  # before any work
     store = open_store(args.store)
-    head = load_head(store, args.head)
-    unit = unit_of(head)
-    if not unit.lone_texts and args.top_k:
-        raise HeadError(f"head {args.head} is a {unit.name} head: name a dataset or a file of "
+    kind = read_head_json(store, args.head).get("kind", "text")  # no head: refused at once
+    if kind == "sequence" and (args.top_k or args.text or args.input in (None, "-")):
+        raise HeadError(f"head {args.head} is a sequence head: name a dataset or a file of "
                         "rows with its group column (--text, stdin and --top-k are for per-text "
                         "heads)")
+    if args.input is None and not args.text:
+        raise HeadError("nothing to predict: name a dataset or file, pass --text, or pipe "
+                        "texts on stdin with INPUT -")
+    if args.input not in (None, "-") and args.input not in store.manifest.datasets and \
+            not Path(args.input).is_file():
+        raise HeadError(f"{args.input!r} is neither a dataset in store {store.root} nor a file")
+    from featstore.heads.loading import load_head
+    from featstore.heads.units import unit_of
+    from featstore.services.predictions import predict_frame, prediction_input, stdin_texts
+
+    head = load_head(store, args.head)
+    unit = unit_of(head)
     texts = list(args.text or [])
     source = args.input
     if source == "-" and unit.lone_texts:
@@ -443,7 +477,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped and unit.lone_texts:
         _say(f"skipped {skipped} input row(s) without text")
     out = predict_frame(store, head, given.rows, progress=not args.no_progress, say=_say,
-                        name=f"head {args.head}", top_k=args.top_k)
+                        name=f"head {args.head}", top_k=args.top_k, laser_dir=args.laser_dir)
     if args.json:
         print(json.dumps({"head": args.head, "rows": len(out), "skipped": skipped,
                           "predictions": out.to_dict(orient="records")},
@@ -456,7 +490,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_heads_list(args: argparse.Namespace) -> int:
-    from featstore.services.head_runs import describe_heads
+    from featstore.services.head_listing import describe_heads
 
     rows = describe_heads(args.store)
     if args.json:
@@ -465,10 +499,15 @@ def cmd_heads_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no heads saved")
         return 0
-    body = [[r["name"], r["task"], r["pool"], r["head"], r["dataset"] or "-",
-             r["metric"], "-" if r["score"] is None else score(r["task"], r["score"]),
-             r["created"]] for r in rows]
-    print(table(["name", "task", "pool", "head", "dataset", "metric", "score", "created"], body))
+    body = [[r["name"], r["task"], r["pool"] or "-", r["head"] or "-", r["encoder"],
+             "+".join(r["fuse"]) or "-", r["dataset"] or "-", r["metric"],
+             "-" if r["score"] is None else score(r["task"], r["score"]), r["created"]]
+            for r in rows]
+    print(table(["name", "task", "pool", "head", "encoder", "fuse", "dataset", "metric", "score",
+                 "created"], body))
+    for r in rows:
+        if r.get("kind") in ("ensemble", "sequence"):
+            print(f"{r['name']}: {r['description']}")
     return 0
 
 
@@ -483,17 +522,11 @@ def cmd_heads_rm(args: argparse.Namespace) -> int:
 
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
-    from featstore.heads.artifacts import refuse_existing_head
-    from featstore.heads.metrics import primary_metric
-    from featstore.reports.charts import chart_path, check_chart_dir, leaderboard_chart
-    from featstore.selection.compare import sequence_grid
-    from featstore.services.comparisons import compare_heads, comparison_grid, save_best
-
     check_data_flags(args)
     check_unit_flags(args)
-    unit = _unit(args)
+    sequences = args.group_by is not None
     searching = args.budget is not None or args.folds is not None
-    if unit.name == "sequence":
+    if sequences:
         if args.pools or args.heads:
             raise HeadError("--pools and --heads rank per-text heads; with --group-by name "
                             "sequence heads with --seq-heads")
@@ -502,31 +535,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             "--save-best chooses by 3-fold inner CV on the training sequences")
     elif not args.save_best and searching:
         raise HeadError("--budget and --folds set how --save-best chooses; add --save-best")
-    check_chart_dir(args.plot, args.charts)
-    store, plan = _plan(args, unit)
-    plot = chart_path(args.plot, args.charts, f"compare-{plan.train_name}.png", args.overwrite)
+    from featstore.reports.output_paths import chart_path
+
+    pre = _preflight(args, fuse=args.fuse)
+    plot = chart_path(args.plot, args.charts, f"compare-{pre.train}.png", args.overwrite)
     if args.save_best:
-        refuse_existing_head(store, args.save_best, args.overwrite)
+        _head_name(pre, args.save_best, args.overwrite)
+    from featstore.heads.metrics import primary_metric
+    from featstore.reports.charts import chart_title, leaderboard_chart
+    from featstore.selection.compare import score_spread, sequence_grid
+    from featstore.selection.layer_probe import chance_rate
+    from featstore.services.comparisons import compare_heads, comparison_grid, save_best
+
+    unit = _unit(args)
+    store, plan = _plan(args, unit)
     if unit.name == "sequence":
         base = _params(args, unit)
         if args.epochs:
             base["epochs"] = args.epochs
         entries = sequence_grid(tuple(args.seq_heads or COMPARE_SEQ_HEADS), base)
-        title = f"{plan.train_name} · sequences by {args.group_by}\n{plan.protocol}"
+        what = f"sequence heads by {args.group_by}"
     else:
         base = {"encoder": args.model, **({"epochs": args.epochs} if args.epochs else {})}
         entries = comparison_grid(store, tuple(args.pools or COMPARE_POOLS),
                                   tuple(args.heads or COMPARE_HEADS), tuple(args.fuse or ()),
                                   args.task, base)
-        title = _chart_title(plan, store.resolve_encoder(args.model, kind="encoder"), "compare")
+        what = "compare"
     start = time.perf_counter()
     with _progress(len(entries), "compare", args.no_progress) as bar:
         ranked = compare_heads(store, plan, entries, args.task, args.seed, bar)
     total = time.perf_counter() - start
     metric = primary_metric(args.task)
     done = [e for e in ranked if e.result]
+    title = chart_title(store, plan.train_name, what,
+                        store.resolve_encoder(args.model, kind="encoder"), plan.protocol)
+    errors, spread = score_spread(plan, done, metric)
     leaderboard_chart([e.name for e in done], [e.result.metrics[metric] for e in done], metric,
-                      title, plot)
+                      title, plot, errors=errors, spread=spread,
+                      chance=chance_rate(plan) if args.task == "classification" else None)
     saved = None
     if args.save_best:
         budget = HEAD_SELECTOR["budget"].default if args.budget is None else args.budget
@@ -561,23 +607,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- probe-layers --------------------------------------------------------------------------------
 def cmd_probe(args: argparse.Namespace) -> int:
-    from featstore.reports.charts import chart_path, check_chart_dir, layer_chart
-    from featstore.selection.layer_probe import chance_rate
-    from featstore.services.comparisons import probe_all_layers
-
     check_data_flags(args)
     if args.task != "classification":
         raise HeadError("probe-layers fits logistic regressions; it needs classification labels")
-    check_chart_dir(args.plot, args.charts)
+    from featstore.reports.output_paths import chart_path
+
+    pre = _preflight(args)
+    plot = chart_path(args.plot, args.charts, f"probe-{pre.train}.png", args.overwrite)
+    from featstore.reports.charts import chart_title, layer_chart
+    from featstore.selection.layer_probe import chance_rate
+    from featstore.services.comparisons import probe_all_layers
+
     store, plan = _plan(args)
-    plot = chart_path(args.plot, args.charts, f"probe-{plan.train_name}.png", args.overwrite)
     enc = store.resolve_encoder(args.model, kind="encoder")
     n = len(store.encoder_entry(enc).fingerprint.get("layers", [])) * 2
     with _progress(n, "probe-layers", args.no_progress) as bar:
         enc, rows = probe_all_layers(store, plan, enc, c=args.C, seed=args.seed, progress=bar)
     chance = chance_rate(plan)
-    layer_chart(rows, "accuracy", _chart_title(plan, enc, f"logistic regression per layer, "
-                                               f"C {args.C:g}"), plot, chance=chance)
+    layer_chart(rows, "accuracy", chart_title(store, plan.train_name, "logistic regression per "
+                                              f"layer, C {args.C:g}", enc, plan.protocol),
+                plot, chance=chance)
     if args.json:
         print(json.dumps({"dataset": plan.train_name, "encoder": enc, "protocol": plan.protocol,
                           "C": args.C, "chance": chance, "plot": str(plot), "layers": rows},
@@ -595,7 +644,3 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print(f"chance   {score('classification', chance)} (the most frequent label)")
     print(f"chart    {plot}")
     return 0
-
-
-def _chart_title(plan: Any, encoder: str, what: str) -> str:
-    return f"{plan.train_name} · {what}\nencoder {encoder}\n{plan.protocol}"

@@ -36,7 +36,7 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
                        "LASER's raw output .raw/.bin with --texts (one text per line).")
     p.add_argument("file", metavar="FILE", type=text_value, help="the vectors file")
     add_flags(p, "--source-name", "--store", "--text-col", "--vector-cols", "--texts", "--fp16",
-              "--dim",
+              "--dim", "--add",
               "--dtype", "--replace", "--strict", "--shard-rows", "--wait", "--json",
               "--no-progress",
               name={"required": True},
@@ -152,7 +152,7 @@ def cmd_import_vectors(args: argparse.Namespace) -> int:
         args.file, args.store, args.name, text_col=args.text_col, vector_cols=args.vector_cols,
         texts=args.texts, dim=args.dim, dtype=args.dtype, replace=args.replace,
         strict=args.strict, shard_rows=args.shard_rows, wait=args.wait,
-        progress=not args.no_progress, fp16=args.fp16).to_dict()
+        progress=not args.no_progress, fp16=args.fp16, add=args.add).to_dict()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -167,6 +167,9 @@ def _import_text(s: dict) -> str:
                         f"replacing {s['replaced']}",
             "restored": f"written    {size(s['bytes_written'])} in {s['seconds']:.1f} s, "
                         "restoring the rows repair dropped",
+            "added": f"added      {s['added']} vectors of texts the source lacked "
+                     f"({size(s['bytes_written'])} in {s['seconds']:.1f} s); its fingerprint "
+                     "is kept, so heads fused with it read them",
             "unchanged": "unchanged  this file is already imported; nothing written"}
     return "\n".join([
         f"store      {s['store']}",

@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from featstore.featurize.corpus import CorpusScan, open_corpus, scan_corpus
 from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
+from featstore.featurize.model_names import BUNDLED
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.sources import (
     ENCODER,
@@ -32,6 +33,7 @@ from featstore.featurize.sources import (
     PassSources,
     find_stored_encoder,
     identify_sources,
+    same_encoder,
 )
 from featstore.store import (
     KEY_COLUMN,
@@ -42,8 +44,10 @@ from featstore.store import (
     clean_text,
     default_store_path,
     fingerprint_id,
+    short_model_name,
     text_key,
 )
+from featstore.store.tables import same_source
 
 Warn = Callable[[str], None]
 
@@ -236,13 +240,65 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
     return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached)
 
 
-def same_source(recorded: str, path: Path) -> bool:
-    """Whether a dataset's recorded source is this file (sources recorded before they were made
-    absolute are resolved from the current directory)."""
+def with_stored_model(options: FeaturizeOptions, root: Path) -> FeaturizeOptions:
+    """`--model NAME` where NAME is no directory here, no hub id with an owner and not the
+    bundled model, but the short name of a model this store's encoder was computed from
+    (`all-mpnet-base-v2` for `/models/all-mpnet-base-v2`): that model, as the store records it;
+    refused with the candidates where several encoders answer to it."""
+    model = options.model
+    if model is None or "/" in model or model in BUNDLED or Path(model).expanduser().is_dir() \
+            or not (root / "manifest.json").is_file():
+        return options
     try:
-        return Path(recorded).resolve() == path.resolve()
-    except OSError:
-        return False
+        encoders = Store(root).manifest.encoders
+    except FeatstoreError:
+        return options
+    found = {str(e.fingerprint.get("model")) for e in encoders.values() if e.kind == "encoder"
+             and short_model_name(e.fingerprint.get("model")).lower() == model.lower()}
+    if len(found) > 1:
+        raise FeatstoreError(f"--model {model} names several models of store {root} "
+                             f"({', '.join(sorted(found))}); pass one of them")
+    return replace(options, model=found.pop()) if found else options
+
+
+def with_stored_length(options: FeaturizeOptions, root: Path, fingerprint: dict
+                       ) -> FeaturizeOptions:
+    """A pass that leaves --max-length out, whose encoder (`fingerprint`) the store lacks but
+    holds with the same files at another window length (a store made before a
+    sentence-transformers model's own length was honoured), keeps that length and stride: one
+    model stays one encoder. Otherwise the options are returned as they are."""
+    if options.max_length is not None or options.expect is not None or \
+            not (root / "manifest.json").is_file():
+        return options
+    try:
+        store = Store(root)
+    except FeatstoreError:
+        return options
+    if find_stored_encoder(store, fingerprint) is not None:
+        return options
+    def but_length(fp: dict) -> dict:
+        return {k: v for k, v in fp.items() if k not in ("max_length", "stride")}
+
+    settings = {(e.fingerprint.get("max_length"), e.fingerprint.get("stride"))
+                for e in store.manifest.encoders.values() if e.kind == "encoder"
+                and same_encoder(but_length(e.fingerprint), but_length(fingerprint))}
+    if len(settings) != 1:
+        return options
+    length, stride = settings.pop()
+    if not isinstance(length, int) or (options.stride is not None and options.stride != stride):
+        return options
+    return replace(options, max_length=length, stride=stride)
+
+
+def identify(options: FeaturizeOptions, root: Path, warn: Warn
+             ) -> tuple[FeaturizeOptions, PassSources]:
+    """The pass's sources, identified once (twice where the store keeps its encoder's window
+    length, see `with_stored_length`), and the options that give them."""
+    sources = identify_sources(options, warn)
+    kept = with_stored_length(options, root, sources.encoder.fingerprint)
+    if kept is options:
+        return options, sources
+    return kept, identify_sources(kept, warn)
 
 
 def check_dataset_name(store: Store | StoreWriter, name: str, path: Path, replace: bool,
@@ -277,8 +333,10 @@ def featurize_corpus(
     name = check_name(name or corpus.path.stem, "dataset")
     scan = scan_corpus(corpus, options.strict)
     rows, skipped = scan.rows, scan.skipped
+    options = with_stored_model(options, default_store_path(store_path))
+    make_engine(options, warn)  # its checks fail before any model loads
+    options, sources = identify(options, default_store_path(store_path), warn)
     engine = make_engine(options, warn)
-    sources = identify_sources(options, warn)
     if announce:  # said once the model is known good, so a refusal stays one line
         warn(announce)
     root = default_store_path(store_path)
@@ -317,8 +375,10 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
     said (through `warn`) once the sources are identified, so a refusal stays one line."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
+    options = with_stored_model(options, default_store_path(store_path))
+    make_engine(options, warn)  # its checks fail before any model loads
+    options, sources = identify(options, default_store_path(store_path), warn)
     engine = make_engine(options, warn)
-    sources = identify_sources(options, warn)
     if announce:
         warn(announce)
     root = default_store_path(store_path)

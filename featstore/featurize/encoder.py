@@ -23,6 +23,7 @@ from featstore.featurize.model_names import (
 from featstore.featurize.openvino_runtime import OpenVinoForward
 from featstore.featurize.precision import TO_REFERENCE, deviation
 from featstore.featurize.reductions import reduce_hidden_states
+from featstore.featurize.st_config import read_st_config
 from featstore.store import fingerprint_id
 from featstore.store.hashing import sha256_tree
 
@@ -166,7 +167,10 @@ class Encoder:
         limit = min(limits) if limits else 512
         if config.model_type in ("roberta", "xlm-roberta", "camembert"):
             limit = min(limit, config.max_position_embeddings - 2)
-        self.max_length = int(max_length or min(limit, 512))
+        # a sentence-transformers directory says which length it was trained for
+        st = read_st_config(self.source) if local else None
+        trained = st.max_seq_length if st is not None and st.max_seq_length else None
+        self.max_length = int(max_length or min(limit, trained or 512))
         if self.max_length > limit:
             raise EncoderError(f"--max-length {self.max_length} exceeds the model's limit {limit}")
         specials = self.tokenizer.num_special_tokens_to_add(pair=False)

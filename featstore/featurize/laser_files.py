@@ -26,12 +26,19 @@ def default_laser_dir() -> pathlib.Path | None:
     return pathlib.Path(os.path.realpath(spec.origin)).parent / "data"
 
 
-def find_laser_dir(laser_dir: str | os.PathLike | None) -> pathlib.Path | None:
-    """Directory holding the three LASER files, or None.
+LASER_DIR_ENV = "FEATSTORE_LASER_DIR"
 
-    An explicit ``laser_dir`` is never second-guessed: if it is incomplete the answer is None
-    rather than a silent switch to laserembeddings' own data dir (the default download target).
+
+def find_laser_dir(laser_dir: str | os.PathLike | None) -> pathlib.Path | None:
+    """Directory holding the three LASER files, or None: `laser_dir`, else $FEATSTORE_LASER_DIR,
+    else laserembeddings' own data dir.
+
+    A directory named (by argument or environment) is never second-guessed: if it is incomplete
+    the answer is None rather than a silent switch to laserembeddings' own data dir (the default
+    download target).
     """
+    if laser_dir is None and os.environ.get(LASER_DIR_ENV):
+        laser_dir = os.environ[LASER_DIR_ENV]
     if laser_dir is not None:
         path = pathlib.Path(laser_dir).expanduser()
         return path if _is_complete(path) else None

@@ -118,6 +118,7 @@ def _encoder_cache_key(options: FeaturizeOptions) -> str | None:
                 "truncate": options.truncate, "layers": options.layers,
                 "features": options.features, "dtype": options.dtype,
                 "trust_remote_code": options.trust_remote_code,
+                "default_length": "sentence_bert_config",  # how a length left out is chosen
                 "transformers": fpcache.package_version("transformers"),
                 "tokenizers": fpcache.package_version("tokenizers")}
     return fpcache.cache_key(ENCODER, identity, settings)
@@ -183,6 +184,22 @@ def identify_sources(options: FeaturizeOptions, warn: Callable[[str], None]) -> 
                        layers=len(enc_spec.fingerprint["layers"]), loaded_encoder=encoder,
                        loaded_laser=laser, options=pinned,
                        cache_keys={k: v for k, v in keys.items() if v})
+
+
+def laser_fingerprint(laser_dir: str | Path) -> dict:
+    """The fingerprint of the LASER models in `laser_dir` (from the fingerprint cache when the
+    files are unchanged, else by loading them), storage dtype aside."""
+    options = FeaturizeOptions(laser=True, laser_dir=str(laser_dir))
+    key = _laser_cache_key(options)
+    value = fpcache.lookup(key) if key else None
+    if value is not None and isinstance(value.get("fingerprint"), dict):
+        return dict(value["fingerprint"])
+    from featstore.featurize.laser import LaserVectors
+
+    laser = LaserVectors(laser_dir)
+    if key:
+        fpcache.remember(key, {"fingerprint": laser.fingerprint, "dim": laser.dim})
+    return laser.fingerprint
 
 
 def same_encoder(a: dict, b: dict) -> bool:

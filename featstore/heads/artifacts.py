@@ -24,18 +24,19 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load, save
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from featstore.heads.errors import HeadError
-from featstore.store import Store, StoreError, check_name
+from featstore.store import StoreError, check_name
 from featstore.store.atomic import fsync_path, publish
 from featstore.store.hashing import sha256_bytes, sha256_json
 from featstore.store.lock import WriterLock
 from featstore.store.safe_paths import check_no_links, open_no_follow, real_dir
+
+if TYPE_CHECKING:  # numpy and safetensors load where arrays are read or written: listing heads
+    import numpy as np  # and refusing a taken name stay light
+
+    from featstore.store import Store
 
 HEADS_DIR = "heads"
 CONFIG = "head.json"
@@ -53,7 +54,9 @@ LOCK_ADVICE = f"it held the heads' lock for {LOCK_WAIT_S:.0f} s; try again once 
 
 
 def _root(store: Store | str | os.PathLike) -> Path:
-    return store.root if isinstance(store, Store) else Path(store)
+    if isinstance(store, str | os.PathLike):
+        return Path(store)
+    return Path(store.root)  # an open store
 
 
 def head_dir(store: Store | str | os.PathLike, name: str) -> Path:
@@ -115,6 +118,10 @@ def write_head(store: Store | str | os.PathLike, name: str, tensors: dict[str, n
     root = _root(store)
     check_name(name, "head")
     refuse_existing_head(root, name, overwrite)
+    import numpy as np
+    from safetensors import SafetensorError
+    from safetensors.numpy import save
+
     try:
         weights = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
                        metadata={"format": FORMAT})
@@ -254,6 +261,9 @@ def _weights_entry(doc: dict[str, Any], name: str) -> dict[str, Any]:
 def read_head(store: Store | str | os.PathLike, name: str
               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """A head's document and arrays, each checked against the checksums head.json carries."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
     for attempt in (1, 2):  # a save may replace the head between reading its two files
         doc = read_head_json(store, name)
         entry = _weights_entry(doc, name)

@@ -103,23 +103,29 @@ class StoreHead(StoreEstimator):
             cls.score = StoreHead.score  # type: ignore[method-assign]
 
     # -- scores -------------------------------------------------------------------------------
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(true targets: class indices or numbers, output: probabilities or predictions)."""
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """(true targets: class indices or numbers, output: probabilities or predictions); a
+        label the classes lack is refused, or with `allow_unseen` coded negative (an error)."""
         raise NotImplementedError
 
-    def evaluate(self, X: Any, y: Any = None, *args: Any) -> dict[str, float]:
-        """The task's metrics on labelled rows."""
+    def evaluate(self, X: Any, y: Any = None, *args: Any, allow_unseen_labels: bool = False
+                 ) -> dict[str, float]:
+        """The task's metrics on labelled rows; with `allow_unseen_labels`, rows whose label
+        the training data never showed count as errors instead of being refused."""
         self.check_fitted()
         store, data, y = self.store_data_y(X, y, args)
-        truth, out = self.truth_and_output(store, data, y)
+        truth, out = self.truth_and_output(store, data, y, allow_unseen_labels)
         return scores(self.task, truth, out if self.task == "regression" else out.argmax(axis=1))
 
-    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None,
+              allow_unseen_labels: bool = False) -> float:
         """Accuracy for classifiers, R squared for regressors, as scikit-learn scores."""
         if sample_weight is not None:
             raise ParamError("score takes no {sample_weight}")
         if self.task != "regression":
-            return self.evaluate(X, y, *args)["accuracy"]
+            return self.evaluate(X, y, *args, allow_unseen_labels=allow_unseen_labels
+                                 )["accuracy"]
         self.check_fitted()
         store, data, y = self.store_data_y(X, y, args)
         truth, pred = self.truth_and_output(store, data, y)

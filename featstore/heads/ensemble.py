@@ -100,9 +100,10 @@ class HeadEnsemble(ClassifierMixin, StoreHead):
         return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(axis=1)),
                         dtype=object)
 
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        return self.labels_.encode(labels, where), self.predict_proba(store, data)
+        return self.labels_.encode(labels, where, allow_unseen), self.predict_proba(store, data)
 
     # -- save and load ------------------------------------------------------------------------
     def saved_config(self) -> dict[str, Any]:

@@ -29,10 +29,11 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 
 from featstore.heads.base import StoreHead, saved_as
 from featstore.heads.errors import HeadError, ParamError, literal
-from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.inputs import HeadInputs, InputLayout, featurize_for_layouts
 from featstore.heads.kinds import TASKS, check_combination, default_head, pooled_while_read
 from featstore.heads.labels import LabelMap, check_classes, regression_targets
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
+from featstore.heads.names import text_head_what
 from featstore.heads.networks import HeadNetwork, build_network
 from featstore.heads.params import TEXT_HEAD, ParamSet
 from featstore.heads.rows import Data, keys_and_labels, texts_of
@@ -75,28 +76,26 @@ class HeadEstimator(StoreHead):
         check_combination(self.pool, self.head_kind, self.task, self.fuse_mode)
 
     def default_name(self) -> str:
-        return f"{self.pool}-{self.head_kind}"
+        return text_head_what(self.get_params(deep=False), self.task)
 
     # -- where the data lives ------------------------------------------------------------------
     def _featurize_given_texts(self, store: Store, data: Data, layout: InputLayout | None
                                ) -> None:
-        """Raw texts the store lacks are encoded now, with the store's (or the head's) encoder."""
+        """Raw texts the store lacks are encoded now, with every source the head reads (its
+        encoder, a fused encoder, LASER; imported vectors are refused first), or in an empty
+        store with the encoder `encoder` names."""
         texts = texts_of(data)
         if not texts:
             return
         if layout is not None:
-            stored = store.encoder_entry(layout.encoder_id).feature_shapes
-            if not set(layout.features) <= set(stored):
-                return  # a kind of feature never stored: the layout check says which flag
+            featurize_for_layouts(store, texts, [layout])
+            return
         try:
-            if layout is None:
-                store.featurize_missing(texts, None, ["cls", "mean", "max"], model=self.encoder)
-            else:
-                store.featurize_missing(texts, layout.encoder_fingerprint, layout.features)
+            store.featurize_missing(texts, None, ["cls", "mean", "max"], model=self.encoder)
         except FeatstoreError as exc:
-            model = layout.encoder_fingerprint.get("model") if layout else self.encoder
             raise HeadError(f"some of the given texts are not featurized, and encoding them "
-                            f"with {model or 'the default encoder'} failed: {exc}") from None
+                            f"with {self.encoder or 'the default encoder'} failed: {exc}"
+                            ) from None
 
     def _layout(self, store: Store) -> InputLayout:
         return InputLayout.resolve(store, self.pool, self.of, self.layers, self.layer_start,
@@ -154,11 +153,12 @@ class HeadEstimator(StoreHead):
         check_classes(self.labels_, where)
         return y
 
-    def _targets(self, labels: pd.Series, where: str) -> np.ndarray:
+    def _targets(self, labels: pd.Series, where: str, allow_unseen: bool = False
+                 ) -> np.ndarray:
         """Targets of other rows, under what fit learned."""
         if self.task == "regression":
             return regression_targets(labels, self.label_col or "label", where)
-        return self.labels_.encode(labels, where)
+        return self.labels_.encode(labels, where, allow_unseen)
 
     def _torch_targets(self, targets: np.ndarray) -> torch.Tensor:
         if self.task == "regression":
@@ -229,6 +229,17 @@ class HeadEstimator(StoreHead):
         return self.inputs_.layout.layers
 
     @property
+    def layer_weights_(self) -> np.ndarray:
+        """How `pool="weighted"` mixes `layers_`: numpy float64 [len(layers_)], summing to 1,
+        averaged over the seeds' networks (logistic regression takes the plain average)."""
+        self.check_fitted()
+        if self.pool != "weighted":
+            raise HeadError(f"pool={self.pool!r} learns no layer weights; pool='weighted' does")
+        if not self.networks_:
+            return np.full(len(self.layers_), 1 / len(self.layers_))
+        return np.mean([net.pooling.layer_weights() for net in self.networks_], axis=0)
+
+    @property
     def layouts_(self) -> list[InputLayout]:
         """What the head reads from a store (one layout; an ensemble has one per member)."""
         self.check_fitted()
@@ -253,9 +264,10 @@ class HeadEstimator(StoreHead):
             return out.numpy() * self.target_std_ + self.target_mean_
         return torch.stack([torch.softmax(o, dim=1) for o in outs]).mean(0).numpy()
 
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
-        return self._targets(labels, where), self._output(store, data)
+        return self._targets(labels, where, allow_unseen), self._output(store, data)
 
     # -- save and load ------------------------------------------------------------------------
     def saved_config(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ saved head applies only to features made the same way, in whichever store holds 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,19 +16,13 @@ import numpy as np
 import torch
 
 from featstore.heads.errors import HeadError
-from featstore.heads.gather import (
-    FusionSource,
-    check_present,
-    encoder_layers,
-    gather_features,
-    gather_tokens,
-    resolve_source,
-)
+from featstore.heads.fusion_sources import FusionSource, encoder_layers, resolve_source
+from featstore.heads.gather import check_present, gather_features, gather_tokens
 from featstore.heads.kinds import pooling
 from featstore.heads.normalizer import Normalizer
 from featstore.heads.poolings import choose_layers, pad_tokens, stored_features
 from featstore.heads.training import Inputs, LazyInputs
-from featstore.store import Store
+from featstore.store import FeatstoreError, Store
 
 
 def find_by_fingerprint(store: Store, fingerprint: dict, what: str) -> str:
@@ -76,6 +71,13 @@ class InputLayout:
                    for s, fp in zip(self.sources, self.source_fingerprints, strict=True)]
         return replace(self, encoder_id=enc, sources=sources)
 
+    def needs(self) -> list[tuple[dict, list[str]]]:
+        """(fingerprint, features) of every source the layout reads: its encoder's features,
+        then each fusion source's; what encoding a new text for this head takes."""
+        return [(self.encoder_fingerprint, list(self.features)),
+                *((fp, [s.feature]) for s, fp in zip(self.sources, self.source_fingerprints,
+                                                     strict=True))]
+
     def check(self, store: Store, keys: list[str], where: str) -> None:
         """Fail fast, before any training, if the store lacks a row these keys need."""
         check_present(store, self.encoder_id, keys, self.features, where)
@@ -97,6 +99,28 @@ class InputLayout:
                    [FusionSource(s["name"], s["id"], s["feature"], s["layer"])
                     for s in doc["sources"]],
                    [s["fingerprint"] for s in doc["sources"]])
+
+
+def featurize_for_layouts(store: Store, texts: Sequence[str] | None,
+                          layouts: Sequence[InputLayout], progress: bool = False,
+                          laser_dir: str | None = None) -> int:
+    """Encode those of `texts` that any source of these layouts lacks, with that source (the
+    encoder, a fused encoder, LASER); a source featstore cannot compute (imported vectors) is
+    refused before anything is encoded. Returns how many texts were encoded."""
+    if not texts:
+        return 0
+    needs: dict[str, tuple[dict, list[str]]] = {}
+    for layout in layouts:
+        for fp, feats in layout.needs():
+            _, have = needs.setdefault(json.dumps(fp, sort_keys=True), (fp, []))
+            have.extend(f for f in feats if f not in have)
+    try:
+        return store.featurize_sources(list(texts), list(needs.values()), progress=progress,
+                                       laser_dir=laser_dir)
+    except HeadError:
+        raise
+    except FeatstoreError as exc:  # the featurizer's one line, as the heads' own error
+        raise HeadError(str(exc)) from None
 
 
 class HeadInputs:

@@ -179,3 +179,8 @@ def compatible(pool: str, head: str, task: str, fuse_mode: str = "concat") -> bo
     except ParamError:
         return False
     return True
+
+
+def primary_metric(task: str) -> str:
+    """The number leaderboards sort by: accuracy, or Spearman for regression."""
+    return "spearman" if task == "regression" else "accuracy"

@@ -20,9 +20,8 @@ def label_column(df: pd.DataFrame, requested: str | None, where: str) -> str:
     cols = [c for c in df.columns if c != KEY_COLUMN]
     if requested is not None:
         if requested not in df.columns:
-            raise ParamError(f"{literal(where)} has no label column "
-                             f"{literal(repr(requested))} (columns: {literal(', '.join(cols))}); "
-                             "name it with {label_col}")
+            raise ParamError(f"{literal(where)} has no column {literal(repr(requested))} for "
+                             f"{{label_col}}; its columns are: {literal(', '.join(cols))}")
         return requested
     for name in LABEL_COLUMNS:
         if name in df.columns:
@@ -53,18 +52,30 @@ class LabelMap:
             ordered = sorted(uniq.tolist(), key=str)
         return cls([_plain(v) for v in ordered])
 
-    def encode(self, values: pd.Series, where: str) -> np.ndarray:
+    def encode(self, values: pd.Series, where: str, allow_unseen: bool = False) -> np.ndarray:
+        """Class indices of `values`. A label the classes lack is refused, naming the switch
+        that allows it; allowed, each such label gets its own negative code (-1, -2, ...),
+        which no prediction can equal: scored as an error, as scikit-learn scores it."""
         index = {v: i for i, v in enumerate(self.classes)}
         plain = [_plain(v) for v in values.tolist()]
-        unknown = sorted({v for v in plain if v not in index}, key=str)
-        if unknown:
+        unknown = unseen_labels(self, values)
+        if unknown and not allow_unseen:
             shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
-            raise HeadError(f"{where} has labels the training data never shows: {shown} "
-                            f"({len(unknown)} label(s) appear only in evaluation)")
+            raise ParamError(f"{literal(where)} has labels the training data never shows: "
+                             f"{literal(shown)} ({len(unknown)} label(s) appear only in "
+                             "evaluation); to score their rows as errors, pass "
+                             "{allow_unseen_labels}")
+        index.update({v: -(i + 1) for i, v in enumerate(unknown)})
         return np.fromiter((index[v] for v in plain), dtype=np.int64, count=len(plain))
 
     def decode(self, idx: np.ndarray) -> list:
         return [self.classes[int(i)] for i in idx]
+
+
+def unseen_labels(labels: LabelMap, values: pd.Series) -> list:
+    """The values that are not among the classes, each once, sorted."""
+    index = set(labels.classes)
+    return sorted({p for v in values.tolist() if (p := _plain(v)) not in index}, key=str)
 
 
 def _plain(v: object) -> object:

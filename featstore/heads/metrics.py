@@ -1,19 +1,22 @@
 """Scores reported for a head: accuracy and macro-F1, or RMSE, Pearson and Spearman.
 
-Kept as plain fractions (accuracy 0.94, not 94.0); tables format them for people.
+Kept as plain fractions (accuracy 0.94, not 94.0); tables format them for people. scipy and
+scikit-learn load when scores are computed, so listing heads stays fast.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
-from sklearn.metrics import accuracy_score, f1_score
+
+from featstore.heads.kinds import primary_metric  # noqa: F401  (re-exported)
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
 REGRESSION_METRICS = ("rmse", "pearson", "spearman")
 
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score  # loaded when scores are computed
+
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
@@ -21,6 +24,8 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
 
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    from scipy import stats  # loaded when scores are computed
+
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
     rmse = float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
@@ -34,11 +39,6 @@ def scores(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
     if task == "regression":
         return regression_scores(y_true, y_pred)
     return classification_scores(y_true, y_pred)
-
-
-def primary_metric(task: str) -> str:
-    """The number leaderboards sort by: accuracy, or Spearman for regression."""
-    return "spearman" if task == "regression" else "accuracy"
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -71,7 +71,13 @@ class WeightedLayers(nn.Module):
         self.logits = nn.Parameter(torch.zeros(n_layers))
 
     def weights(self) -> torch.Tensor:
+        """The layer mix as the forward pass uses it (a tensor in the autograd graph)."""
         return torch.softmax(self.sharpness * self.logits, dim=0)
+
+    def layer_weights(self) -> np.ndarray:
+        """The learned layer mix as plain numbers: float64 [layers], summing to 1."""
+        with torch.no_grad():
+            return torch.softmax(self.sharpness * self.logits.double(), dim=0).cpu().numpy()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return torch.einsum("bld,l->bd", x, self.weights())

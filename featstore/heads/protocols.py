@@ -9,7 +9,6 @@ in evaluation); texts present in both train and eval are counted and reported, n
 
 from __future__ import annotations
 
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +19,10 @@ import pandas as pd
 
 from featstore.heads.base import StoreHead
 from featstore.heads.errors import HeadError
-from featstore.heads.labels import LabelMap, check_classes, regression_targets
+from featstore.heads.labels import LabelMap, check_classes, regression_targets, unseen_labels
 from featstore.heads.metrics import summarize
-from featstore.heads.splits import SPLIT_COLUMN, few_shot, kfold, stratified_folds
+from featstore.heads.splits import few_shot, kfold, stratified_folds
+from featstore.heads.training_data import default_training_dataset
 from featstore.heads.units import TEXT, Examples, Unit
 from featstore.store import Store
 
@@ -46,6 +46,7 @@ class EvaluationPlan:
     unit: Unit = TEXT
     examples: Examples | None = field(default=None, repr=False)
     eval_examples: int | None = None
+    allow_unseen: bool = False  # evaluation labels the training rows never show: errors
 
     def training_examples(self) -> Examples:
         if self.examples is None:
@@ -84,27 +85,14 @@ def _reindexed(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def default_training_dataset(store: Store) -> str:
-    """With no --train: the only dataset, else the only one with a split column. Never merely
-    the latest (featurize train.csv then test.csv, and that would train on test)."""
-    names = list(store.manifest.datasets)
-    if not names:
-        raise HeadError(f"store {store.root} has no datasets; run `featurize CORPUS --store "
-                        f"{shlex.quote(str(store.root))}` first")
-    if len(names) == 1:
-        return names[0]
-    with_split = [n for n in names if SPLIT_COLUMN in store.dataset(n).columns]
-    if len(with_split) == 1:
-        return with_split[0]
-    raise HeadError(f"store {store.root} holds {len(names)} datasets ({', '.join(names)}); "
-                    "name the training one with --train")
-
-
 def plan_evaluation(store: Store, train: str | None = None,
                     eval: str | None = None,  # noqa: A002
                     cv: int | None = None, label_col: str | None = None,
-                    task: str = "classification", unit: Unit = TEXT) -> EvaluationPlan:
-    """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV."""
+                    task: str = "classification", unit: Unit = TEXT,
+                    allow_unseen_labels: bool = False) -> EvaluationPlan:
+    """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV.
+    Evaluation labels the training rows never show are refused, or with `allow_unseen_labels` scored
+    as errors (and counted in the result's notes)."""
     if task not in unit.tasks:
         raise HeadError(f"{unit.name} heads do not learn --task {task}")
     train_name = train or default_training_dataset(store)
@@ -137,6 +125,7 @@ def plan_evaluation(store: Store, train: str | None = None,
         tr = parts["train"] if parts is not None else df
         p = EvaluationPlan(_reindexed(tr), train_name, col, cv=k,
                            protocol=unit.describe_cv(k, task), unit=unit)
+    p.allow_unseen = allow_unseen_labels
     _check_labels(p, task)
     if p.eval is not None:
         p.overlap = unit.overlap(p.train, p.eval)
@@ -157,7 +146,7 @@ def _check_labels(p: EvaluationPlan, task: str) -> None:
     labels = LabelMap.fit(train.labels)
     check_classes(labels, f"dataset {p.train_name!r}")
     if ev is not None:
-        labels.encode(ev.labels, f"{p.eval_name}")
+        labels.encode(ev.labels, f"{p.eval_name}", p.allow_unseen)
 
 
 def trials(p: EvaluationPlan, task: str, shots: int | None, repeats: int, seed: int
@@ -228,6 +217,8 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any] | None 
     if estimator is None:
         estimator = unit_estimator(p, params, task, seed)
     runs, seconds, heads, predicted = [], 0.0, [], []
+    unseen: set = set()
+    unseen_rows = 0
     ex = p.training_examples()
     for i, (tr_idx, ev) in enumerate(check_protocol(store, p, estimator, task, shots, repeats,
                                                     seed)):
@@ -238,7 +229,12 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any] | None 
         t0 = time.perf_counter()
         head.fit(store, ex.rows_of(tr_idx), **extra)
         seconds += time.perf_counter() - t0
-        runs.append(head.evaluate(store, ev))
+        runs.append(head.evaluate(store, ev, allow_unseen_labels=p.allow_unseen))
+        if p.allow_unseen and task == "classification":
+            gold = p.unit.examples(ev, p.label_col, "the evaluation rows").labels
+            new = unseen_labels(head.labels_, gold)  # type: ignore[attr-defined]
+            unseen.update(new)
+            unseen_rows += int(gold.isin(new).sum())
         if keep_predictions and task == "classification":
             predicted.append(p.unit.predictions(store, head, ev, p.label_col, i))
         heads.append(head)
@@ -252,5 +248,11 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any] | None 
     notes = heads[0].protocol_notes(p, refitted, heads[1] if refitted else heads[0])
     if p.overlap:
         notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
+    if unseen_rows:
+        shown = ", ".join(map(repr, sorted(unseen, key=str)[:5])) + \
+            (" ..." if len(unseen) > 5 else "")
+        notes.append(f"{unseen_rows} evaluation example(s)" + (f" over {len(runs)} runs"
+                     if len(runs) > 1 else "") + f" carry {len(unseen)} label(s) the training "
+                     f"rows never show ({shown}): scored as errors")
     return ProtocolResult(summarize(runs), runs, heads[0], p, seconds, notes,
                           pd.concat(predicted, ignore_index=True) if predicted else None, heads)

@@ -33,10 +33,11 @@ from sklearn.base import ClassifierMixin
 
 from featstore.heads.base import StoreHead, saved_as
 from featstore.heads.errors import HeadError, ParamError
-from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.inputs import HeadInputs, InputLayout, featurize_for_layouts
 from featstore.heads.kinds import check_sequence_pooling
 from featstore.heads.labels import LabelMap, check_classes, label_column
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
+from featstore.heads.names import sequence_head_what
 from featstore.heads.params import SEQUENCE_HEAD, ParamSet
 from featstore.heads.rows import text_keys
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
@@ -44,9 +45,10 @@ from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_ne
 from featstore.heads.sequences import Sequences, group_rows, labels_from_table, labels_of
 from featstore.heads.splits import holdout, inner_folds
 from featstore.heads.training import TrainOptions, forward_all, torch_threads, train_network
-from featstore.store import KEY_COLUMN, FeatstoreError, Store
+from featstore.store import KEY_COLUMN, Store
 
 _SUMMARY_OF = {"mean": "mean-max", "last": "last", "mean-last": "mean-last"}
+ROW_LABELS = "_label"  # the column per-row labels (`y` one per row) are held in
 
 
 @saved_as("sequence")
@@ -65,7 +67,13 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                              f"{self.n_heads}")
 
     def default_name(self) -> str:
-        return f"seq-{self.seq_head}"
+        return sequence_head_what(self.get_params(deep=False))
+
+    @property
+    def encoder_id_(self) -> str:
+        """The encoder's id in the store the head was fitted (or loaded) in."""
+        self.check_fitted()
+        return self.inputs_.layout.encoder_id
 
     @property
     def layouts_(self) -> list[InputLayout]:
@@ -74,27 +82,56 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         return [self.inputs_.layout]
 
     # -- data ---------------------------------------------------------------------------------
-    def _table(self, store: Store, data: Any) -> tuple[pd.DataFrame, str]:
-        """The rows (one message each) with a key column, and a name for messages."""
+    def _table(self, store: Store, data: Any, groups: Any = None) -> tuple[pd.DataFrame, str]:
+        """The rows (one message each) with a key column, and a name for messages; `groups`
+        (one value per row) gives or replaces the group column, so plain texts can be rows."""
         if isinstance(data, str):
-            return store.dataset(data), f"dataset {data!r}"
-        if not isinstance(data, pd.DataFrame):
+            df, where = store.dataset(data), f"dataset {data!r}"
+        elif isinstance(data, pd.DataFrame):
+            df, where = data.reset_index(drop=True), "the given rows"
+        elif groups is not None and not isinstance(data, dict):
+            df, where = pd.DataFrame({"text": list(data)}), "the given texts"
+        else:
             raise HeadError("sequence data must be a dataset name or a DataFrame of rows with "
-                            f"a {self.group_by!r} column and a 'text' (or {KEY_COLUMN!r}) column")
-        df = data.reset_index(drop=True)
+                            f"a {self.group_by!r} column and a 'text' (or {KEY_COLUMN!r}) "
+                            "column, or texts with groups=")
+        if groups is not None:
+            values = list(groups)
+            if len(values) != len(df):
+                raise HeadError(f"{where} has {len(df)} rows but groups= gives {len(values)} "
+                                "group values")
+            df = df.assign(**{self.group_by: values})
         if KEY_COLUMN not in df.columns:
             if "text" not in df.columns:
                 raise HeadError(f"rows need a {KEY_COLUMN!r} or 'text' column "
                                 f"(columns: {', '.join(map(str, df.columns))})")
-            df = df.assign(**{KEY_COLUMN: text_keys(df["text"].tolist(), "the given rows")})
-        return df, "the given rows"
+            df = df.assign(**{KEY_COLUMN: text_keys(df["text"].tolist(), where)})
+        return df, where
 
-    def sequences(self, store: Store, data: Any, y: Any = None, need_labels: bool = True
-                  ) -> tuple[pd.DataFrame, Sequences, str]:
-        """The rows, their sequences (labelled when `need_labels`) and a name for messages."""
-        df, where = self._table(store, data)
+    def _per_row(self, y: Any, df: pd.DataFrame) -> bool:
+        """Whether labels `y` are one per row (a list or array, as scikit-learn's splitters
+        hand them over) rather than keyed by group (a dict, a DataFrame, a Series indexed by
+        group)."""
+        if isinstance(y, dict | pd.DataFrame):
+            return False
+        if isinstance(y, pd.Series):
+            groups = set(df[self.group_by].tolist()) if self.group_by in df.columns else set()
+            return len(y) == len(df) and not set(y.index.tolist()) <= groups
+        return True
+
+    def sequences(self, store: Store, data: Any, y: Any = None, need_labels: bool = True,
+                  groups: Any = None) -> tuple[pd.DataFrame, Sequences, str]:
+        """The rows, their sequences (labelled when `need_labels`) and a name for messages.
+        Labels come from the label column, or `y`: one per row (constant within a group) or
+        keyed by group."""
+        df, where = self._table(store, data, groups)
         label_col = None
-        if need_labels and y is None:
+        if y is not None and self._per_row(y, df):
+            values = list(y)
+            if len(values) != len(df):
+                raise HeadError(f"{where} has {len(df)} rows but {len(values)} labels")
+            df, label_col, y = df.assign(**{ROW_LABELS: values}), ROW_LABELS, None
+        elif need_labels and y is None:
             label_col = label_column(df, self.label_col, where)
         seqs = group_rows(df, self.group_by, self.order_by, self.time_col, label_col, where)
         if need_labels and y is not None:
@@ -119,14 +156,9 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                                    self.encoder)
 
     def _featurize_texts(self, store: Store, df: pd.DataFrame, layout: InputLayout) -> None:
-        if "text" not in df.columns:
-            return
-        try:
-            store.featurize_missing(df["text"].astype(str).tolist(), layout.encoder_fingerprint,
-                                    layout.features)
-        except FeatstoreError as exc:
-            raise HeadError(f"some of the given texts are not featurized, and encoding them "
-                            f"failed: {exc}") from None
+        """Messages the store lacks are encoded with every source the head reads."""
+        if "text" in df.columns:
+            featurize_for_layouts(store, df["text"].astype(str).tolist(), [layout])
 
     def check_stored(self, store: Store, layout: InputLayout, df: pd.DataFrame, seqs: Sequences,
                      where: str) -> None:
@@ -162,14 +194,16 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         df, seqs, rows_where = self.sequences(store, data, need_labels=False)
         self.check_stored(store, self._layout(store), df, seqs, where or rows_where)
 
-    def fit(self, X: Any, y: Any = None, *args: Any, progress: Any = None
+    def fit(self, X: Any, y: Any = None, *args: Any, groups: Any = None, progress: Any = None
             ) -> SequenceClassifier:
-        """Fit on the rows `X` (one message each); labels from the label column (constant per
-        group) or `y` keyed by group."""
+        """Fit on the rows `X` (one message each: a dataset, a DataFrame, or texts with
+        `groups=`); labels from the label column (constant per group), or `y`: one per row,
+        as scikit-learn's `GroupKFold` and `cross_val_score` hand them over, or keyed by
+        group. `groups` (one value per row) gives the group column."""
         store, data, y = self.store_data_y(X, y, args)
         self.validate_params()
         start = time.perf_counter()
-        df, seqs, where = self.sequences(store, data, y)
+        df, seqs, where = self.sequences(store, data, y, groups=groups)
         layout = self._layout(store)
         self._featurize_texts(store, df, layout)
         self.check_stored(store, layout, df, seqs, where)
@@ -254,37 +288,40 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
             out = forward_all(net, batches, batch_size=256)
         return torch.softmax(out.double(), dim=1).numpy()
 
-    def _predict_parts(self, X: Any, args: tuple) -> tuple[Sequences, np.ndarray]:
+    def _predict_parts(self, X: Any, args: tuple, groups: Any = None
+                       ) -> tuple[Sequences, np.ndarray]:
         self.check_fitted()
         store, data = self.store_data(X, args)
-        df, seqs, where = self.sequences(store, data, need_labels=False)
+        df, seqs, where = self.sequences(store, data, need_labels=False, groups=groups)
         layout = self.inputs_.layout.bind(store)
         self._featurize_texts(store, df, layout)
         self.check_stored(store, layout, df, seqs, where)
         matrix = self._matrix(store, df, where, fit=False)
         return seqs, self._proba(self.kind_, self.model_, self.network_, matrix, seqs)
 
-    def predict_proba(self, X: Any, *args: Any) -> np.ndarray:
+    def predict_proba(self, X: Any, *args: Any, groups: Any = None) -> np.ndarray:
         """[sequences, classes] probabilities, sequences in order of their first row."""
-        return self._predict_parts(X, args)[1]
+        return self._predict_parts(X, args, groups)[1]
 
-    def predict(self, X: Any, *args: Any) -> np.ndarray:
+    def predict(self, X: Any, *args: Any, groups: Any = None) -> np.ndarray:
+        """One label per sequence, sequences in order of their first row."""
         self.check_fitted()
-        return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(1)),
-                        dtype=object)
+        return np.array(self.labels_.decode(self.predict_proba(X, *args, groups=groups
+                                                               ).argmax(1)), dtype=object)
 
-    def predict_table(self, X: Any, *args: Any) -> pd.DataFrame:
+    def predict_table(self, X: Any, *args: Any, groups: Any = None) -> pd.DataFrame:
         """One row per sequence: the group value, its length, the prediction and p_CLASS."""
-        seqs, proba = self._predict_parts(X, args)
+        seqs, proba = self._predict_parts(X, args, groups)
         out = pd.DataFrame({self.group_by: seqs.groups, "messages": seqs.lengths})
         out["prediction"] = self.labels_.decode(proba.argmax(1))
         for i, c in enumerate(self.labels_.classes):
             out[f"p_{c}"] = proba[:, i].round(6)
         return out
 
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
         _, seqs, where = self.sequences(store, data, y)
-        truth = self.labels_.encode(labels_of(seqs, where), where)
+        truth = self.labels_.encode(labels_of(seqs, where), where, allow_unseen)
         return truth, self.predict_proba(store, data)
 
     # -- save and load ------------------------------------------------------------------------

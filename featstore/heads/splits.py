@@ -9,8 +9,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from featstore.heads.errors import HeadError
+from featstore.heads.training_data import SPLIT_COLUMN
 
-SPLIT_COLUMN = "split"
 TRAIN_SPLITS = ("train",)
 DEV_SPLITS = ("dev", "validation", "valid", "val")
 TEST_SPLITS = ("test",)

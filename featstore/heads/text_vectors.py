@@ -22,7 +22,7 @@ from sklearn.base import TransformerMixin
 from featstore.heads.base import StoreEstimator
 from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.gather import gather_features
-from featstore.heads.inputs import InputLayout
+from featstore.heads.inputs import InputLayout, featurize_for_layouts
 from featstore.heads.kinds import FIXED_POOLINGS, pooling
 from featstore.heads.params import STORED_VECTORS, ParamSet
 from featstore.heads.rows import keys_and_labels, store_from, texts_of
@@ -47,10 +47,11 @@ class StoredVectors(TransformerMixin, StoreEstimator):
         texts = texts_of(X)
         if not texts:
             return
+        if layout is not None:
+            featurize_for_layouts(store, texts, [layout])
+            return
         try:
-            store.featurize_missing(texts, layout.encoder_fingerprint if layout else None,
-                                    layout.features if layout else ("cls", "mean", "max"),
-                                    model=self.encoder)
+            store.featurize_missing(texts, None, ("cls", "mean", "max"), model=self.encoder)
         except FeatstoreError as exc:
             raise HeadError(f"encoding texts the store lacks failed: {exc}") from None
 

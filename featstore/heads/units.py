@@ -134,10 +134,11 @@ class TextUnit(Unit):
 
     def predictions(self, store: Store, head: StoreHead, rows: pd.DataFrame, label_col: str,
                     run: int) -> pd.DataFrame:
-        return pd.DataFrame({KEY_COLUMN: rows[KEY_COLUMN].to_numpy(),
-                             "gold": rows[label_col].astype(str).to_numpy(),
-                             "predicted": np.asarray(head.predict(store, rows)).astype(str),
-                             "run": run})
+        proba = np.asarray(head.predict_proba(store, rows), dtype=np.float64)  # type: ignore[attr-defined]
+        return with_probabilities(
+            pd.DataFrame({KEY_COLUMN: rows[KEY_COLUMN].to_numpy(),
+                          "gold": rows[label_col].astype(str).to_numpy(), "run": run}),
+            proba, [str(c) for c in head.classes_])  # type: ignore[attr-defined]
 
     def prediction_table(self, store: Store, head: StoreHead, rows: pd.DataFrame,
                          top_k: int | None = None) -> pd.DataFrame:
@@ -234,10 +235,12 @@ class SequenceUnit(Unit):
                     run: int) -> pd.DataFrame:
         gold = self.examples(rows, label_col, "the evaluation rows")
         table = head.predict_table(store, rows)  # type: ignore[attr-defined]
-        return pd.DataFrame({self.group_by: table[self.group_by],
-                             "gold": gold.labels.astype(str).to_numpy(),
-                             "predicted": table["prediction"].astype(str).to_numpy(),
-                             "run": run})
+        classes = [str(c) for c in head.classes_]  # type: ignore[attr-defined]
+        proba = table[[f"p_{c}" for c in head.classes_]].to_numpy(dtype=np.float64)  # type: ignore[attr-defined]
+        return with_probabilities(
+            pd.DataFrame({self.group_by: table[self.group_by],
+                          "gold": gold.labels.astype(str).to_numpy(), "run": run}),
+            proba, classes)
 
     def prediction_table(self, store: Store, head: StoreHead, rows: pd.DataFrame,
                          top_k: int | None = None) -> pd.DataFrame:
@@ -245,6 +248,23 @@ class SequenceUnit(Unit):
             raise HeadError("--top-k is for per-text heads; a sequence head gives every class's "
                             "probability")
         return head.predict_table(store, rows)  # type: ignore[attr-defined]
+
+
+def with_probabilities(frame: pd.DataFrame, proba: np.ndarray, classes: list[str]
+                       ) -> pd.DataFrame:
+    """`predicted` and what ranks likely label errors: the gold label's probability (0 for a
+    label the head never learned), the predicted label's, and the margin between them."""
+    best = proba.argmax(axis=1)
+    index = {c: i for i, c in enumerate(classes)}
+    gold = frame["gold"].astype(str).tolist()
+    p_gold = np.array([proba[r, index[g]] if g in index else 0.0 for r, g in enumerate(gold)])
+    p_pred = proba[np.arange(len(proba)), best]
+    out = frame.copy()
+    out.insert(out.columns.get_loc("gold") + 1, "predicted", [classes[i] for i in best])
+    out["p_gold"] = p_gold.round(6)
+    out["p_predicted"] = p_pred.round(6)
+    out["margin"] = (p_pred - p_gold).round(6)
+    return out[[c for c in out.columns if c != "run"] + ["run"]]
 
 
 TEXT = TextUnit()

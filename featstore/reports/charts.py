@@ -1,13 +1,17 @@
 """PNG charts: the `compare` leaderboard, the `probe-layers` curves and a confusion matrix.
 
-Scores are drawn in the unit the tables print (percent for classification); bars start at 0, and
-a line chart whose axis cannot start at 0 without flattening the curves says so with break marks.
-A chart never replaces a file silently. matplotlib runs on the Agg backend: no display needed.
+Scores are drawn in the unit the tables print (percent for classification). An axis starts at 0
+unless that would flatten the differences a reader came for; then it starts where the data does
+and says so twice, with break marks on the axis and "axis from N" in its label. Leaderboard bars
+carry error bars (the spread over runs, or the standard error of the evaluation rows), and a
+chance line where one is known. Every title names the dataset, the encoder and the protocol
+(callers pass it). Where to write is checked beforehand (`output_paths`). matplotlib runs on the
+Agg backend: no display needed.
 """
 
 from __future__ import annotations
 
-import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -16,37 +20,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from featstore.heads.errors import HeadError  # noqa: E402
-from featstore.store.atomic import can_create_in  # noqa: E402
+from featstore.store import Store, short_model_name  # noqa: E402
 
 
-def chart_path(plot: str | os.PathLike | None, charts_dir: str | os.PathLike | None,
-               default_name: str, overwrite: bool = False) -> Path:
-    """Where a chart goes: `plot`, else CHARTS_DIR/default_name (default: the current
-    directory). An existing file, or a directory where no file can be created, is refused
-    (unless `overwrite`, for an existing file) before any work is done."""
-    path = Path(plot) if plot else Path(charts_dir or ".") / default_name
-    if path.suffix.lower() != ".png":
-        raise HeadError(f"chart {path}: charts are PNG files; give a name ending in .png")
-    if path.is_dir():
-        raise HeadError(f"chart {path} is a directory")
-    if os.path.lexists(path) and not overwrite:
-        raise HeadError(f"chart {path} already exists; pass --overwrite, or --plot/--charts "
-                        "elsewhere")
-    check_chart_dir(plot, charts_dir)
-    return path
-
-
-def check_chart_dir(plot: str | os.PathLike | None, charts_dir: str | os.PathLike | None
-                    ) -> None:
-    """The directory a chart goes to exists and takes new files: checked before a command
-    does any work (a --train file is featurized before the chart's name is known)."""
-    parent = Path(plot).parent if plot else Path(charts_dir or ".")
-    if not parent.is_dir():
-        raise HeadError(f"chart directory {parent} does not exist")
-    if not can_create_in(parent):
-        raise HeadError(f"cannot create a chart in {parent.absolute()}; pass --plot or --charts "
-                        "elsewhere")
+def chart_title(store: Store, dataset: str, what: str, encoder_id: str, protocol: str) -> str:
+    """What every chart's title says: the dataset, what is drawn, the encoder (its model's
+    short name and id) and the protocol."""
+    model = store.encoder_entry(encoder_id).fingerprint.get("model")
+    return f"{dataset} · {what}\nencoder {short_model_name(model)} ({encoder_id})\n{protocol}"
 
 
 def _as_shown(metric: str, values: list[float]) -> tuple[list[float], str]:
@@ -56,21 +37,71 @@ def _as_shown(metric: str, values: list[float]) -> tuple[list[float], str]:
     return [100 * v for v in values], f"{metric} (%)"
 
 
+def axis_start(values: list[float], top: float) -> float:
+    """Where a percent axis starts: 0, unless every value lies in the top 40% of the range,
+    within a quarter of it of each other (a leaderboard of 87-91% bars that would look the
+    same); then a multiple of 5 a little below them."""
+    if not values:
+        return 0.0
+    low, high = min(values), max(values)
+    if low < 0.6 * top or high - low > 0.25 * top:
+        return 0.0
+    start = float(5 * np.floor((low - max(2.0, 0.5 * (high - low))) / 5))
+    return max(0.0, start)
+
+
+def mark_broken(ax: plt.Axes, axis: str) -> None:
+    """The two break marks at the start of an axis that does not start at 0."""
+    if axis == "x":
+        pts = ([0.0, 0.015], [0.0, 0.02]), ([0.015, 0.03], [0.0, 0.02])
+    else:
+        pts = ([0.0, 0.02], [0.0, 0.015]), ([0.0, 0.02], [0.015, 0.03])
+    for xs, ys in pts:
+        ax.plot(xs, ys, transform=ax.transAxes, color="k", clip_on=False, linewidth=1.2)
+
+
 def leaderboard_chart(names: list[str], scores: list[float], metric: str, title: str,
-                      path: str | Path) -> Path:
+                      path: str | Path, errors: list[float] | None = None,
+                      spread: str = "", chance: float | None = None) -> Path:
+    """Horizontal bars, best first, each with its error bar (`errors`, in the scores' unit;
+    `spread` says what they are) and the chance rate as a dashed line when given. The score
+    axis starts at 0 unless the bars would all look the same; then it is marked broken."""
     shown, label = _as_shown(metric, scores)
-    height = max(2.5, 0.32 * len(names) + 1.4)
-    fig, ax = plt.subplots(figsize=(8, height))
+    percent = label.endswith("(%)")
+    err = _as_shown(metric, errors)[0] if errors is not None else [0.0] * len(shown)
+    height = max(3.0, 0.34 * len(names) + 2.0)
+    width = 6.0 + 0.065 * max((len(n) for n in names), default=10)
+    fig, ax = plt.subplots(figsize=(max(8.5, width), height))
     ypos = list(range(len(names)))[::-1]
-    ax.barh(ypos, shown, color="#4878a8")
+    ax.barh(ypos, shown, color="#4878a8", xerr=err if errors is not None else None,
+            error_kw={"ecolor": "#222222", "capsize": 3, "elinewidth": 1})
     ax.set_yticks(ypos, names, fontsize=8)
-    top = 100.0 if label.endswith("(%)") else max(shown + [0.0]) * 1.15 or 1.0
-    ax.set_xlim(0, top)
-    for y, s in zip(ypos, shown, strict=True):
-        ax.text(s, y, f" {s:.2f}" if label.endswith("(%)") else f" {s:.3f}", va="center",
+    highest = max([s + e for s, e in zip(shown, err, strict=True)] + [0.0])
+    top = 100.0 if percent else highest * 1.15 or 1.0
+    low = axis_start([s - e for s, e in zip(shown, err, strict=True)], top) if percent else 0.0
+    if low > 0:  # a zoomed axis ends near the data too, so the differences fill the width
+        top = min(100.0, float(5 * np.ceil((highest + 3) / 5)))
+    chance_shown = 100 * chance if chance is not None and percent else chance
+    if chance_shown is not None and chance_shown >= low:
+        ax.axvline(chance_shown, color="grey", linestyle="--", linewidth=1,
+                   label=f"chance ({chance_shown:.1f}: the most frequent label)")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlim(low, top)
+    for y, s_, e in zip(ypos, shown, err, strict=True):
+        ax.text(min(s_ + e, top), y, f" {s_:.2f}" if percent else f" {s_:.3f}", va="center",
                 fontsize=7)
-    ax.set_xlabel(label)
+    notes = []
+    if low > 0:
+        mark_broken(ax, "x")
+        label = f"{label}, axis from {low:.0f}"
+    if chance_shown is not None and chance_shown < low:
+        notes.append(f"chance {chance_shown:.1f} (the most frequent label) is off the axis")
+    if errors is not None and spread:
+        notes.append(f"error bars: {spread}")
+    lines = [wrapped for note in notes for wrapped in textwrap.wrap(note, 80)]
+    ax.set_xlabel("\n".join([label, *lines]), fontsize=8)
     ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -95,11 +126,12 @@ def layer_chart(rows: list[dict], metric: str, title: str, path: str | Path,
     low = 0.0 if low < 10 else float(10 * np.floor(low / 10))
     ax.set_ylim(low, 100)
     if low > 0:  # a broken axis, said twice: marks on the axis and in its label
-        ax.plot([0, 0.02], [0.0, 0.015], transform=ax.transAxes, color="k", clip_on=False)
-        ax.plot([0, 0.02], [0.015, 0.03], transform=ax.transAxes, color="k", clip_on=False)
+        mark_broken(ax, "y")
         ax.set_ylabel(f"{metric} (%), axis from {low:.0f}")
     else:
         ax.set_ylabel(f"{metric} (%)")
+    layers = sorted({r["layer"] for r in rows})
+    ax.set_xticks(layers if len(layers) <= 25 else layers[::max(1, len(layers) // 12)])
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -110,23 +142,42 @@ def layer_chart(rows: list[dict], metric: str, title: str, path: str | Path,
     return Path(path)
 
 
+# above this many classes the picture shows only the most confused ones, readably
+CONFUSION_CLASSES_SHOWN = 25
+
+
+def most_confused(matrix: np.ndarray, k: int = CONFUSION_CLASSES_SHOWN) -> np.ndarray:
+    """Indices of the `k` classes with the most misclassified rows, as gold or as prediction
+    (ties: the class order), in class order."""
+    off = matrix - np.diag(np.diag(matrix))
+    involved = off.sum(axis=0) + off.sum(axis=1)
+    order = np.argsort(-involved, kind="stable")[:k]
+    return np.sort(order)
+
+
 def confusion_chart(matrix: np.ndarray, classes: list[str], title: str, path: str | Path
                     ) -> Path:
-    """Rows: true label; columns: predicted; cells: share of the true label's rows (%)."""
+    """Rows: true label; columns: predicted; cells: share of the true label's rows (%), with
+    counts written in. With more than CONFUSION_CLASSES_SHOWN classes only the classes most
+    often confused are drawn (shares still of all their rows), and the title says so."""
     n = len(classes)
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    side = min(24.0, max(4.5, 0.28 * n + 2.5))
-    fig, ax = plt.subplots(figsize=(side, side))
-    im = ax.imshow(100 * share, cmap="Blues", vmin=0, vmax=100)
-    fs = 8 if n <= 20 else max(3, int(160 / n))
-    ax.set_xticks(range(n), classes, rotation=90, fontsize=fs)
-    ax.set_yticks(range(n), classes, fontsize=fs)
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                if matrix[i, j]:
-                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=7,
-                            color="white" if share[i, j] > 0.5 else "black")
+    keep = np.arange(n) if n <= CONFUSION_CLASSES_SHOWN else most_confused(matrix)
+    if len(keep) < n:
+        title = f"{title}\nthe {len(keep)} of {n} classes most often confused"
+    sub, sub_share = matrix[np.ix_(keep, keep)], share[np.ix_(keep, keep)]
+    names = [classes[i] for i in keep]
+    m = len(keep)
+    side = max(4.5, 0.36 * m + 3.0)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(100 * sub_share, cmap="Blues", vmin=0, vmax=100)
+    ax.set_xticks(range(m), names, rotation=90, fontsize=8)
+    ax.set_yticks(range(m), names, fontsize=8)
+    for i in range(m):
+        for j in range(m):
+            if sub[i, j]:
+                ax.text(j, i, str(int(sub[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if sub_share[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)

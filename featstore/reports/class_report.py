@@ -1,5 +1,7 @@
 """What a classifier gets wrong, per class: precision, recall, F1 and support for each label, the
-confusion matrix, and the misclassified rows. With 77 intents, the mean hides which ones fail."""
+confusion matrix, the pairs of labels most often confused, and the misclassified rows with the
+gold label's probability and the margin (the surest mistakes first: likely label errors). With
+77 intents, the mean hides which ones fail."""
 
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ class ClassReport:
     per_class: pd.DataFrame  # label, precision, recall, f1, support (fractions), worst F1 first
     matrix: np.ndarray  # [true, predicted] counts, in `classes` order
     classes: list[str]
-    errors: pd.DataFrame  # text (when known), gold, predicted, run
+    # text (when known), gold, predicted, p_gold, p_predicted, margin, run: the surest
+    # mistakes (likely label errors) first
+    errors: pd.DataFrame
     rows: int  # predictions counted (every run's evaluation rows)
+    pairs: pd.DataFrame  # gold, predicted, count, share_of_gold: the most confused pairs first
 
 
 def class_report(predictions: pd.DataFrame, texts: dict[str, str] | None = None
@@ -36,6 +41,20 @@ def class_report(predictions: pd.DataFrame, texts: dict[str, str] | None = None
     wrong = predictions[gold != pred].copy()
     if texts is not None and KEY_COLUMN in wrong.columns:
         wrong.insert(0, "text", [texts.get(k, "") for k in wrong[KEY_COLUMN]])
+    if "margin" in wrong.columns:
+        wrong = wrong.sort_values("margin", ascending=False, kind="stable")
     errors = wrong.drop(columns=[KEY_COLUMN], errors="ignore").reset_index(drop=True)
     return ClassReport(per_class.reset_index(drop=True), matrix, classes, errors,
-                       len(predictions))
+                       len(predictions), confused_pairs(matrix, classes))
+
+
+def confused_pairs(matrix: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Every (gold, predicted) pair of different labels that occurred, most frequent first:
+    its count and its share of the gold label's rows."""
+    support = matrix.sum(axis=1)
+    rows = [(classes[i], classes[j], int(matrix[i, j]), matrix[i, j] / max(support[i], 1))
+            for i, j in zip(*np.nonzero(matrix), strict=True) if i != j]
+    table = pd.DataFrame(rows, columns=["gold", "predicted", "count", "share_of_gold"])
+    return table.sort_values(["count", "share_of_gold", "gold", "predicted"],
+                             ascending=[False, False, True, True], kind="stable"
+                             ).reset_index(drop=True)

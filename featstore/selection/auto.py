@@ -348,8 +348,21 @@ class HeadSelector(StoreHead):
         self.check_fitted()
         return self.best_estimator_.predict_proba(*args)
 
-    def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        return self.best_estimator_.truth_and_output(store, data, y)
+    @property
+    def encoder_id_(self) -> str:
+        """The winner's encoder id."""
+        self.check_fitted()
+        return self.best_estimator_.encoder_id_
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The winner's classes: column i of `predict_proba` is `classes_[i]`."""
+        self.check_fitted()
+        return self.best_estimator_.classes_
+
+    def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        return self.best_estimator_.truth_and_output(store, data, y, allow_unseen)
 
     def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
              extra: dict | None = None, overwrite: bool = False) -> Path:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from featstore.heads.gather import encoder_layers
+from featstore.heads.fusion_sources import encoder_layers
 from featstore.heads.params import TEXT_HEAD
 from featstore.selection.recipes import FEW, STRONG
 from featstore.store import Store

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from featstore.heads.errors import HeadError
 from featstore.heads.kinds import compatible
 from featstore.heads.metrics import primary_metric
@@ -57,7 +59,8 @@ def compare_grid(pools: tuple[str, ...] = COMPARE_POOLS, heads: tuple[str, ...] 
                 entries.append(GridEntry(entry_name(params), params))
     if task == "classification" and "mlp" in heads and "mean-max" in pools:
         params = {**base, **STRONG}
-        entries.append(GridEntry(entry_name(params) + ", no hold-out", params))
+        entries.append(GridEntry(entry_name(params) + f", {params['epochs']} epochs on all "
+                                 "training rows", params))
     for head in heads:
         for mode in ("concat", "project") if fuse else ():
             if not compatible("mean", head, task, mode):
@@ -87,3 +90,25 @@ def run_grid(store: Store, plan: EvaluationPlan, entries: list[GridEntry],
     metric = primary_metric(task)
     done = sorted((e for e in entries if e.result), key=lambda e: -e.result.metrics[metric])
     return done + [e for e in entries if not e.result]
+
+
+def score_spread(plan: EvaluationPlan, entries: list[GridEntry], metric: str
+                 ) -> tuple[list[float], str]:
+    """Error bars for a leaderboard and what they are: the standard deviation over runs (folds,
+    seeds or repeats) where entries ran several times, else, for accuracy on one evaluation set,
+    its standard error over the n evaluation examples, Agresti-Coull adjusted (two successes
+    and two failures added, so a perfect score on a small set still shows its uncertainty:
+    sqrt(q(1 - q) / (n + 4)), q = (correct + 2) / (n + 4)); none otherwise."""
+    runs = [len(e.result.runs) for e in entries if e.result]
+    if runs and min(runs) > 1:
+        over = f"the {plan.cv} CV folds" if plan.cv and min(runs) == plan.cv else \
+            f"{min(runs)} runs"
+        return ([float(e.result.metrics.get(f"{metric}_std", 0.0)) for e in entries
+                 if e.result], f"1 standard deviation over {over}")
+    n = plan.eval_examples or (len(plan.eval) if plan.eval is not None else 0)
+    if metric != "accuracy" or not n:
+        return [0.0] * len(runs), ""
+    adjusted = [(float(e.result.metrics[metric]) * n + 2) / (n + 4) for e in entries
+                if e.result]
+    return ([float(np.sqrt(q * (1 - q) / (n + 4))) for q in adjusted],
+            f"1 standard error of accuracy on the {n} evaluation examples (Agresti-Coull)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featstore.heads.gather import encoder_layers
+from featstore.heads.fusion_sources import encoder_layers
 from featstore.heads.protocols import EvaluationPlan, run_protocol
 from featstore.selection.settings import PROBE_C
 from featstore.store import Store
@@ -33,8 +33,10 @@ def probe_layers(store: Store, plan: EvaluationPlan, encoder: str | None = None,
 
 
 def chance_rate(plan: EvaluationPlan) -> float:
-    """The accuracy of always predicting the most frequent label of the evaluation rows (the
-    training rows under cross-validation): the floor a probe must clear to mean anything."""
-    rows = plan.eval if plan.eval is not None else plan.train
-    counts = rows[plan.label_col].astype(str).value_counts()
+    """The accuracy of always predicting the most frequent label of the evaluation examples
+    (the training examples under cross-validation; a sequence is one example): the floor a
+    head must clear to mean anything."""
+    examples = plan.training_examples() if plan.eval is None else \
+        plan.unit.examples(plan.eval, plan.label_col, "the evaluation rows")
+    counts = examples.labels.astype(str).value_counts()
     return float(counts.iloc[0] / counts.sum()) if len(counts) else 0.0

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from featstore.featurize.corpus import read_rows
-from featstore.featurize.driver import same_source
 from featstore.featurize.errors import CorpusError
 from featstore.heads.errors import HeadError
 from featstore.services.featurizing import Say, featurize_file, options_for_store
-from featstore.store import Store, check_name, default_store_path, open_store
+from featstore.services.preflight import dataset_name
+from featstore.store import default_store_path, open_store
 
 
 def dataset_for(store_path: str | Path | None, value: str | None, model: str | None = None,
@@ -25,33 +25,14 @@ def dataset_for(store_path: str | Path | None, value: str | None, model: str | N
         return None
     root = default_store_path(store_path)
     store = open_store(root) if (root / "manifest.json").exists() else None
-    if store is not None and value in store.manifest.datasets:
-        return value
+    name, is_file = dataset_name(root, store, value)
+    if not is_file:
+        return name
     path = Path(value)
-    if not path.is_file():
-        known = ", ".join(store.manifest.datasets) if store is not None else ""
-        raise HeadError(f"{value!r} is neither a dataset in store {root} "
-                        f"(datasets: {known or 'none'}) nor a corpus file")
-    name = free_dataset_name(store, path)
     options = replace(options_for_store(store, model, tokens), wait=True)  # a side write
     featurize_file(path, root, options, name=name, progress=progress, warn=say,
                    announce=None if say is None else
                    f"featurizing {path} into {root} as dataset {name!r}")
-    return name
-
-
-def free_dataset_name(store: Store | None, path: Path) -> str:
-    """The dataset a file goes to: the one already made from it, else its stem, else the stem
-    with the first free suffix (-2, -3, ...): a file never replaces another file's dataset."""
-    stem = check_name(path.stem, "dataset")
-    held = store.manifest.datasets if store is not None else {}
-    for name, entry in held.items():
-        if same_source(entry.source, path) and (name == stem or name.startswith(f"{stem}-")):
-            return name
-    name, n = stem, 1
-    while name in held:
-        n += 1
-        name = check_name(f"{stem}-{n}", "dataset")
     return name
 
 

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from pyarrow import ArrowException
 
 from featstore.featurize.driver import FeaturizeSummary, featurize_corpus, featurize_texts
+from featstore.featurize.model_names import DEFAULT_MODEL
 from featstore.featurize.options import FeaturizeOptions
-from featstore.store import FeatstoreError, Store, clean_text, keys_for
+from featstore.store import FeatstoreError, Store, clean_text, keys_for, short_model_name
 
 Say = Callable[[str], None]
 
@@ -70,8 +64,9 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
             raise FeatstoreError(f"{len(new)} text(s) are not featurized, and the encoder's "
                                  "fingerprint names no model featstore can load; run "
                                  "featurize on them") from None
-    featurize_texts(new, store.root, opts, progress=progress, warn=say or _quiet,
-                    announce=f"encoding {len(new)} text(s) not yet in the store")
+    featurize_texts(new, store.root, opts, progress=progress, warn=say or quiet,
+                    announce=f"encoding {len(new)} text(s) not yet in the store with "
+                             f"{short_model_name(opts.model or DEFAULT_MODEL)}")
     store.refresh()
     return len(new)
 
@@ -80,62 +75,5 @@ def _fingerprint_of(store: Store, model: str | None) -> dict:
     return store.encoder_entry(store.resolve_encoder(model, kind="encoder")).fingerprint
 
 
-def _quiet(message: str) -> None:
+def quiet(message: str) -> None:
     """Notebook calls stay quiet unless asked (`progress=True` shows the bar)."""
-
-
-DATAFRAME_SOURCE = "<DataFrame>"
-
-
-class StoreFeaturizer:
-    """What `Store.featurize` and `Store.featurize_missing` do (installed by `featstore`)."""
-
-    def featurize_missing(self, store: Store, texts: Sequence[str], fingerprint: dict | None,
-                          features: Sequence[str], model: str | None, progress: bool) -> int:
-        return featurize_missing(store, list(texts), fingerprint, features, progress=progress,
-                                 model=model)
-
-    def featurize_data(self, store: Store, data: Any, name: str | None, text_col: str | None,
-                       model: str | None, progress: bool, replace: bool,
-                       options: dict[str, Any]) -> dict[str, Any]:
-        opts = self._options(store, model, options)
-        if isinstance(data, str | os.PathLike) and Path(data).is_file():
-            return featurize_file(data, store.root, opts, name=name, text_col=text_col,
-                                  progress=progress, warn=_quiet, replace=replace).to_dict()
-        if isinstance(data, str | os.PathLike):
-            raise FeatstoreError(f"{data} is not a file; pass a corpus file, a DataFrame or a "
-                                 "list of texts")
-        if isinstance(data, pd.DataFrame):
-            frame = data
-        else:
-            texts = list(data)
-            if not all(isinstance(t, str) for t in texts):
-                raise FeatstoreError("featurize takes a corpus file, a DataFrame or a list of "
-                                     "texts")
-            if name is None:
-                return featurize_texts(texts, store.root, opts, progress=progress,
-                                       warn=_quiet).to_dict()
-            frame = pd.DataFrame({"text": texts})
-        if name is None:
-            raise FeatstoreError("a DataFrame is recorded as a dataset: pass name=")
-        with tempfile.TemporaryDirectory(prefix="featstore-frame-") as tmp:
-            path = Path(tmp) / f"{name}.parquet"
-            try:
-                frame.to_parquet(path, index=False)
-            except (ValueError, TypeError, ArrowException) as exc:
-                raise FeatstoreError(f"the DataFrame cannot be stored as a table ({exc})"
-                                     ) from None
-            return featurize_corpus(path, store.root, opts, name=name, text_col=text_col,
-                                    progress=progress, warn=_quiet, replace=replace,
-                                    source=DATAFRAME_SOURCE).to_dict()
-
-    @staticmethod
-    def _options(store: Store, model: str | None, options: dict[str, Any]) -> FeaturizeOptions:
-        fields = set(FeaturizeOptions.__dataclass_fields__)
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise FeatstoreError(f"unknown featurize option(s) {', '.join(unknown)}; choose "
-                                 f"from {', '.join(sorted(fields - {'model'}))}")
-        if model is None and store.has_encoder() and not options:
-            return options_for_store(store, None)
-        return replace(FeaturizeOptions(model=model, laser=False), **options)

@@ -1,34 +1,17 @@
-"""`--report DIR`: the evaluation rows' per-class scores, confusion matrix and misclassified
-rows of a run made with `keep_predictions`, written as files a person opens."""
+"""`--report DIR`: the evaluation rows' per-class scores, confusion matrix, most confused pairs
+and misclassified rows (with the gold label's probability and the margin) of a run made with
+`keep_predictions`, written as files a person opens."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from featstore.heads.errors import HeadError
-from featstore.reports.charts import confusion_chart
+from featstore.reports.charts import chart_title, confusion_chart
 from featstore.reports.class_report import ClassReport, class_report
+from featstore.reports.output_paths import report_paths
 from featstore.services.head_runs import SavedHead
 from featstore.store import KEY_COLUMN, Store
-from featstore.store.atomic import can_create_in
-
-REPORT_FILES = ("classes.csv", "confusion.png", "errors.csv")
-
-
-def report_paths(directory: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """The files `--report DIR` writes; existing ones are refused unless `overwrite`, and a
-    directory that cannot be written is refused, both before any training."""
-    base = Path(directory)
-    if base.exists() and not base.is_dir():
-        raise HeadError(f"--report {base}: not a directory")
-    paths = {Path(f).stem: base / f for f in REPORT_FILES}
-    taken = [str(p) for p in paths.values() if p.exists()]
-    if taken and not overwrite:
-        raise HeadError(f"--report would replace {', '.join(taken)}; pass --overwrite or "
-                        "another directory")
-    if not can_create_in(base):
-        raise HeadError(f"--report {base}: cannot create files there; pass another directory")
-    return paths
 
 
 def write_report(store: Store, saved: SavedHead, directory: str | Path,
@@ -49,8 +32,10 @@ def write_report(store: Store, saved: SavedHead, directory: str | Path,
                              strict=True))
     report = class_report(result.predictions, texts)
     report.per_class.round(4).to_csv(paths["classes"], index=False)
+    report.pairs.round(4).to_csv(paths["confused_pairs"], index=False)
     report.errors.to_csv(paths["errors"], index=False)
     confusion_chart(report.matrix, report.classes,
-                    f"{plan.train_name} · head {saved.name}\n{plan.protocol}",
-                    paths["confusion"])
+                    chart_title(store, plan.train_name, f"head {saved.name}",
+                                result.head.encoder_id_,  # type: ignore[attr-defined]
+                                plan.protocol), paths["confusion"])
     return report, paths

@@ -10,10 +10,10 @@ from typing import Any
 
 from featstore.featurize.corpus import open_corpus
 from featstore.featurize.errors import CorpusError
-from featstore.heads.artifacts import list_heads, read_head_json, refuse_existing_head
+from featstore.heads.artifacts import refuse_existing_head
 from featstore.heads.base import StoreHead
 from featstore.heads.errors import HeadError
-from featstore.heads.metrics import primary_metric
+from featstore.heads.names import head_name, sources_suffix
 from featstore.heads.params import DECLARED, HEAD_SELECTOR
 from featstore.heads.protocols import (
     EvaluationPlan,
@@ -30,7 +30,6 @@ from featstore.services.featurizing import Say
 from featstore.store import (
     KEY_COLUMN,
     Store,
-    check_name,
     clean_text,
     default_store_path,
     open_store,
@@ -40,9 +39,10 @@ from featstore.store import (
 def plan_data(store_path: str | Path | None, train: str | None = None, eval: str | None = None,  # noqa: A002
               cv: int | None = None, label_col: str | None = None,
               task: str = "classification", model: str | None = None, tokens: bool = False,
-              progress: bool = True, say: Say | None = None, unit: Unit = TEXT
-              ) -> tuple[Store, EvaluationPlan]:
-    """The store and the evaluation plan; --train/--eval corpus files are featurized first."""
+              progress: bool = True, say: Say | None = None, unit: Unit = TEXT,
+              allow_unseen_labels: bool = False) -> tuple[Store, EvaluationPlan]:
+    """The store and the evaluation plan; --train/--eval corpus files are featurized first;
+    `allow_unseen_labels`: evaluation labels the training rows never show are scored as errors."""
     DECLARED["task"].check(task)
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
@@ -51,7 +51,8 @@ def plan_data(store_path: str | Path | None, train: str | None = None, eval: str
     train_name = dataset_for(store_path, train, model, tokens, progress, say)
     eval_name = dataset_for(store_path, eval, model, tokens, progress, say)
     store = open_store(store_path)
-    return store, plan_evaluation(store, train_name, eval_name, cv, label_col, task, unit)
+    return store, plan_evaluation(store, train_name, eval_name, cv, label_col, task, unit,
+                                  allow_unseen_labels)
 
 
 def check_examples_file(store_path: str | Path | None, value: str | None, unit: Unit,
@@ -112,7 +113,7 @@ def default_head_name(plan: EvaluationPlan, params: dict[str, Any],
                       task: str = "classification") -> str:
     """DATASET-NAME, the estimator these parameters make naming itself (`default_name`)."""
     head: StoreHead = plan.unit.estimator(task, params)
-    return check_name(f"{plan.train_name}-{head.default_name()}", "head")
+    return head_name(plan.train_name, head.default_name())
 
 
 def select_and_save(store: Store, plan: EvaluationPlan, task: str = "classification",
@@ -128,7 +129,7 @@ def select_and_save(store: Store, plan: EvaluationPlan, task: str = "classificat
     DATASET-auto) with its search record in head.json; an existing head of that name is
     refused before the search, unless `overwrite`. `unlabeled` (a dataset) offers each search
     self-training on its rows, less the evaluation rows."""
-    name = name or f"{plan.train_name}-auto"
+    name = name or head_name(plan.train_name, "auto" + sources_suffix(encoder, fuse))
     refuse_existing_head(store, name, overwrite)
     run = auto_protocol(store, plan, task=task, shots=shots, repeats=repeats, seed=seed,
                         budget=budget, folds=folds, search_space=search_space, encoder=encoder,
@@ -143,28 +144,3 @@ def select_and_save(store: Store, plan: EvaluationPlan, task: str = "classificat
     path = run.searches[0].save(store, name, metrics=result.metrics, extra=extra,
                                 overwrite=overwrite)
     return SavedHead(name, path, result, run.searches)
-
-
-def describe_heads(store_path: str | Path | None) -> list[dict[str, Any]]:
-    """One row per saved head: name, task, pooling, head kind, training dataset, its primary
-    score and when it was made; a damaged head is listed with the reason instead."""
-    root = default_store_path(store_path)
-    if not (root / "manifest.json").is_file():
-        open_store(root)  # the one-line "no store" error
-    rows = []
-    for name in list_heads(root):
-        try:
-            doc = read_head_json(root, name)
-        except HeadError as exc:
-            rows.append({"name": name, "task": "-", "pool": "-", "head": "-", "dataset": None,
-                         "metric": "-", "score": None, "created": f"damaged: {exc}"})
-            continue
-        cfg = doc.get("config", {})
-        task = cfg.get("task", "classification")
-        metric = primary_metric(task)
-        rows.append({"name": name, "task": task, "pool": cfg.get("pool"),
-                     "head": cfg.get("head"),
-                     "dataset": doc.get("evaluation", {}).get("train"), "metric": metric,
-                     "score": doc.get("metrics", {}).get(metric),
-                     "created": doc.get("created", "")})
-    return rows

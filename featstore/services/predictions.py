@@ -5,10 +5,6 @@ group), its prediction and class probabilities (all of them, or the top k)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +12,6 @@ from typing import IO
 
 import numpy as np
 import pandas as pd
-from pyarrow import ArrowException
 
 from featstore.featurize.corpus import open_corpus
 from featstore.heads.base import StoreHead
@@ -24,9 +19,9 @@ from featstore.heads.errors import HeadError
 from featstore.heads.inputs import find_by_fingerprint
 from featstore.heads.units import Unit, unit_of
 from featstore.services.datasets import read_rows_file
-from featstore.services.featurizing import Say, featurize_missing
+from featstore.services.featurizing import Say
+from featstore.services.head_sources import featurize_sources
 from featstore.store import KEY_COLUMN, Store, clean_text
-from featstore.store.atomic import can_create_in
 
 TEXT = "text"
 
@@ -176,12 +171,13 @@ def keep_input_columns(rows: pd.DataFrame, added: Sequence[str]) -> tuple[pd.Dat
 
 def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[str],
                   progress: bool = False, say: Say | None = None, name: str = "the head",
-                  top_k: int | None = None) -> pd.DataFrame:
+                  top_k: int | None = None, laser_dir: str | None = None) -> pd.DataFrame:
     """What the head's unit prints per example of `rows` (texts, or a frame with a `text`
     column; a sequence head's rows): `prediction` and, for classifiers, `p_CLASS` per class,
     or with `top_k`, `label_1, p_1, ... label_K, p_K`; an input column of one of those names is
-    kept as NAME_given. Texts the store lacks are encoded and stored first, with the head's own
-    encoder (which the store must hold)."""
+    kept as NAME_given. Texts the store lacks are encoded and stored first, with every source the
+    head reads (its encoder, a fused encoder, LASER, found in `laser_dir`); texts an imported
+    source lacks are refused before anything is encoded."""
     head.check_fitted()
     out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
     if unit_of(head).lone_texts:  # a row per text: its columns travel with its prediction
@@ -190,75 +186,13 @@ def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[s
             say("input column(s) " + ", ".join(f"{a!r} kept as {b!r}"
                                                for a, b in renamed.items())
                 + " (predict writes those names)")
-    needs: dict[str, tuple[dict, list[str]]] = {}  # per encoder: the features any part reads
-    for layout in head.layouts_:  # type: ignore[attr-defined]
-        fp, feats = needs.setdefault(json.dumps(layout.encoder_fingerprint, sort_keys=True),
-                                     (layout.encoder_fingerprint, []))
-        feats.extend(f for f in layout.features if f not in feats)
     unit = unit_of(head)
     texts = [] if KEY_COLUMN in out.columns else \
         [t for c in unit.text_columns if c in out.columns for t in out[c].astype(str)]
-    for fp, feats in needs.values():  # rows with keys were read from the store: it holds them
-        find_by_fingerprint(store, fp, name)
-        if texts:
-            featurize_missing(store, texts, fp, feats, progress=progress, say=say)
+    for layout in head.layouts_:  # type: ignore[attr-defined]
+        find_by_fingerprint(store, layout.encoder_fingerprint, name)
+    layouts = [layout.bind(store) for layout in head.layouts_]  # type: ignore[attr-defined]
+    if texts:  # rows with keys were read from the store: it holds them
+        featurize_sources(store, texts, [n for layout in layouts for n in layout.needs()],
+                          progress=progress, say=say, laser_dir=laser_dir)
     return unit.prediction_table(store, head, out, top_k)
-
-
-OUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
-def output_target(out: str | None, fmt: str | None, overwrite: bool = False
-                  ) -> tuple[Path | None, str]:
-    """Where predictions go and in which format, checked before any work: the format the file's
-    extension names (an unknown extension needs --format, a contradicting --format is refused),
-    and an existing file is replaced only with `overwrite`. None: stdout."""
-    if out is None:
-        if fmt == "parquet":
-            raise HeadError("--format parquet writes a file: pass --out FILE.parquet")
-        return None, fmt or "csv"
-    path = Path(out)
-    named = OUT_FORMATS.get(path.suffix.lower())
-    if named is None and fmt is None:
-        raise HeadError(f"--out {out}: the extension {path.suffix or '(none)'!r} names no "
-                        "format; use .csv, .jsonl or .parquet, or pass --format")
-    if named is not None and fmt is not None and named != fmt:
-        raise HeadError(f"--out {out} names {named} but --format says {fmt}; drop --format or "
-                        "change the extension")
-    if path.is_dir():
-        raise HeadError(f"--out {out} is a directory")
-    if os.path.lexists(path) and not overwrite:
-        raise HeadError(f"--out {out} already exists; pass --overwrite to replace it, or "
-                        "another --out")
-    if not path.parent.is_dir():
-        raise HeadError(f"--out {out}: directory {path.parent} does not exist")
-    if not can_create_in(path.parent):
-        raise HeadError(f"--out {out}: cannot create files in {path.parent.absolute()}; "
-                        "pass another --out")
-    return path, fmt or named or "csv"
-
-
-def write_predictions(table: pd.DataFrame, path: Path | None, fmt: str, stream: IO) -> None:
-    """The table in `fmt` to `stream`, or to `path` through a temporary file renamed into
-    place, so a failed write never leaves half a file."""
-    if path is None:
-        if fmt == "jsonl":
-            table.to_json(stream, orient="records", lines=True, force_ascii=False)
-        else:
-            table.to_csv(stream, index=False)
-        return
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        if fmt == "parquet":
-            table.to_parquet(tmp, index=False)
-        elif fmt == "jsonl":
-            table.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except (ValueError, TypeError, ArrowException) as exc:
-        raise HeadError(f"--out {path}: the predictions cannot be written as {fmt} ({exc})"
-                        ) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.heads.artifacts import list_heads, verify_heads
-from featstore.heads.gather import featurize_flags
+from featstore.heads.fusion_sources import featurize_flags
 from featstore.store import Store, StoreWriter, default_store_path, open_store
 
 

@@ -5,9 +5,11 @@ An imported source is one fingerprint (kind "vectors": its name, the file's SHA-
 was read, width and storage dtype) with one feature, "vector" [dim], per text key. The whole file
 is read and checked, and the store consulted, before anything is written; the source then
 appears in one commit. Importing the same file again changes nothing, unless `repair` dropped some
-of its rows: then the source is written again whole, under the same fingerprint, so heads fused
-with it work again. Another file under a name already in use replaces that source only when asked
-(`replace`).
+of its rows: then those rows are written again, under the same fingerprint, so heads fused with
+it work again. Another file under a name already in use replaces that source only when asked
+(`replace`), or, with `add`, adds the vectors of texts the source lacks (new texts a fused head is
+asked to predict), keeping the source's fingerprint: texts it holds must come with the vectors it
+holds.
 
 Rows given as texts are keyed by the store's rule, so they join any dataset holding those texts,
 whenever it is featurized (texts no dataset holds yet are kept, and counted; `strict` refuses
@@ -57,7 +59,8 @@ class ImportSummary:
     store: str
     name: str
     source_id: str
-    status: str  # "imported", "replaced", "restored" (rows repair dropped) or "unchanged"
+    status: str  # "imported", "replaced", "restored" (rows repair dropped), "added" (--add) or
+    # "unchanged"
     replaced: str | None  # the id of the source this import replaced
     file: str
     sha256: str
@@ -74,6 +77,7 @@ class ImportSummary:
     in_datasets: int  # vectors whose text is in a dataset of the store
     bytes_written: int
     seconds: float
+    added: int = 0  # vectors --add wrote (texts the source lacked)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,9 +100,10 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
                    texts: str | Path | None = None, dim: int | None = None,
                    dtype: str = "float32", replace: bool = False, strict: bool = False,
                    shard_rows: int = 2048, wait: bool = False, progress: bool = False,
-                   fp16: bool = False) -> ImportSummary:
-    """Import the vectors of `path` into the store as source `name` (see the module docstring).
-    Every refusal is one line and leaves the store as it was."""
+                   fp16: bool = False, add: bool = False) -> ImportSummary:
+    """Import the vectors of `path` into the store as source `name` (see the module docstring);
+    with `add`, add the vectors of texts the source lacks to it, keeping its fingerprint, so
+    heads fused with it read them. Every refusal is one line and leaves the store as it was."""
     start = time.perf_counter()
     check_name(name, "source")
     if name in RESERVED_NAMES:
@@ -108,6 +113,9 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
         raise VectorImportError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     if shard_rows < 1:
         raise VectorImportError(f"shard_rows must be at least 1, not {shard_rows}")
+    if add and replace:
+        raise VectorImportError("--add keeps a source's vectors and adds others; --replace "
+                                "swaps them for another file's: use one")
     vf = read_vector_file(path, text_col=text_col, vector_cols=vector_cols, texts=texts,
                           dim=dim, strict=strict, fp16=fp16)
     values = _stored_values(vf, dtype)
@@ -126,6 +134,21 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
 
     # Checked first with a reader: a refused or unchanged import never opens a writer.
     store = Store(root) if (root / "manifest.json").is_file() else None
+    if add:
+        source_id = _added_to(store, root, name, vf)
+        dtype = store.encoder_entry(source_id).dtype  # type: ignore[union-attr]
+        new_rows = _new_rows(store, source_id, name, vf, dtype)  # type: ignore[arg-type]
+        written = 0
+        if len(new_rows):
+            with StoreWriter(root, wait=wait) as writer:
+                new_rows = _new_rows(writer.store(), source_id, name, vf, dtype)
+                written = _write_rows(writer, source_id, vf, new_rows,
+                                      _stored_values(vf, dtype), shard_rows, progress)
+        dataset_keys = _dataset_keys(store)
+        result = summary(source_id, "added" if len(new_rows) else "unchanged", None,
+                         sum(k in dataset_keys for k in vf.keys), written)
+        result.added = len(new_rows)
+        return result
     plan = _import_plan(store, root, name, fingerprint, vf, replace, strict)
     if plan.unchanged is not None:
         return summary(plan.unchanged, "unchanged", None, plan.in_datasets, 0)
@@ -133,6 +156,11 @@ def import_vectors(path: str | Path, store_path: str | Path | None, name: str, *
         plan = _import_plan(writer.store(), root, name, fingerprint, vf, replace, strict)
         if plan.unchanged is not None:
             return summary(plan.unchanged, "unchanged", None, plan.in_datasets, 0)
+        if plan.restores:  # the rows repair dropped, written again beside the others
+            source_id = plan.replaces or ""
+            rows = _new_rows(writer.store(), source_id, name, vf, dtype)
+            written = _write_rows(writer, source_id, vf, rows, values, shard_rows, progress)
+            return summary(source_id, "restored", None, plan.in_datasets, written)
         source_id = _free_id(writer.store(), name, fingerprint, plan.replaces)
         shards = []
         from tqdm import tqdm
@@ -187,7 +215,7 @@ class _Plan:
     unchanged: str | None  # id of the source already holding exactly this import
     replaces: str | None  # id of the source of the same name this import replaces
     in_datasets: int
-    restores: bool = False  # the same file again, for rows `repair` dropped: written whole
+    restores: bool = False  # the same file again, for rows `repair` dropped: written again
 
 
 def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, vf: VectorFile,
@@ -200,7 +228,7 @@ def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, 
         fp = e.fingerprint
         if e.kind == KIND and fp.get("name") == name:
             if fingerprints_match(fp, fingerprint):
-                if e.rows == len(vf.keys):
+                if store is not None and store.has(enc_id, vf.keys, [FEATURE]).all():
                     return _Plan(enc_id, None, in_datasets)
                 return _Plan(None, enc_id, in_datasets, restores=True)  # after a repair
             if not replace:
@@ -230,6 +258,57 @@ def _import_plan(store: Store | None, root: Path, name: str, fingerprint: dict, 
             f"{vf.path}: {len(vf.keys) - in_datasets} of {len(vf.keys)} texts are in no dataset "
             f"of store {root} (first: row {vf.file_rows[i] + 1}) and --strict is set")
     return _Plan(None, replaces, in_datasets)
+
+
+def _added_to(store: Store | None, root: Path, name: str, vf: VectorFile) -> str:
+    """The id of the imported source `--add` adds to, refused where the file cannot join it."""
+    found = [k for k, e in (store.manifest.encoders.items() if store is not None else ())
+             if e.kind == KIND and e.fingerprint.get("name") == name]
+    if not found:
+        raise VectorImportError(f"store {root} holds no imported source {name!r} to add "
+                                "vectors to; import the file without --add")
+    fp = store.encoder_entry(found[0]).fingerprint  # type: ignore[union-attr]
+    if vf.dim != fp.get("dim"):
+        raise VectorImportError(f"{vf.path}: vectors are {vf.dim} wide, source {name!r} holds "
+                                f"{fp.get('dim')}-wide ones; --add takes vectors made as the "
+                                "source's were")
+    return found[0]
+
+
+def _new_rows(store: Store, source_id: str, name: str, vf: VectorFile, dtype: str
+              ) -> np.ndarray:
+    """Positions of the file's keys the source lacks; a key it holds must come with the vector
+    stored (as stored: in the source's dtype), else the file is refused."""
+    held = store.has(source_id, vf.keys, [FEATURE])
+    if held.any():
+        idx = np.flatnonzero(held)
+        stored = store.gather(source_id, [vf.keys[i] for i in idx], FEATURE)
+        given = _stored_values(vf, dtype)[idx]
+        differ = np.flatnonzero(~np.all(stored == given, axis=1))
+        if len(differ):
+            row = vf.file_rows[int(idx[differ[0]])]
+            raise VectorImportError(f"{vf.path} row {row + 1}: source {name!r} already holds "
+                                    "another vector for this text; a text keeps the vector it "
+                                    "was imported with (--replace swaps the whole source)")
+    return np.flatnonzero(~held)
+
+
+def _write_rows(writer: StoreWriter, source_id: str, vf: VectorFile, rows: np.ndarray,
+                values: np.ndarray, shard_rows: int, progress: bool) -> int:
+    """Shards of these rows, committed to the source in one commit; bytes written."""
+    from tqdm import tqdm
+
+    shards = []
+    with tqdm(total=len(rows), unit="vector", desc="import-vectors", disable=not progress,
+              leave=False) as bar:
+        for s in range(0, len(rows), shard_rows):
+            part = rows[s:s + shard_rows]
+            shards.append(writer.write_shard_file(
+                source_id, [vf.keys[i] for i in part], {FEATURE: values[part]},
+                attrs={"file_sha256": vf.sha256}))
+            bar.update(len(part))
+    writer.commit_shards(source_id, shards)
+    return sum(s.bytes for s in shards)
 
 
 def _dataset_keys(store: Store | None) -> set[str]:

@@ -19,11 +19,16 @@ from featstore.store.errors import (
 )
 from featstore.store.hashing import fingerprint_id
 from featstore.store.keys import KEY_COLUMN, clean_text, keys_for, normalize_text, text_key
-from featstore.store.manifest import FORMAT_VERSION, check_name, fingerprints_match
+from featstore.store.location import default_store_path
+from featstore.store.manifest import (
+    FORMAT_VERSION,
+    check_name,
+    fingerprints_match,
+    short_model_name,
+)
 
 _LAZY = {
     "Store": "featstore.store.store",
-    "default_store_path": "featstore.store.store",
     "names_model": "featstore.store.store",
     "open_store": "featstore.store.opening",
     "StoreWriter": "featstore.store.writer",
@@ -31,8 +36,9 @@ _LAZY = {
 
 __all__ = [
     "FORMAT_VERSION", "KEY_COLUMN", "DamagedShardError", "FeatstoreError", "FormatVersionError",
-    "LockedError", "StoreError", "check_name", "clean_text", "fingerprint_id",
-    "fingerprints_match", "keys_for", "normalize_text", "text_key", *_LAZY,
+    "LockedError", "StoreError", "check_name", "clean_text", "default_store_path",
+    "fingerprint_id", "fingerprints_match", "keys_for", "normalize_text", "short_model_name",
+    "text_key", *_LAZY,
 ]
 
 

@@ -20,6 +20,17 @@ class Featurizer(Protocol):
         """Encode those of `texts` whose `features` the store lacks, with the encoder of this
         fingerprint (None: the store's only encoder, else `model`); how many were encoded."""
 
+    def featurize_sources(self, store: Any, texts: Sequence[str],
+                          needs: Sequence[tuple[dict, Sequence[str]]], progress: bool,
+                          laser_dir: str | None) -> int:
+        """Encode those of `texts` that each source lacks, the sources given as (fingerprint,
+        features); refuse, before encoding anything, a source that cannot be computed here;
+        how many texts were encoded."""
+
+    def encode(self, store: Any, texts: Any, pool: str | None, layers: Any,
+               normalize: bool | None, encoder: str | None, progress: bool) -> Any:
+        """float32 vectors of `texts`, those the store lacks encoded first (`Store.encode`)."""
+
     def featurize_data(self, store: Any, data: Any, name: str | None, text_col: str | None,
                        model: str | None, progress: bool, replace: bool,
                        options: dict[str, Any]) -> dict[str, Any]:

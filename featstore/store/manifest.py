@@ -250,3 +250,10 @@ def read_manifest(root: Path) -> Manifest:
     if not isinstance(data, dict):
         raise StoreError(f"manifest of store {root} is malformed (not a JSON object)")
     return Manifest.from_json(data, root)
+
+
+def short_model_name(model: object) -> str:
+    """What people call a model: the last part of its hub id or directory path
+    (`all-MiniLM-L6-v2` for `sentence-transformers/all-MiniLM-L6-v2` or `/m/all-MiniLM-L6-v2/`)."""
+    text = str(model or "").rstrip("/\\")
+    return text.replace("\\", "/").rsplit("/", 1)[-1] or text

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from featstore.store.errors import StoreError
-from featstore.store.store import Store, default_store_path
-from featstore.store.writer import StoreWriter
+from featstore.store.location import default_store_path
+from featstore.store.store import Store
 
 
 def open_store(path: str | os.PathLike | None = None, create: bool = False) -> Store:
@@ -17,6 +17,8 @@ def open_store(path: str | os.PathLike | None = None, create: bool = False) -> S
         if not create:
             raise StoreError(f"no featstore store at {root} (featstore.open(path, create=True) "
                              "makes one)")
+        from featstore.store.writer import StoreWriter
+
         with StoreWriter(root):
             pass
     return Store(root)

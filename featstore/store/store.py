@@ -9,31 +9,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from featstore.store.errors import DamagedShardError, StoreError
 from featstore.store.featurizer_hook import installed_featurizer
 from featstore.store.hashing import sha256_file
 from featstore.store.keys import KEY_COLUMN, keys_for
+from featstore.store.location import default_store_path  # noqa: F401  (re-exported)
 from featstore.store.manifest import (
     EncoderEntry,
     Manifest,
     check_relpath,
     read_manifest,
+    short_model_name,
 )
-from featstore.store.shards import ShardReader
-from featstore.store.tables import read_table
+from featstore.store.tables import read_columns, read_table
 
-if TYPE_CHECKING:  # pandas and pyarrow load on first table read: `featstore info` stays fast
+if TYPE_CHECKING:  # numpy, h5py, pandas and pyarrow load when rows or tables are read: a
+    import numpy as np  # command that only reads the manifest (a refusal, `info`) starts fast
     import pandas as pd
 
-ENV_STORE = "FEATSTORE_DIR"
+    from featstore.store.shards import ShardReader
+
 VECTOR = "vector"  # the one feature of a vector source (LASER, imported vectors)
-
-
-def default_store_path(path: str | os.PathLike | None = None) -> Path:
-    """--store, else $FEATSTORE_DIR, else ./featstore."""
-    return Path(path or os.environ.get(ENV_STORE) or "featstore")
 
 
 def names_model(given: str, recorded: object) -> bool:
@@ -48,6 +44,32 @@ def names_model(given: str, recorded: object) -> bool:
         return mine.is_dir() and theirs.is_dir() and mine.resolve() == theirs.resolve()
     except (OSError, ValueError):
         return False
+
+
+def stored_layers_text(stored: list[int]) -> str:
+    """Which layers an encoder stores, and what to do about another one, in words that hold
+    whether or not featurize was given --layers."""
+    if stored and stored == list(range(stored[-1] + 1)):
+        return (f"it stores layers 0 to {stored[-1]} (0: the embeddings; -1 counts from the "
+                "top), every layer the model has unless featurize was given --layers; choose "
+                "one of them")
+    return (f"it stores only layers {stored}; choose one of them, or featurize again with "
+            "--layers all to store every layer")
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """An encoder of the store: `layers` are the stored hidden-state numbers (0: embeddings),
+    `n_layers` their count, `width` the vectors' width, `rows` the texts it holds."""
+
+    id: str
+    model: str
+    name: str
+    layers: list[int]
+    n_layers: int
+    width: int
+    features: list[str]
+    rows: int
 
 
 @dataclass
@@ -71,6 +93,57 @@ class Store:
         self.manifest: Manifest = read_manifest(self.root)
         self._index: dict[tuple[str, str], dict[str, _Loc]] = {}
 
+    def __repr__(self) -> str:
+        parts = []
+        for enc_id, e in self.manifest.encoders.items():
+            fp = e.fingerprint
+            if e.kind == "encoder":
+                parts.append(f"encoder {short_model_name(fp.get('model'))} "
+                             f"({len(fp.get('layers', []))} layers x {fp.get('hidden')}, "
+                             f"{e.rows} texts, id {enc_id})")
+            else:
+                parts.append(f"{fp.get('name') or e.kind} ({fp.get('dim')} dims, {e.rows} texts)")
+        sets = [f"{n} ({d.rows} rows)" for n, d in self.manifest.datasets.items()]
+        return (f"<featstore.Store {str(self.root)!r}: " + ("; ".join(parts) or "no encoder")
+                + "; datasets: " + (", ".join(sets) or "none") + ">")
+
+    # -- the encoder's shape -------------------------------------------------------------------
+    def encoder_info(self, encoder: str | None = None) -> EncoderInfo:
+        """The encoder `encoder` names (its model name, path or id; default: the only one):
+        its id, model, stored layer numbers, their count and the vectors' width."""
+        enc_id = self.resolve_encoder(encoder, kind="encoder")
+        e = self.encoder_entry(enc_id)
+        layers = [int(x) for x in e.fingerprint.get("layers", [])]
+        width = e.fingerprint.get("hidden") or next(
+            (int(v[-1]) for v in e.feature_shapes.values() if v), 0)
+        return EncoderInfo(enc_id, str(e.fingerprint.get("model")),
+                           short_model_name(e.fingerprint.get("model")), layers, len(layers),
+                           int(width), sorted(e.feature_shapes), e.rows)
+
+    @property
+    def n_layers(self) -> int:
+        """How many hidden states the encoder stores per text (the embeddings and each layer:
+        7 for all-MiniLM-L6-v2); with several encoders, `encoder_info(NAME).n_layers`."""
+        return self.encoder_info().n_layers
+
+    @property
+    def width(self) -> int:
+        """The width of the encoder's vectors (384 for all-MiniLM-L6-v2); with several
+        encoders, `encoder_info(NAME).width`."""
+        return self.encoder_info().width
+
+    def encode(self, texts: str | Sequence[str], pool: str | None = None,
+               layers: int | Sequence[int] | str | None = None, normalize: bool | None = None,
+               encoder: str | None = None, progress: bool = False) -> np.ndarray:
+        """float32 [n, dim] vectors of `texts` (one text: [dim]), as sentence-transformers'
+        `encode` returns them, read from the store; texts it lacks are encoded first (and
+        kept). `pool`: a fixed pooling (default: the model's sentence-transformers pooling,
+        else mean); `layers`: a layer, a list (averaged) or "all" (default: the top layer);
+        `normalize`: unit length (default: as the model's own `encode`); `encoder`: which of
+        the store's encoders (a model the store lacks is featurized first)."""
+        return installed_featurizer().encode(self, texts, pool, layers, normalize, encoder,
+                                             progress)
+
     # -- featurizing (forwarded to the featurizer the package installs) ------------------------
     def featurize(self, data: Any, name: str | None = None, *, text_col: str | None = None,
                   model: str | None = None, progress: bool = False, replace: bool = False,
@@ -92,6 +165,17 @@ class Store:
         handle is refreshed when anything was encoded. Returns how many were."""
         n = installed_featurizer().featurize_missing(self, texts, fingerprint, features, model,
                                                      progress)
+        if n:
+            self.refresh()
+        return n
+
+    def featurize_sources(self, texts: Sequence[str],
+                          needs: Sequence[tuple[dict, Sequence[str]]], progress: bool = False,
+                          laser_dir: str | None = None) -> int:
+        """Encode those of `texts` that each source lacks (sources as (fingerprint, features):
+        encoders and LASER are run, imported vectors refused before anything is encoded); the
+        handle is refreshed when anything was encoded. Returns how many texts were."""
+        n = installed_featurizer().featurize_sources(self, texts, needs, progress, laser_dir)
         if n:
             self.refresh()
         return n
@@ -179,13 +263,28 @@ class Store:
         matches = [k for k, e in entries.items()
                    if encoder == e.fingerprint.get("name")
                    or names_model(encoder, e.fingerprint.get("model"))]
+        if not matches:  # what people type: the model's short name, any case
+            matches = [k for k, e in entries.items() if e.kind == "encoder" and
+                       short_model_name(e.fingerprint.get("model")).lower() == encoder.lower()]
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise StoreError(f"store {self.root} has no encoder {encoder!r} "
-                             f"(it has: {', '.join(self.manifest.encoders) or 'none'})")
-        raise StoreError(f"model {encoder!r} matches several encoders ({', '.join(matches)}); "
-                         "name one by id")
+            held = ", ".join(self.source_names()) or "none"
+            raise StoreError(f"store {self.root} has no encoder {encoder!r} (it has: {held})")
+        raise StoreError(f"{encoder!r} matches several encoders ({', '.join(matches)}) of "
+                         f"store {self.root}; name one by id")
+
+    def source_names(self) -> list[str]:
+        """Each source as people name it: `SHORT-NAME (id)` for a model's encoder, the name of
+        imported vectors, `laser`."""
+        out = []
+        for enc_id, e in self.manifest.encoders.items():
+            fp = e.fingerprint
+            if e.kind == "encoder":
+                out.append(f"{short_model_name(fp.get('model'))} ({enc_id})")
+            else:
+                out.append(str(fp.get("name") or e.kind))
+        return out
 
     def dataset(self, name: str) -> pd.DataFrame:
         """A featurized corpus: `_key` plus its columns, in file order."""
@@ -198,8 +297,21 @@ class Store:
             raise self._gone(entry.file, "dataset table")
         return read_table(path, sha256=entry.sha256)
 
+    def dataset_columns(self, name: str) -> list[str]:
+        """A dataset's column names (`_key` first), read from the table's schema alone."""
+        entry = self.manifest.datasets.get(name)
+        if entry is None:
+            known = ", ".join(self.manifest.datasets) or "none"
+            raise StoreError(f"store {self.root} has no dataset {name!r} (it has: {known})")
+        path = check_relpath(entry.file, self.root)
+        if not path.exists():
+            raise self._gone(entry.file, "dataset table")
+        return read_columns(path, sha256=entry.sha256)
+
     # -- features -----------------------------------------------------------------------------
     def _reader(self, encoder_id: str, i: int) -> ShardReader:
+        from featstore.store.shards import ShardReader
+
         s = self.encoder_entry(encoder_id).shards[i]
         path = check_relpath(s.file, self.root)
         if not path.exists():
@@ -239,6 +351,8 @@ class Store:
 
     def has(self, encoder_id: str, keys: Sequence[str], features: Sequence[str]) -> np.ndarray:
         """Mask of keys whose features are all committed."""
+        import numpy as np
+
         present = np.ones(len(keys), dtype=bool)
         for feat in features:
             idx = self.index(encoder_id, feat)
@@ -257,8 +371,8 @@ class Store:
             elif layer in stored:
                 out.append(stored.index(layer))
             else:
-                raise StoreError(f"layer {layer} is not stored for encoder {encoder_id} "
-                                 f"(stored layers: {stored}); re-run featurize with --layers all")
+                raise StoreError(f"layer {layer} is not stored for encoder {encoder_id}: "
+                                 f"{stored_layers_text(stored)}")
         return out
 
     def gather(
@@ -270,6 +384,8 @@ class Store:
     ) -> np.ndarray:
         """Rows of `feature` for `keys`, in that order. Layered features come back
         [n, len(layers), hidden]; an int `layers` drops the layer axis."""
+        import numpy as np
+
         entry = self.encoder_entry(encoder_id)
         if feature not in entry.feature_shapes:
             raise StoreError(f"feature {feature!r} is not stored for encoder {encoder_id} "
@@ -303,6 +419,8 @@ class Store:
 
     def gather_meta(self, encoder_id: str, keys: Sequence[str], name: str,
                     feature: str = "cls") -> np.ndarray:
+        import numpy as np
+
         idx = self.index(encoder_id, feature)
         out = np.empty(len(keys), dtype=np.int64)
         by_shard: dict[int, list[int]] = {}
@@ -316,6 +434,9 @@ class Store:
 
     def gather_ragged(self, encoder_id: str, keys: Sequence[str], name: str) -> list[np.ndarray]:
         """Variable-length rows (e.g. token states), one array per key, in key order."""
+        import numpy as np
+
+
         entry = self.encoder_entry(encoder_id)
         if name not in entry.feature_shapes:
             raise StoreError(f"encoder {encoder_id} has no {name!r} features; "
@@ -341,19 +462,34 @@ class Store:
         self,
         data: str | Sequence[str],
         kind: str = "cls",
-        layers: int | Sequence[int] | None = -1,
+        layers: int | Sequence[int] | str | None = -1,
         encoder: str | None = None,
+        dtype: Any = "float32",
     ) -> np.ndarray:
-        """Features of a dataset (by name, in its row order) or of a list of texts.
+        """Features of a dataset (by name, in its row order) or of a list of texts, as float32
+        (what scikit-learn computes in; `dtype="float16"` or None keeps the stored precision).
 
         `kind` is a stored feature (cls, mean, max, pooler, ...), the kind of another
         vector source such as "laser", or the name of imported vectors; vector sources come
-        back [n, dim].
+        back [n, dim]. `layers`: a layer number ([n, dim]; negative counts from the top), a
+        list of them ([n, len(layers), dim]), or "all" / None (every stored layer).
         """
+        import numpy as np
+
+        if isinstance(layers, str):
+            if layers != "all":
+                raise StoreError(f"layers={layers!r}: give 'all', a layer number or a list of "
+                                 "layer numbers")
+            layers = None
+        out_dtype = None if dtype is None else np.dtype(dtype)
+        if out_dtype is not None and out_dtype.kind != "f":
+            raise StoreError(f"dtype={dtype!r}: features are floating point; give float32, "
+                             "float16 or float64 (None keeps the stored precision)")
         keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
                 else keys_for(data))
         source, feature = self.feature_source(kind, encoder)
-        return self.gather(source, keys, feature, layers if feature != VECTOR else None)
+        out = self.gather(source, keys, feature, layers if feature != VECTOR else None)
+        return out if out_dtype is None else out.astype(out_dtype, copy=False)
 
     def feature_source(self, kind: str, encoder: str | None = None) -> tuple[str, str]:
         """(source id, stored feature) that `features(..., kind, encoder=...)` reads, by one

@@ -45,6 +45,29 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
                                 "run `featstore repair`") from None
 
 
+def read_columns(path: Path, sha256: str | None = None) -> list[str]:
+    """A table's column names from its Parquet schema (pyarrow only, no pandas: quick); with
+    `sha256`, refused as `read_table` refuses a changed file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DamagedShardError(f"dataset table {path} is missing; run `featstore repair`"
+                                ) from None
+    except OSError as exc:
+        raise DamagedShardError(f"dataset table {path} cannot be read ({exc.strerror})") from None
+    if sha256 is not None and sha256_bytes(raw) != sha256:
+        raise DamagedShardError(f"dataset table {path} fails its checksum (damaged); "
+                                "run `featstore repair`")
+    try:
+        return list(pq.read_schema(pa.BufferReader(raw)).names)
+    except (OSError, pa.ArrowException) as exc:
+        raise DamagedShardError(f"dataset table {path} is damaged ({exc}); "
+                                "run `featstore repair`") from None
+
+
 def numpy_backed(df: pd.DataFrame) -> pd.DataFrame:
     """String columns as numpy object arrays of str (missing: None), as scikit-learn and numpy
     indexing expect; pandas would otherwise hand back Arrow-backed string arrays."""
@@ -55,3 +78,12 @@ def numpy_backed(df: pd.DataFrame) -> pd.DataFrame:
             values = df[col].to_numpy(dtype=object, na_value=None)
             df[col] = pd.Series(values, index=df.index, dtype=object)
     return df
+
+
+def same_source(recorded: str, path: Path) -> bool:
+    """Whether a dataset's recorded source is this file (sources recorded before they were made
+    absolute are resolved from the current directory)."""
+    try:
+        return Path(recorded).resolve() == path.resolve()
+    except OSError:
+        return False

@@ -289,7 +289,11 @@ class StoreWriter:
         self._commit()
 
     def commit_shard(self, encoder_id: str, shard: ShardEntry) -> None:
-        self.manifest.encoders[encoder_id].shards.append(shard)
+        self.commit_shards(encoder_id, [shard])
+
+    def commit_shards(self, encoder_id: str, shards: list[ShardEntry]) -> None:
+        """Add shards (written by `write_shard_file`) to a source in one commit."""
+        self.manifest.encoders[encoder_id].shards.extend(shards)
         self._commit()
 
     # -- datasets -----------------------------------------------------------------------------
