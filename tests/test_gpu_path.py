@@ -6,6 +6,8 @@ torch.autocast call on either device (bfloat16 here, float16 on a GPU by default
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import torch
@@ -58,3 +60,19 @@ def test_summary_prints_mb_per_second_beside_texts_per_second(tiny_model_dir, tm
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("written"))
     assert "texts/s" in line and "MB/s" in line
     assert line.index("texts/s") < line.index("MB/s")
+
+
+def test_summary_separates_loading_the_model_from_the_pass(tiny_model_dir, tmp_path, capsys):
+    """`load_seconds` is the part of the pass spent loading the model, so a caller can time
+    encoding alone; a run with nothing new loads no model and reports none."""
+    path, model = _corpus(tmp_path), str(tiny_model_dir("bert"))
+    argv = ["featurize", str(path), "--store", str(tmp_path / "s"), "--model", model,
+            "--no-laser", "--no-progress", "--json"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert 0 < first["load_seconds"] < first["pass_seconds"]
+    assert first["encode_seconds"] <= first["pass_seconds"] - first["load_seconds"]
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["new"] == 0 and again["load_seconds"] == 0

@@ -78,6 +78,7 @@ class FeaturizeSummary:
     seconds: float
     pass_seconds: float
     encode_seconds: float
+    load_seconds: float  # of pass_seconds: loading the model and readying its runtime
     texts_per_s: float
     bytes_written: int
     mb_per_s: float
@@ -363,7 +364,7 @@ def featurize_corpus(
         compute_dtypes=dict(r.compute_dtypes), laser_new=r.laser_new, layers=sources.layers,
         features=sources.encoder.wanted,
         dataset_rows=entry.rows, seconds=round(seconds, 3), pass_seconds=round(pass_seconds, 3),
-        encode_seconds=round(r.encode_seconds, 3),
+        encode_seconds=round(r.encode_seconds, 3), load_seconds=round(r.load_seconds, 3),
         texts_per_s=round(r.new / pass_seconds, 1), bytes_written=r.bytes_written,
         mb_per_s=round(r.bytes_written / 1e6 / pass_seconds, 2))
 
@@ -399,5 +400,6 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
         compute_dtypes=dict(r.compute_dtypes), laser_new=r.laser_new, layers=sources.layers,
         features=sources.encoder.wanted,
         dataset_rows=0, seconds=round(seconds, 3), pass_seconds=round(seconds, 3),
-        encode_seconds=round(r.encode_seconds, 3), texts_per_s=round(r.new / seconds, 1),
+        encode_seconds=round(r.encode_seconds, 3), load_seconds=round(r.load_seconds, 3),
+        texts_per_s=round(r.new / seconds, 1),
         bytes_written=r.bytes_written, mb_per_s=round(r.bytes_written / 1e6 / seconds, 2))

@@ -38,6 +38,7 @@ class EngineReport:
     windows: int = 0
     bytes_written: int = 0
     encode_seconds: float = 0.0
+    load_seconds: float = 0.0  # loading the model and readying its runtime here (Ray: 0)
     # the encoder's new rows per compute dtype (one, unless Ray workers differ in hardware)
     compute_dtypes: dict[str, int] = field(default_factory=dict)
     # Actors used (None: this process). Workers may publish files that are never committed

@@ -55,8 +55,10 @@ class LocalEngine:
         from featstore.featurize import shard_encoding
 
         if role == sources.ENCODER:
+            t0 = time.perf_counter()
             encoder = self._encoder_model()
             encoder.prepare(len(keys))  # the runtime, settled by the first submission's size
+            self.report.load_seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
             budget = shard_encoding.default_batch_tokens(encoder, self.options.batch_tokens)
             for shard in shard_encoding.encode_shards(encoder, keys, texts,
