@@ -80,6 +80,21 @@ def test_auto_takes_openvino_only_for_long_passes(tiny_model_dir, tmp_path, monk
     assert enc.prepare(3) == "torch" and enc.prepare(10_000) == "torch"  # settled once
 
 
+@pytest.mark.parametrize("amx", [False, True])
+@pytest.mark.parametrize("compute", ["float32", "bfloat16"])
+def test_auto_leaves_bfloat16_on_amx_to_torch(amx, compute, tiny_model_dir, tmp_path,
+                                              monkeypatch):
+    """On AMX-BF16 torch's bf16 kernels matched OpenVINO's, so a long bf16 pass stays on
+    torch there; float32 passes and bf16 without AMX take OpenVINO."""
+    monkeypatch.setattr(encoder_mod, "OPENVINO_MIN_TEXTS", 4)
+    monkeypatch.setattr("featstore.featurize.cpu_features.cpu_has_amx_bf16", lambda: amx)
+    _featurize(tiny_model_dir("bert"), tmp_path / "s", compute=compute, runtime="auto")
+    ov = not (amx and compute == "bfloat16") and (compute == "float32" or BF16)
+    assert _runtimes(tmp_path / "s") == ["openvino" if ov else "torch"]
+    assert not encoder_mod.auto_takes_openvino(10_000, "cuda", compute)
+    assert not encoder_mod.auto_takes_openvino(3, "cpu", compute)
+
+
 def test_a_pass_extended_on_another_runtime_agrees_within_the_contract(tiny_model_dir,
                                                                         tmp_path):
     model = tiny_model_dir("bert")

@@ -37,6 +37,17 @@ _PROBE_TEXTS = ("my card was lost", "refund please", "where is the money i sent 
 _LAST_TOKEN_TYPES = {"xlnet", "gpt2", "gpt_neo", "gptj", "llama", "mistral", "qwen2", "opt"}
 
 
+def auto_takes_openvino(texts: int | None, device: str, compute_dtype: str) -> bool:
+    """`--runtime auto`'s choice, measured with bench/featurize_vs_st.py: OpenVINO's CPU
+    kernels beat torch's in float32 (MiniLM 474 vs 379 texts/s) and, by the peer's figures, in
+    bf16 on AVX512-BF16 alone, while on AMX-BF16 torch's oneDNN kernels matched or beat them
+    (all-mpnet-base-v2 311 vs 260 texts/s) at half the memory. Short passes stay on torch:
+    compiling costs seconds."""
+    if device != "cpu" or texts is None or texts < OPENVINO_MIN_TEXTS:
+        return False
+    return not (compute_dtype == "bfloat16" and cpu_features.cpu_has_amx_bf16())
+
+
 def _model_files(root: Path, weights: bool) -> list[Path]:
     """The weight files of a model directory, or every other (tokenizer, config) file."""
     return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
@@ -225,13 +236,12 @@ class Encoder:
 
     def prepare(self, texts: int | None = None) -> str:
         """Settle what runs the forward pass, once, given how many texts the pass will encode:
-        `auto` takes OpenVINO for passes of OPENVINO_MIN_TEXTS texts or more (its one-time
-        conversion and compilation cost seconds) where it serves the model, else torch."""
+        `auto`: see `auto_takes_openvino`; torch where OpenVINO does not serve the model."""
         if self.runtime is not None:
             return self.runtime
         asked = self._runtime_asked
-        if asked == "openvino" or (asked == "auto" and texts is not None
-                                   and texts >= OPENVINO_MIN_TEXTS):
+        if asked == "openvino" or (asked == "auto" and auto_takes_openvino(
+                texts, self.device.type, self.compute_dtype_name)):
             self._openvino = self._load_openvino(asked == "openvino")
         if self._openvino is not None:
             self.runtime = "openvino"
