@@ -527,11 +527,12 @@ def advised(models, tmp_path_factory) -> dict:
 
 
 class Holder:
-    """Another writer holding the store's lock for `seconds` (a thread: flock excludes it)."""
+    """Another writer holding the store's lock (a thread: flock excludes it) for `seconds`, or
+    until `release()` when None, so a slow machine cannot reach the lock after it is free."""
 
-    def __init__(self, store: Path, seconds: float) -> None:
+    def __init__(self, store: Path, seconds: float | None) -> None:
         self.store, self.seconds = store, seconds
-        self.ready = threading.Event()
+        self.ready, self.released = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._hold, daemon=True)
         self.thread.start()
         self.ready.wait(10)
@@ -539,7 +540,11 @@ class Holder:
     def _hold(self) -> None:
         with StoreWriter(self.store):
             self.ready.set()
-            threading.Event().wait(self.seconds)
+            self.released.wait(self.seconds)
+
+    def release(self) -> None:
+        self.released.set()
+        self.thread.join()
 
 
 def _backticked(line: str) -> list[str]:
@@ -611,7 +616,7 @@ def _advice_cases(a: dict) -> dict[str, dict]:  # noqa: C901  one entry per case
          add("--out", "CASE/new.csv"))
     case("predict: --json with --out", [*predict, "--json", "--out", "CASE/x.csv"],
          "does not combine", drop("--json"))
-    lock = {"setup": lambda ctx: ctx.update(holder=Holder(ctx["store"], 1.5))}
+    lock = {"setup": lambda ctx: ctx.update(holder=Holder(ctx["store"], None))}
     case("featurize: store locked", ["featurize", root / "new.csv", "--model", model,
                                      "--no-laser", "--no-progress"], "pass --wait",
          lambda argv, line, ctx: (ctx.update(holder=Holder(ctx["store"], 1.5)),
@@ -835,7 +840,7 @@ def _run_advice_case(c: dict, ctx: dict) -> None:
         argv = [c["refused"][0], "--store", ctx["store"], *c["refused"][1:]]
         code, _, err = run_cli(capsys, *here(argv))
     if "holder" in ctx:
-        ctx.pop("holder").thread.join()
+        ctx.pop("holder").release()
     line = err.strip().splitlines()[-1] if err.strip() else ""
     if not (code == 2 and _one_line(err) and c["says"] in line
             and tree_digest(ctx["store"]) == digest):
