@@ -251,7 +251,8 @@ FLAGS: dict[str, Flag] = {
                             what="--compute-dtype"),
     "--runtime": Flag("what runs the encoder on a CPU (default: %(default)s: OpenVINO for "
                       "passes of 2,000 texts or more where it is installed and serves the "
-                      "model, else torch; --tokens always uses torch)", default="auto",
+                      "model, except bfloat16 on AMX-BF16 CPUs; else torch; --tokens always "
+                      "uses torch)", default="auto",
                       choices=("auto", "torch", "openvino"),
                       what="--runtime"),
     "--shard-rows": Flag("texts per committed shard: what a killed run can lose at most "
