@@ -339,8 +339,8 @@ SEQUENCE_HEAD = ParamSet(
      "fuse", "normalize", "encoder", "width", "depth", "n_heads", "classifier", "dropout",
      "epochs", "lr", "weight_decay", "batch_size", "patience", "valid_fraction", "max_len", "C",
      "max_iter", "inner_cv", "candidates", "seed"], positional=4,
-    defaults={"dropout": 0.3, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64, "patience": 6,
-              "valid_fraction": 0.15, "max_iter": 200})
+    defaults={"pool": None, "dropout": 0.3, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64,
+              "patience": 6, "valid_fraction": 0.15, "max_iter": 200})
 HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "seed"], positional=2)
 HEAD_SELECTOR = ParamSet(
     ["store", "task", "budget", "folds", "search_space", "encoder", "fuse", "label_col", "seeds",
