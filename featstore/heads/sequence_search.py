@@ -61,7 +61,8 @@ class SequenceCandidate:
         return float(np.std(self.scores)) if self.scores else float("nan")
 
     def record(self) -> dict[str, Any]:
-        return {"name": self.name, "seq_head": self.kind, "layout": self.layout.to_json(),
+        return {"name": self.name, "seq_head": self.kind, "layout": self.layout.describe(),
+                "message_layout": self.layout.to_json(),
                 "C": self.C, "inner_accuracy": round(self.mean, 6),
                 "std": round(self.std, 6), "folds": len(self.scores),
                 "seconds": round(self.seconds, 3)}
