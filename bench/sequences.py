@@ -5,7 +5,8 @@ Featurizes the comments (and, for one baseline, each whole conversation joined i
 windowed by the store) with the bundled all-MiniLM-L6-v2 into a temporary store (or --store),
 then runs 10-fold cross-validation grouped by conversation (stratified by label; every
 conversation whole on one side) and prints, from the same folds, the accuracy of the sequence
-heads with their defaults (`auto`, `transformer`, `gru`) beside tuned baselines written here
+heads with their defaults (`auto`, `transformer`, `gru`, and featstore's own summary heads
+`mean`, `last`, `mean-last`, `mean-max`) beside tuned baselines written here
 with scikit-learn alone, independent of featstore's heads: each comment's mean over tokens
 averaged over layers 1-6, standardised on the training comments of the fold, summarised per
 conversation (mean; last comment; mean + last; mean + max), into logistic regression with C
@@ -42,7 +43,7 @@ from featstore.store import KEY_COLUMN, Store, open_store
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 LAYERS = [1, 2, 3, 4, 5, 6]
-SEQ_HEADS = ("auto", "transformer", "gru")
+SEQ_HEADS = ("auto", "transformer", "gru", "mean", "last", "mean-last", "mean-max")
 SUMMARIES = {"mean of comments": ("mean",), "last comment": ("last",),
              "mean + last": ("mean", "last"), "mean + max": ("mean", "max")}
 BASELINES = (*SUMMARIES, "whole conversation")
