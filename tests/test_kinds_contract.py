@@ -129,9 +129,15 @@ def test_every_sequence_head_kind_predicts_and_round_trips(messages, kind):
     proba = clf.predict_proba(store, test)
     assert proba.shape == (test["seq"].nunique(), 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    # the order task: only a model that reads order beats chance clearly
-    reads_order = kind in ("transformer", "gru", "auto")
-    assert (clf.score(store, test) >= 0.9) if reads_order else (clf.score(store, test) <= 0.75)
+    # the order task: only a model that reads order learns it; one reading the last message
+    # sees part of it (when the last is one of the two that decide), an average none
+    score = clf.score(store, test)
+    if kind in ("transformer", "gru", "auto"):
+        assert score >= 0.9
+    elif kind in ("last", "mean-last"):
+        assert 0.6 <= score <= 0.85
+    else:
+        assert score <= 0.65
     clf.save(store, f"seq-{kind}", overwrite=True)
     again = load_head(store, f"seq-{kind}")
     assert isinstance(again, SequenceClassifier) and again.kind_ == clf.kind_

@@ -1,6 +1,8 @@
 """Heads saved before the estimators shared one base still load and predict what they did:
 tests/fixtures/saved_heads holds heads written at commit 7d12e52 (see make_saved_heads.py in
-that folder) with the predictions they made then, on stores the test helpers rebuild exactly."""
+that folder) with the predictions they made then, on stores the test helpers rebuild exactly;
+`sequence-mean` was written at commit abc354d, when the `mean` sequence head read the mean and
+the max of the messages (now `mean-max`), the same way."""
 
 from __future__ import annotations
 
@@ -53,10 +55,13 @@ def test_saved_regressor_predicts_as_it_did(stores):
                                EXPECTED["text-regressor"], atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["sequence-gru", "sequence-mean-last"])
+@pytest.mark.parametrize("name", ["sequence-gru", "sequence-mean-last", "sequence-mean"])
 def test_saved_sequence_heads_predict_as_they_did(stores, name):
     _, store, texts, kinds = stores
     head = load_head(store, name)  # the one loader reads every kind
     assert isinstance(head, SequenceClassifier)
+    if name == "sequence-mean":  # its `mean` summarised the mean and the max
+        assert (head.kind_, head.summary_) == ("mean", "mean-max")
+        assert head.layout_.describe() == "mean of layer 3"
     np.testing.assert_allclose(head.predict_proba(store, order_rows(texts, kinds, 20, seed=2)),
                                EXPECTED[name], atol=1e-6)

@@ -319,7 +319,7 @@ FLAGS: dict[str, Flag] = {
                         "evaluation rows are left out", text_value, metavar="DATA"),
     # sequence heads (fit-head/compare --group-by)
     "--seq-heads": Flag("compare --group-by: sequence heads to rank (default: mean last "
-                        "mean-last gru transformer)", nargs="+", metavar="SEQ_HEAD",
+                        "mean-last mean-max gru transformer)", nargs="+", metavar="SEQ_HEAD",
                         choices=SEQ_HEADS, what="--seq-head"),
     "--labels": Flag("with --group-by: labels keyed by group, a file with the group column "
                      "and a label column (default: the dataset's label column, constant per "

@@ -319,11 +319,11 @@ def _print_sequence_fit(saved: Any, args: argparse.Namespace) -> int:
     rows = summary["train_rows"] + (summary["eval_rows"] or 0)
     print(f"dataset   {summary['train']} ({summary['protocol']}; {summary['sequences']} "
           f"sequences of {rows} rows, grouped by {args.group_by})")
+    c = head.fit_info_.get("C")
     print(f"head      sequence {head.kind_}" + (" (auto)" if head.seq_head == "auto" else "")
-          + f" · pool {head.pool}" + (f" · times {args.time_col}" if args.time_col else ""))
-    inner = head.fit_info_.get("inner_cv")
-    if inner:
-        print("inner CV  " + ", ".join(f"{k} {v * 100:.1f}" for k, v in inner.items()))
+          + f" · {head.layout_.describe()}" + (f" · C {c:g}" if c is not None else "")
+          + (f" · times {args.time_col}" if args.time_col else ""))
+    _print_sequence_search(head.fit_info_)
     print(metrics_table("classification", result.metrics, ("accuracy", "macro_f1"),
                         len(result.runs)))
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
@@ -331,6 +331,28 @@ def _print_sequence_fit(saved: Any, args: argparse.Namespace) -> int:
         print(f"note      {note}")
     print(f"saved     {saved.path}")
     return 0
+
+
+def _print_sequence_search(info: dict[str, Any]) -> None:
+    """What `--seq-head auto` tried (the best inner accuracy of each head on each layout, over
+    C) and what it chose."""
+    search = info.get("search")
+    if not search:
+        return
+    layouts = list(dict.fromkeys(r["layout"] for r in search))
+    kinds = list(dict.fromkeys(r["seq_head"] for r in search))
+    best: dict[tuple[str, str], float] = {}
+    for r in search:
+        key = (r["layout"], r["seq_head"])
+        best[key] = max(best.get(key, -1.0), r["inner_accuracy"])
+    print(f"search    {len(search)} candidates · {info['inner_folds']}-fold inner CV on the "
+          "training sequences (groups whole) · accuracy, best C per cell")
+    rows = [[lay, *(score("classification", best[(lay, k)]) if (lay, k) in best else "-"
+                    for k in kinds)] for lay in layouts]
+    print(table(["layout", *kinds], rows))
+    won = info["chosen"]
+    print(f"chose     {won['name']} (inner {won['inner_accuracy'] * 100:.2f} ± "
+          f"{won['std'] * 100:.2f}; search {info.get('search_seconds', 0.0):.0f} s)")
 
 
 def _write_report(store: Any, saved: Any, args: argparse.Namespace

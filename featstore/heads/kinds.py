@@ -39,6 +39,7 @@ class PoolingKind:
     help: str
     default_of: str | None = None
     averages_for_logreg: bool = False
+    fixed_for_sequences: bool = False
 
     def features(self, of: str | None = None) -> list[str]:
         """The stored features read, side by side along the vector axis."""
@@ -71,7 +72,8 @@ POOLINGS_BY_NAME: dict[str, PoolingKind] = {k.name: k for k in (
     PoolingKind("concat", None, "top4", False, "the chosen layers joined end to end",
                 default_of="mean"),
     PoolingKind("weighted", None, "from-middle", True, "softmax-normalised learned layer "
-                "weights", default_of="mean", averages_for_logreg=True),
+                "weights", default_of="mean", averages_for_logreg=True,
+                fixed_for_sequences=True),
     PoolingKind("lstm", None, "from-first", True, "an LSTM reading the layers bottom to top",
                 default_of="cls"),
     PoolingKind("attention", "tokens", "top", True, "learned additive attention over token "
@@ -97,8 +99,8 @@ class HeadKind:
 
     def accepts(self, pooling: PoolingKind) -> bool:
         """Whether this head can be trained on that pooling's vectors."""
-        if self.unit == "sequence":
-            return not pooling.trainable  # one fixed vector per message
+        if self.unit == "sequence":  # one fixed vector per message
+            return not pooling.trainable or pooling.fixed_for_sequences
         return self.trained_by == "torch" or not pooling.trainable \
             or pooling.averages_for_logreg
 
@@ -112,18 +114,21 @@ HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
              "a small transformer with a learned [CLS]"),
     HeadKind("gru", "sequence", ("classification",), "torch", "a bidirectional GRU"),
     HeadKind("mean", "sequence", ("classification",), "logreg",
-             "mean and max of the message vectors into logistic regression"),
+             "the mean of the message vectors into logistic regression"),
     HeadKind("last", "sequence", ("classification",), "logreg",
              "the last message into logistic regression"),
     HeadKind("mean-last", "sequence", ("classification",), "logreg",
              "the mean and the last message into logistic regression"),
+    HeadKind("mean-max", "sequence", ("classification",), "logreg",
+             "the mean and the max of the message vectors into logistic regression"),
     HeadKind("auto", "sequence", ("classification",), "torch",
              "the best of the candidates by inner CV on the training sequences", chooses=True),
 )}
 HEADS = tuple(k for k, h in HEAD_KINDS.items() if h.unit == "text")
 SEQ_HEADS = tuple(k for k, h in HEAD_KINDS.items() if h.unit == "sequence")
 SEQUENCE_KINDS = tuple(k for k in SEQ_HEADS if not HEAD_KINDS[k].chooses)
-SEQUENCE_SEARCHED = ("mean", "mean-last", "gru", "transformer")  # auto's default candidates
+# auto's default candidates, simplest first (ties go to the earlier)
+SEQUENCE_SEARCHED = ("mean", "last", "mean-last", "mean-max", "gru", "transformer")
 SEQUENCE_CLASSIFIERS = ("linear", "mlp")  # what follows a sequence network
 
 
@@ -165,11 +170,15 @@ def check_combination(pool: str, head: str, task: str = "classification",
                          "mlp")
 
 
-def check_sequence_pooling(pool: str) -> None:
-    """Sequence heads read one fixed vector per message."""
-    if pooling(pool).trainable:
+def check_sequence_pooling(pool: str | None) -> None:
+    """Sequence heads read one fixed vector per message (None: auto's choice)."""
+    if pool is None:
+        return
+    kind = pooling(pool)
+    if kind.trainable and not kind.fixed_for_sequences:
         raise ParamError(f"{{pool=}}{pool} is trained with a per-text head; sequence heads "
-                         "read one fixed vector per message (cls, mean, mean-max, concat...)")
+                         "read one fixed vector per message (cls, mean, mean-max, concat, "
+                         "weighted...)")
 
 
 def compatible(pool: str, head: str, task: str, fuse_mode: str = "concat") -> bool:

@@ -50,19 +50,11 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...], max_iter: in
     splits = inner_folds(y, len(y), INNER_FOLDS, seed)
     if not splits:
         return 1.0, {}
-    ordered = sorted(grid)
+    ordered = tuple(sorted(grid))
 
     def path(split: tuple[np.ndarray, np.ndarray]) -> list[float]:
         tr, te = split
-        m = _model(ordered[0], max_iter, seed, warm=True)
-        out = []
-        for c in ordered:
-            m.set_params(C=c)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                m.fit(x[tr], y[tr])
-            out.append(float((m.predict(x[te]) == y[te]).mean()))
-        return out
+        return c_path(x[tr], y[tr], x[te], y[te], ordered, max_iter, seed)
 
     workers = max(1, min(len(splits), os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
@@ -70,6 +62,21 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...], max_iter: in
     scores = {c: float(np.mean([f[i] for f in per_fold])) for i, c in enumerate(ordered)}
     best = max(grid, key=lambda c: (round(scores[c], 6), -c))
     return float(best), {str(c): s for c, s in scores.items()}
+
+
+def c_path(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+           grid: tuple[float, ...], max_iter: int, seed: int) -> list[float]:
+    """Test accuracy for each C of `grid` (ascending: strong to weak regularisation), one
+    model warm-started along the path."""
+    m = _model(grid[0], max_iter, seed, warm=True)
+    out = []
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for c in grid:
+            m.set_params(C=c)
+            m.fit(x_train, y_train)
+            out.append(float((m.predict(x_test) == y_test).mean()))
+    return out
 
 
 def logreg_state(model: LogisticRegression) -> dict[str, np.ndarray]:

@@ -8,10 +8,15 @@ the previous event from `time_col` if given. `seq_head` is the model over a sequ
 
 - `transformer`: a small transformer with a learned [CLS] (see `sequence_networks`);
 - `gru`: a bidirectional GRU over the packed sequence;
-- `mean`: mean and max of the message vectors into logistic regression (C by inner CV);
-- `last`, `mean-last`: the last message (and the mean) into logistic regression;
-- `auto`: the best of `candidates` by stratified inner cross-validation on the training
-  sequences only, refitted on all of them.
+- `mean`, `last`, `mean-last`, `mean-max`: the mean of the message vectors, the last message,
+  both, or the mean and the max, into logistic regression (C by inner CV over small C);
+- `auto`: the best message layout (`pool`, `layers`: what the user gave is kept) and head
+  among `candidates`, by stratified inner cross-validation on the training sequences only
+  (`sequence_search`), refitted on all of them.
+
+Without `pool` a head that does not search reads the mean averaged over layers 1 to the top;
+`weighted` mixes the layers with weights learned on the training sequences
+(`sequence_layouts`).
 
     >>> clf = SequenceClassifier(store="featstore", group_by="conversation", order_by="turn")
     >>> clf.fit("comments").predict_table("comments").head()
@@ -41,14 +46,28 @@ from featstore.heads.names import sequence_head_what
 from featstore.heads.params import SEQUENCE_HEAD, ParamSet
 from featstore.heads.rows import text_keys
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
+from featstore.heads.sequence_layouts import (
+    MessageLayout,
+    MessageVectors,
+    candidate_layouts,
+    default_layout,
+    learn_layer_weights,
+)
 from featstore.heads.sequence_networks import SequenceNetwork, build_sequence_network
+from featstore.heads.sequence_search import (
+    SEQUENCE_C_GRID,
+    SequenceCandidate,
+    search_sequences,
+    summary_kind,
+)
 from featstore.heads.sequences import Sequences, group_rows, labels_from_table, labels_of
 from featstore.heads.splits import holdout, inner_folds
 from featstore.heads.training import TrainOptions, forward_all, torch_threads, train_network
 from featstore.store import KEY_COLUMN, Store
 
-_SUMMARY_OF = {"mean": "mean-max", "last": "last", "mean-last": "mean-last"}
 ROW_LABELS = "_label"  # the column per-row labels (`y` one per row) are held in
+# heads saved before `mean-max` existed called the mean and max summary `mean`
+_LEGACY_SUMMARY = {"mean": "mean-max"}
 
 
 @saved_as("sequence")
@@ -80,6 +99,21 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         """What the head reads from a store."""
         self.check_fitted()
         return [self.inputs_.layout]
+
+    def message_layouts(self, store: Store) -> list[MessageLayout]:
+        """The message layouts this head reads (auto: those it tries), on `store`'s encoder."""
+        check_sequence_pooling(self.pool)
+        encoder_id = store.resolve_encoder(self.encoder, kind="encoder")
+        if self.seq_head == "auto":
+            return candidate_layouts(store, encoder_id, self.pool, self.of, self.layers)
+        return [default_layout(store, encoder_id, self.pool, self.of, self.layers)]
+
+    def layout_params(self, store: Store) -> dict[str, Any]:
+        """`pool`, `of` and `layers` naming the layout a head of this kind that does not search
+        reads (what `compare` pins so its winner is chosen on the layout it compared)."""
+        lay = default_layout(store, store.resolve_encoder(self.encoder, kind="encoder"),
+                             self.pool, self.of, self.layers)
+        return {"pool": lay.pool, "of": lay.of, "layers": list(lay.layers) or None}
 
     # -- data ---------------------------------------------------------------------------------
     def _table(self, store: Store, data: Any, groups: Any = None) -> tuple[pd.DataFrame, str]:
@@ -151,9 +185,9 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         raise HeadError("labels for sequences are keyed by group: pass a dict, a Series indexed "
                         "by group, or a DataFrame with the group and label columns")
 
-    def _layout(self, store: Store) -> InputLayout:
-        return InputLayout.resolve(store, self.pool, self.of, self.layers, None, self.fuse,
-                                   self.encoder)
+    def _resolve(self, store: Store, layout: MessageLayout) -> InputLayout:
+        return InputLayout.resolve(store, layout.pool, layout.of, list(layout.layers) or None,
+                                   None, self.fuse, self.encoder)
 
     def _featurize_texts(self, store: Store, df: pd.DataFrame, layout: InputLayout) -> None:
         """Messages the store lacks are encoded with every source the head reads."""
@@ -180,19 +214,14 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                                     "run featurize on these rows first")
         layout.check(store, keys, where)
 
-    def _matrix(self, store: Store, df: pd.DataFrame, where: str, fit: bool) -> np.ndarray:
-        keys = df[KEY_COLUMN].astype(str).tolist()
-        if fit:
-            return self.inputs_.fit_transform(store, keys, where).matrix()
-        return self.inputs_.matrix(store, keys, where)
-
     # -- fit ----------------------------------------------------------------------------------
     def check_inputs(self, store: Store, data: Any, where: str | None = None) -> None:
         """Fail fast, before any training, if these parameters or the store cannot serve
         `data`'s sequences; sets nothing."""
         self.validate_params()
         df, seqs, rows_where = self.sequences(store, data, need_labels=False)
-        self.check_stored(store, self._layout(store), df, seqs, where or rows_where)
+        for layout in self.message_layouts(store):
+            self.check_stored(store, self._resolve(store, layout), df, seqs, where or rows_where)
 
     def fit(self, X: Any, y: Any = None, *args: Any, groups: Any = None, progress: Any = None
             ) -> SequenceClassifier:
@@ -204,25 +233,39 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         self.validate_params()
         start = time.perf_counter()
         df, seqs, where = self.sequences(store, data, y, groups=groups)
-        layout = self._layout(store)
-        self._featurize_texts(store, df, layout)
-        self.check_stored(store, layout, df, seqs, where)
-        self.inputs_ = HeadInputs(layout, self.pool, True, True, self.normalize)
-        matrix = self._matrix(store, df, where, fit=True)
+        layouts = self.message_layouts(store)
+        for layout in layouts:
+            resolved = self._resolve(store, layout)
+            self._featurize_texts(store, df, resolved)
+            self.check_stored(store, resolved, df, seqs, where)
         labels = labels_of(seqs, where)
         self.labels_ = LabelMap.fit(labels)
         self.classes_ = np.array(self.labels_.classes, dtype=object)
         targets = self.labels_.encode(labels, where)
         check_classes(self.labels_, where)
+        keys = df[KEY_COLUMN].astype(str).tolist()
+        vectors = {lay: MessageVectors.read(store, lay, self.fuse, self.encoder, self.normalize,
+                                            keys, where) for lay in layouts}
         info: dict[str, Any] = {"sequences": len(seqs), "rows": len(df),
                                 "mean_length": round(float(seqs.lengths.mean()), 2)}
-        kind = self.seq_head
-        if kind == "auto":
-            kind, scores = self._choose(matrix, seqs, targets)
-            info["inner_cv"] = scores
-        self.kind_ = kind
-        info["seq_head"] = kind
-        self.model_, self.network_, fitted = self._fit_kind(kind, matrix, seqs, targets)
+        chosen = SequenceCandidate(layouts[0], self.seq_head, self.C)
+        if self.seq_head == "auto":
+            chosen, searched = self._choose(vectors, seqs, targets)
+            info.update(searched)
+        vec = vectors[chosen.layout]
+        weights = None
+        if chosen.layout.weighted:
+            weights, c_weights = learn_layer_weights(vec, seqs.rows, targets, self.C,
+                                                     SEQUENCE_C_GRID, self.max_iter, self.seed)
+            info["layer_weights"] = {"layers": list(chosen.layout.layers),
+                                     "weights": [round(float(w), 6) for w in weights],
+                                     "C": c_weights}
+        self.kind_, self.summary_, self.layout_ = chosen.kind, chosen.kind, chosen.layout
+        self.inputs_, self.layer_weights_ = vec.inputs, weights
+        info["seq_head"] = self.kind_
+        info["layout"] = self.layout_.describe()
+        self.model_, self.network_, fitted = self._fit_kind(
+            self.kind_, vec.mixed(weights), seqs, targets, chosen.C)
         info.update(fitted)
         info["train_seconds"] = round(time.perf_counter() - start, 3)
         self.fit_info_ = info
@@ -230,11 +273,11 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
             progress.update(1)
         return self
 
-    def _fit_kind(self, kind: str, matrix: np.ndarray, seqs: Sequences, y: np.ndarray
-                  ) -> tuple[Any, SequenceNetwork | None, dict[str, Any]]:
-        if kind in _SUMMARY_OF:
-            x = summarize_sequences(_SUMMARY_OF[kind], matrix, seqs.rows)
-            model, info = fit_logreg(x, y, self.C, self.max_iter, self.seed)
+    def _fit_kind(self, kind: str, matrix: np.ndarray, seqs: Sequences, y: np.ndarray,
+                  c: float | None = None) -> tuple[Any, SequenceNetwork | None, dict[str, Any]]:
+        if summary_kind(kind):
+            x = summarize_sequences(kind, matrix, seqs.rows)
+            model, info = fit_logreg(x, y, c, self.max_iter, self.seed, SEQUENCE_C_GRID)
             return model, None, info
         batches = SequenceBatches(matrix, seqs.rows, seqs.times, self.max_len)
         yt = torch.from_numpy(y)
@@ -258,29 +301,37 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                                       self.depth, self.n_heads, self.max_len,
                                       self.time_col is not None, self.dropout, self.classifier)
 
-    def _choose(self, matrix: np.ndarray, seqs: Sequences, y: np.ndarray
-                ) -> tuple[str, dict[str, float]]:
-        """The candidate with the best stratified inner-CV accuracy over the training
-        sequences (ties to the earlier, simpler candidate)."""
+    def _train_predict(self, kind: str, matrix: np.ndarray, train: Sequences, y: np.ndarray,
+                       test: Sequences) -> np.ndarray:
+        """A network of `kind` trained on `train`, its probabilities on `test` (auto's folds)."""
+        model, net, _ = self._fit_kind(kind, matrix, train, y)
+        return self._proba(kind, model, net, matrix, test)
+
+    def _choose(self, vectors: dict[MessageLayout, MessageVectors], seqs: Sequences,
+                y: np.ndarray) -> tuple[SequenceCandidate, dict[str, Any]]:
+        """The winner of the inner-CV search over layouts and heads (`sequence_search`), and
+        what `fit_info_` keeps of it: every candidate's scores, the best per head, the
+        winner."""
         splits = inner_folds(y, len(y), self.inner_cv, self.seed)
-        if not splits:
-            return self.candidates[0], {}
-        scores: dict[str, float] = {}
-        for kind in self.candidates:
-            accs = []
-            for tr, te in splits:
-                model, net, _ = self._fit_kind(kind, matrix, seqs.subset(tr), y[tr])
-                proba = self._proba(kind, model, net, matrix, seqs.subset(te))
-                accs.append(float((proba.argmax(1) == y[te]).mean()))
-            scores[kind] = round(float(np.mean(accs)), 6)
-        best = max(self.candidates, key=lambda k: scores[k])
-        return best, scores
+        layouts = list(vectors)
+        if not splits:  # too few sequences of a class for two folds: the simplest candidate
+            default = layouts[min(1, len(layouts) - 1)]
+            return SequenceCandidate(default, self.candidates[0], self.C), {
+                "search": [], "inner_cv": {}, "inner_folds": 0}
+        start = time.perf_counter()
+        result = search_sequences(vectors, seqs, y, tuple(self.candidates), splits,
+                                  self._train_predict, self.C, self.max_iter, self.seed)
+        return result.winner, {
+            "search": [c.record() for c in result.candidates],
+            "inner_cv": result.best_per_head(), "inner_folds": result.folds,
+            "chosen": result.winner.record(),
+            "search_seconds": round(time.perf_counter() - start, 3)}
 
     # -- predict ------------------------------------------------------------------------------
     def _proba(self, kind: str, model: Any, net: SequenceNetwork | None, matrix: np.ndarray,
-               seqs: Sequences) -> np.ndarray:
-        if kind in _SUMMARY_OF:
-            return model.predict_proba(summarize_sequences(_SUMMARY_OF[kind], matrix, seqs.rows))
+               seqs: Sequences, summary: str | None = None) -> np.ndarray:
+        if summary_kind(kind):
+            return model.predict_proba(summarize_sequences(summary or kind, matrix, seqs.rows))
         if net is None:
             raise HeadError(f"a {kind} sequence head has no network (damaged?)")
         batches = SequenceBatches(matrix, seqs.rows, seqs.times, self.max_len)
@@ -296,8 +347,11 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
         layout = self.inputs_.layout.bind(store)
         self._featurize_texts(store, df, layout)
         self.check_stored(store, layout, df, seqs, where)
-        matrix = self._matrix(store, df, where, fit=False)
-        return seqs, self._proba(self.kind_, self.model_, self.network_, matrix, seqs)
+        vec = MessageVectors.apply(store, self.layout_, self.inputs_,
+                                   df[KEY_COLUMN].astype(str).tolist(), where)
+        matrix = vec.mixed(self.layer_weights_)
+        return seqs, self._proba(self.kind_, self.model_, self.network_, matrix, seqs,
+                                 self.summary_)
 
     def predict_proba(self, X: Any, *args: Any, groups: Any = None) -> np.ndarray:
         """[sequences, classes] probabilities, sequences in order of their first row."""
@@ -327,14 +381,19 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
     # -- save and load ------------------------------------------------------------------------
     def fitted_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Normaliser statistics and the logistic regression or network weights (`net.`);
-        the kind `auto` chose, the layout read, input widths and label map."""
+        the kind `auto` chose, the message layout (with its layer weights), the stored rows
+        read, input widths and label map."""
         tensors = self.inputs_.state()
         if self.model_ is not None:
             tensors.update(logreg_state(self.model_))
         if self.network_ is not None:
             tensors.update({f"net.{k}": v.detach().cpu().numpy().copy()
                             for k, v in self.network_.state_dict().items()})
-        return tensors, {"seq_head": self.kind_, **self.inputs_.layout.to_json(),
+        layout = self.layout_.to_json()
+        if self.layer_weights_ is not None:
+            layout["weights"] = [float(w) for w in self.layer_weights_]
+        return tensors, {"seq_head": self.kind_, "summary": self.summary_,
+                         "message_layout": layout, **self.inputs_.layout.to_json(),
                          "input_dims": self.inputs_.dims, "labels": self.labels_.classes}
 
     @classmethod
@@ -342,15 +401,27 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                 store: Store | str | Path) -> SequenceClassifier:
         head = cls.from_config(doc["config"])
         head.store = store
-        head.inputs_ = HeadInputs(InputLayout.from_json(doc), head.pool, True, True,
+        head.kind_ = str(doc["seq_head"])
+        if "message_layout" in doc:
+            saved = doc["message_layout"]
+            head.layout_ = MessageLayout(str(saved["pool"]), tuple(saved["layers"]),
+                                         saved.get("of"))
+            weights = saved.get("weights")
+            head.layer_weights_ = None if weights is None else np.asarray(weights, np.float32)
+            head.summary_ = str(doc.get("summary", head.kind_))
+        else:  # saved before layouts were chosen: the configured pooling, its layers averaged
+            head.layout_ = MessageLayout(head.pool or "mean", tuple(doc["layers"]), head.of)
+            head.layer_weights_ = None
+            head.summary_ = _LEGACY_SUMMARY.get(head.kind_, head.kind_)
+        head.inputs_ = HeadInputs(InputLayout.from_json(doc), head.layout_.pool,
+                                  not head.layout_.weighted, True,
                                   head.normalize).load_state(doc["input_dims"], tensors)
         head.labels_ = LabelMap(list(doc["labels"]))
         head.classes_ = np.array(head.labels_.classes, dtype=object)
-        head.kind_ = str(doc["seq_head"])
         head.metrics_ = doc.get("metrics", {})
         head.model_, head.network_ = None, None
         fit_info = doc.get("fit", {})
-        if head.kind_ in _SUMMARY_OF:
+        if summary_kind(head.kind_):
             head.model_ = logreg_from_state(tensors, float(fit_info.get("C", 1.0)))
         else:
             dims = head.inputs_.dims

@@ -66,22 +66,22 @@ class SequenceBatches:
 
 def summarize_sequences(kind: str, matrix: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
     """One row per sequence: the mean of its message vectors, mean and max, the last message,
-    or mean and last."""
+    or mean and last (vectorised over sequences: the search computes these many times)."""
     if kind not in SUMMARIES:
         raise HeadError(f"unknown summary {kind!r}; choose one of: {', '.join(SUMMARIES)}")
     if any(len(r) == 0 for r in rows):
         raise HeadError("a sequence has no messages (an empty sequence)")
-    width = matrix.shape[1]
-    parts = {"mean": 1, "mean-max": 2, "last": 1, "mean-last": 2}[kind]
-    out = np.empty((len(rows), parts * width), dtype=np.float32)
-    for i, r in enumerate(rows):
-        v = matrix[r]
-        if kind == "last":
-            out[i] = v[-1]
-            continue
-        out[i, :width] = v.mean(0)
-        if kind == "mean-max":
-            out[i, width:] = v.max(0)
-        elif kind == "mean-last":
-            out[i, width:] = v[-1]
-    return out
+    if not rows:
+        width = matrix.shape[1] * (2 if kind in ("mean-max", "mean-last") else 1)
+        return np.empty((0, width), dtype=np.float32)
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    v = np.asarray(matrix[np.concatenate(rows)], dtype=np.float32)
+    parts = []
+    if kind in ("mean", "mean-max", "mean-last"):
+        parts.append(np.add.reduceat(v, starts, axis=0) / lengths[:, None])
+    if kind == "mean-max":
+        parts.append(np.maximum.reduceat(v, starts, axis=0))
+    if kind in ("last", "mean-last"):
+        parts.append(v[starts + lengths - 1])
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)

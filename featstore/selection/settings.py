@@ -6,6 +6,6 @@ command line shows them in its help without loading torch."""
 # two cores; --pools and --heads bring them back.
 COMPARE_POOLS = ("cls", "pooler", "mean", "mean-max", "concat", "weighted", "lstm", "attention")
 COMPARE_HEADS = ("logreg", "mlp")
-# `compare --group-by`: the sequence heads ranked, the mean, last and mean-last baselines first
-COMPARE_SEQ_HEADS = ("mean", "last", "mean-last", "gru", "transformer")
+# `compare --group-by`: the sequence heads ranked, the summary baselines first
+COMPARE_SEQ_HEADS = ("mean", "last", "mean-last", "mean-max", "gru", "transformer")
 PROBE_C = 1.0  # probe-layers' fixed C: one logistic regression per layer and feature

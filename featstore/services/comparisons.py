@@ -56,7 +56,7 @@ def save_best(store: Store, plan: EvaluationPlan, ranked: list[GridEntry], name:
     (with its search record, for per-text heads)."""
     refuse_existing_head(store, name, overwrite)
     done = [e for e in ranked if e.result]
-    chooser, chosen_index = _chooser(plan, done, task, seed, budget, folds)
+    chooser, chosen_index = _chooser(store, plan, done, task, seed, budget, folds)
     chooser.fit(store, plan.train, **({"valid": plan.valid} if plan.valid is not None else {}))
     chosen = done[chosen_index(chooser)]
     metrics = (chooser.evaluate(store, plan.eval) if plan.eval is not None
@@ -71,8 +71,8 @@ def save_best(store: Store, plan: EvaluationPlan, ranked: list[GridEntry], name:
                      [chooser] if isinstance(chooser, HeadSelector) else None)
 
 
-def _chooser(plan: EvaluationPlan, done: list[GridEntry], task: str, seed: int, budget: float,
-             folds: int) -> tuple[StoreHead, Any]:
+def _chooser(store: Store, plan: EvaluationPlan, done: list[GridEntry], task: str, seed: int,
+             budget: float, folds: int) -> tuple[StoreHead, Any]:
     """An estimator that picks one of the configurations by inner CV on the rows it is fitted
     on, and how to tell which it picked: a sequence head's `auto` among the compared kinds, a
     HeadSelector (no mix: one of the compared configurations is saved) otherwise."""
@@ -82,6 +82,8 @@ def _chooser(plan: EvaluationPlan, done: list[GridEntry], task: str, seed: int, 
         kinds = tuple(e.params["seq_head"] for e in done)
         params = {**done[0].params, "seq_head": "auto", "candidates": kinds,
                   "label_col": plan.label_col, "seed": seed}
+        # the layout the leaderboard's heads read, so that auto searches the heads alone
+        params.update(plan.unit.estimator(task, {**done[0].params}).layout_params(store))
         head = plan.unit.estimator(task, params)
         return head, lambda h: kinds.index(h.kind_) if isinstance(h, SequenceClassifier) else 0
     selector = HeadSelector(task=task, budget=budget, folds=folds,
