@@ -65,17 +65,21 @@ def profile_pass(corpus: Path, store: Path, model_path: str, compute_dtype: str)
                                    warn=lambda m: None).to_dict()
     wall = time.perf_counter() - t0 - summary["load_seconds"]
     shares: dict[str, float] = {}
+    others: dict[str, float] = {}
     for event in prof.key_averages():
         group = group_of(event.key)
         shares[group] = shares.get(group, 0.0) + event.self_cpu_time_total / 1e6
+        if group == "other operators":
+            others[event.key] = event.self_cpu_time_total / 1e6
     # an operator's time is counted on the thread that called it (its intra-op threads work
     # inside that span), so operators and the rest share the pass's wall time
     ops = sum(shares.values())
     shares["outside torch"] = max(wall - ops, 0.0)
     total = max(wall, ops)
     shares = {g: round(s / total, 3) for g, s in sorted(shares.items(), key=lambda x: -x[1])}
+    top = sorted(others.items(), key=lambda x: -x[1])[:6]
     return {"texts": summary["new"], "wall_s": round(wall, 2), "operator_s": round(ops, 2),
-            "shares": shares}
+            "shares": shares, "top_other": {k: round(v / total, 3) for k, v in top}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(operators {r['operator_s']} s)")
         for group, share in r["shares"].items():
             print(f"  {group:<16} {100 * share:5.1f}%")
+        print("  largest other operators: " + ", ".join(
+            f"{k} {100 * v:.1f}%" for k, v in r["top_other"].items()))
     return 0
 
 

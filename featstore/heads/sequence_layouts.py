@@ -24,7 +24,7 @@ from scipy.optimize import minimize
 from scipy.special import log_expit, softmax
 
 from featstore.heads.errors import HeadError, ParamError
-from featstore.heads.gather import encoder_layers
+from featstore.heads.fusion_sources import encoder_layers
 from featstore.heads.inputs import HeadInputs, InputLayout
 from featstore.heads.kinds import pooling
 from featstore.heads.logreg import fit_logreg
