@@ -10,6 +10,7 @@ from typing import Any
 
 from featstore.store.errors import FeatstoreError, StoreError
 from featstore.store.featurizer_hook import install_featurizer
+from featstore.store.neighbors_hook import install_searcher
 from featstore.version import VERSION as __version__
 
 __all__ = ["FeatstoreError", "Store", "StoreError", "__version__", "open", "open_store"]
@@ -25,6 +26,18 @@ class _ServicesFeaturizer:
 
 
 install_featurizer(_ServicesFeaturizer())
+
+
+class _ServicesSearcher:
+    """The searcher every store handle forwards `neighbors` to, loaded on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        from featstore.services.neighbors import StoreSearcher
+
+        return getattr(StoreSearcher(), name)
+
+
+install_searcher(_ServicesSearcher())
 
 
 def __getattr__(name: str) -> Any:

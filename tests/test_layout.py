@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "featstore"
 # higher imports lower; equal ranks may not import each other across packages
 RANKS = {"version": 0, "store": 0, "featurize": 1, "heads": 1, "selection": 2, "reports": 2,
+         "search": 2,
          "services": 3, "cli": 4}
 TOP = 5  # featstore/__init__.py and __main__.py: the public facade and the entry point
 
