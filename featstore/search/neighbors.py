@@ -27,7 +27,7 @@ from featstore.heads.errors import HeadError
 from featstore.search.approximate import KIND, HnswIndex, library_version
 from featstore.search.exact import exact_search
 from featstore.search.layouts import SearchLayout
-from featstore.store import KEY_COLUMN, Store
+from featstore.store import KEY_COLUMN, Store, StoreError
 from featstore.store.errors import DamagedIndexError
 from featstore.store.hashing import sha256_bytes
 
