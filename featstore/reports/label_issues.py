@@ -1,15 +1,20 @@
 """Likely label errors from out-of-fold class probabilities, by confident learning (Northcutt,
 Jiang & Chuang, JAIR 2021) as cleanlab implements it.
 
-cleanlab is used rather than re-implemented: its `find_label_issues` (the confident joint,
-calibrated, then `prune_by_noise_rate`: in each given class, remove as many rows as the joint
-says were mislabelled into it, those with the largest margin of the other class over the given
-one) is the reference the method is published with, and a re-implementation would have to
-track its rounding and tie rules to give the same rows. What featstore adds is the part
-cleanlab leaves to the caller: honest probabilities (each row's from a head that never saw it,
-chosen on the training folds), and rows a person can read. `n_jobs=1`: cleanlab's default
-forks worker processes, which a process holding torch's thread pool should not do, and the
-work is milliseconds.
+cleanlab is used rather than re-implemented: its `find_label_issues` is the reference the
+method is published with, and a re-implementation would have to track its rounding and tie
+rules to give the same rows. Its rule is `both` (the paper's C_both): a row is flagged when
+`prune_by_class` (in each given class, the rows with the lowest probability of that class, as
+many as the calibrated confident joint says were mislabelled into it) and `prune_by_noise_rate`
+(per pair of classes, the rows with the largest margin of the other class over the given one)
+both flag it. On Banking77 with 5% of training labels flipped (a flip seed other than the one
+bench/neighbors.py reports) it kept about the same recall as cleanlab's default
+(`prune_by_noise_rate` alone: 0.79 against 0.81) at a much higher precision (0.84 against 0.72),
+F1 0.81 against 0.76, and a person reads the flagged rows one by one, so precision is what
+their time buys. What featstore adds is the part cleanlab leaves to the caller: honest
+probabilities (each row's from a head that never saw it, chosen on the training folds), and
+rows a person can read. `n_jobs=1`: cleanlab's default forks worker processes, which a process
+holding torch's thread pool should not do, and the work takes milliseconds.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-FILTER = "prune_by_noise_rate"  # cleanlab's default rule
+FILTER = "both"  # cleanlab's C_both; its default is "prune_by_noise_rate"
 
 
 @dataclass
