@@ -332,7 +332,7 @@ FLAGS: dict[str, Flag] = {
                     "from 100,000 texts on (default: %(default)s)", default="auto",
                     choices=("auto", "exact", "approx"), what="--index"),
     "--threshold": Flag("cosine at and above which two texts count as near-duplicates "
-                        "(default: 0.95, chosen on Banking77 with the bundled encoder; see "
+                        "(default: 0.98, chosen on Banking77 with the bundled encoder; see "
                         "README)", _in_range("", float, "threshold", low=0.0, high=1.0)),
     "--audit-out": Flag("directory for duplicates.csv, label_issues.csv and map.png (default: "
                         "audit-DATASET)", metavar="DIR"),
