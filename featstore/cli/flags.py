@@ -78,6 +78,14 @@ non_negative_float = _in_range("", float, "non_negative_float", low=0.0)
 fraction = _in_range("", float, "fraction", low=0.0, high=1.0)  # a share that leaves some over
 
 
+def cosine(text: str) -> float:
+    """A cosine threshold: 0 to 1, both included (1 keeps only identical vectors)."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a cosine from 0 to 1, got {text}")
+    return value
+
+
 def one_of(what: str, values: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in values:
@@ -333,7 +341,7 @@ FLAGS: dict[str, Flag] = {
                     choices=("auto", "exact", "approx"), what="--index"),
     "--threshold": Flag("cosine at and above which two texts count as near-duplicates "
                         "(default: 0.98, chosen on Banking77 with the bundled encoder; see "
-                        "README)", _in_range("", float, "threshold", low=0.0, high=1.0)),
+                        "README)", cosine),
     "--audit-out": Flag("directory for duplicates.csv, label_issues.csv and map.png (default: "
                         "audit-DATASET)", metavar="DIR"),
 }

@@ -60,7 +60,7 @@ def _layout(args: argparse.Namespace) -> dict:
             "layer_start": args.layer_start, "encoder": args.model}
 
 
-def _say(message: str) -> None:
+def _tell(message: str) -> None:
     print(message, file=sys.stderr)
 
 
@@ -74,16 +74,16 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     queries = read_queries(store, args.input, args.text or (), args.text_col, sys.stdin)
     if queries.skipped:
-        _say(f"skipped {queries.skipped} empty quer{'y' if queries.skipped == 1 else 'ies'}")
+        _tell(f"skipped {queries.skipped} empty quer{'y' if queries.skipped == 1 else 'ies'}")
     table, report = find_neighbors(store, queries.texts, args.dataset, args.k, **_layout(args),
-                                   method=args.index, progress=not args.no_progress, say=_say)
+                                   method=args.index, progress=not args.no_progress, say=_tell)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "k": args.k, "queries": len(queries.texts),
                           "skipped": queries.skipped, "search": report.to_dict(),
                           "neighbors": table.to_dict(orient="records")},
                          indent=1, default=str, ensure_ascii=False))
         return 0
-    _say(report.line())
+    _tell(report.line())
     table.to_csv(sys.stdout, index=False)
     return 0
 
@@ -94,7 +94,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     out = audit_paths(args.out, args.train, args.overwrite)  # refused before any work
     result = audit(args.store, args.train, args.eval, label_col=args.label_col, out=out,
                    threshold=args.threshold, folds=args.cv, method=args.index, seed=args.seed,
-                   progress=not args.no_progress, say=_say, **_layout(args))
+                   progress=not args.no_progress, say=_tell, **_layout(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=1, default=str, ensure_ascii=False))
         return 0

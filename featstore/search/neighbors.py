@@ -38,12 +38,12 @@ MAX_ID = 128
 Say = Callable[[str], None]
 
 
-def _quiet(message: str) -> None:
+def _silent(message: str) -> None:
     """Notebook calls stay quiet unless asked."""
 
 
 @dataclass
-class Corpus:
+class SearchCorpus:
     """A dataset's distinct texts: keys in first-row order, and each one's first row."""
 
     dataset: str
@@ -56,7 +56,7 @@ class Corpus:
     whole: bool = True  # every row of the dataset (only then may an index serve it)
 
     @classmethod
-    def of(cls, store: Store, dataset: str, rows: pd.DataFrame | None = None) -> Corpus:
+    def of(cls, store: Store, dataset: str, rows: pd.DataFrame | None = None) -> SearchCorpus:
         """The dataset's texts, or only those of `rows` (some of its rows, `_key` included)."""
         if dataset not in store.manifest.datasets:
             known = ", ".join(store.manifest.datasets) or "none"
@@ -119,9 +119,10 @@ class SearchReport:
     def line(self) -> str:
         if self.method == "exact":
             return f"exact search over {self.rows} texts"
+        measured = "too few texts to measure recall" if self.recall is None else \
+            f"recall@10 {self.recall:.3f} on held-out texts"
         return (f"approximate search ({self.library}, index {self.index} {self.index_status}; "
-                f"recall@10 {self.recall:.3f} on sampled rows at efSearch {self.ef_search}) over "
-                f"{self.rows} texts")
+                f"efSearch {self.ef_search}, {measured}) over {self.rows} texts")
 
 
 class NeighborSearch:
@@ -135,9 +136,9 @@ class NeighborSearch:
             raise HeadError(f"unknown search method {method!r}; choose one of: "
                             f"{', '.join(METHODS)}")
         self.store, self.layout, self.method = store, layout, method
-        self.corpus = Corpus.of(store, dataset, rows)
+        self.corpus = SearchCorpus.of(store, dataset, rows)
         layout.check(store, self.corpus.keys, f"dataset {dataset!r}")
-        self.progress, self.say = progress, say or _quiet
+        self.progress, self.say = progress, say or _silent
         self._vectors: np.ndarray | None = None
         self._index: HnswIndex | None = None
         self._index_to_corpus: np.ndarray | None = None
@@ -151,7 +152,7 @@ class NeighborSearch:
     def corpus_vectors(self) -> np.ndarray:
         """Every text's unit-length vector (float32, [texts, width]), read once."""
         if self._vectors is None:
-            with _bar(self.rows, "reading vectors", self.progress) as bar:
+            with progress_bar(self.rows, "reading vectors", self.progress) as bar:
                 parts = []
                 for block in self.layout.chunks(self.store, self.corpus.keys):
                     parts.append(block)
@@ -181,7 +182,7 @@ class NeighborSearch:
         name = index_id(self.corpus.dataset, self.layout)
         identity = self.layout.identity()
         entry = self.store.index_entry(name)
-        index, keys, status = None, None, "built"
+        index, keys, status = None, None, "used"
         if entry is not None and entry.dataset == self.corpus.dataset and \
                 entry.meta.get("layout") == identity:
             keys, blob, _ = self.store.read_index(name)  # damage: one line, nothing rebuilt
@@ -190,43 +191,31 @@ class NeighborSearch:
             wanted = set(self.corpus.keys)
             if fresh and all(k in wanted for k in keys):
                 index = self._load(name, blob, entry.meta, len(keys))
-                status = "used"
             else:
                 self.say(f"index {name} no longer matches dataset {self.corpus.dataset!r} "
                          "(texts left it or their stored rows changed); building it again")
                 keys = None
         if index is None or keys is None:
-            keys = []
-            width = self.layout.width(self.store)
-            index = HnswIndex.new(width)
             self.say(f"building the approximate index of {self.rows} texts once; it is kept "
                      "in the store (--index exact skips it)")
-        have = set(keys)
-        new = [k for k in self.corpus.keys if k not in have]
-        if new:
-            vectors = self.corpus_vectors() if len(new) == self.rows else \
-                self.layout.vectors(self.store, new)
-            with _bar(len(new), "indexing", self.progress) as bar:
-                index.add(vectors, bar.update)
-            keys = [*keys, *new]
-            if status == "used":
-                status = f"updated (+{len(new)} texts)"
-            index.tune(self._vectors_in_order(keys, vectors if len(new) == self.rows else None))
-            status = self._commit(name, index, keys, status)
+            vectors = self.corpus_vectors()
+            with progress_bar(self.rows, "indexing", self.progress) as bar:
+                index, order = HnswIndex.build(vectors, bar.update)
+            keys = [self.corpus.keys[i] for i in order.tolist()]
+            status = self._commit(name, index, keys, "built")
+        else:
+            have = set(keys)
+            new = [k for k in self.corpus.keys if k not in have]
+            if new:  # texts added to the dataset join the graph; breadth and recall are kept
+                with progress_bar(len(new), "indexing", self.progress) as bar:
+                    index.add(self.layout.vectors(self.store, new), bar.update)
+                keys = [*keys, *new]
+                status = self._commit(name, index, keys, f"updated (+{len(new)} texts)")
         self._index = index
         self._index_to_corpus = np.fromiter((self.corpus.position[k] for k in keys),
                                             dtype=np.int64, count=len(keys))
         return SearchReport("approx", self.rows, name, status, index.ef_search, index.recall,
                             f"{KIND} (faiss {library_version()})")
-
-    def _vectors_in_order(self, keys: list[str], vectors: np.ndarray | None) -> np.ndarray:
-        """The indexed rows' vectors in index order (the tuning sample's exact answers)."""
-        if vectors is not None and len(vectors) == len(keys):
-            return vectors
-        corpus = self.corpus_vectors()
-        order = np.fromiter((self.corpus.position[k] for k in keys), dtype=np.int64,
-                            count=len(keys))
-        return corpus[order]
 
     def _load(self, name: str, blob: np.ndarray, meta: dict, rows: int) -> HnswIndex:
         try:
@@ -280,15 +269,16 @@ class NeighborSearch:
         if k < 1:
             return (np.zeros((len(queries), 0), np.float32),
                     np.zeros((len(queries), 0), np.int64))
+        many = self.progress and len(queries) > 1000
         if report.method == "exact":
-            with _bar(len(queries), "searching", self.progress and len(queries) > 1000) as bar:
+            with progress_bar(len(queries), "searching", many) as bar:
                 return exact_search(queries, self.corpus_vectors(), k, exclude, bar.update)
         assert self._index is not None and self._index_to_corpus is not None
         extra = 1 if exclude is not None else 0
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         found = np.full((len(queries), k), -1, dtype=np.int64)
         block = 4096
-        with _bar(len(queries), "searching", self.progress and len(queries) > 1000) as bar:
+        with progress_bar(len(queries), "searching", many) as bar:
             for a in range(0, len(queries), block):
                 s, rows = self._index.search(queries[a:a + block], k + extra)
                 pos = np.where(rows >= 0, self._index_to_corpus[np.maximum(rows, 0)], -1)
@@ -325,6 +315,9 @@ class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def __enter__(self) -> _NoBar:
         return self
 
@@ -332,7 +325,8 @@ class _NoBar:
         pass
 
 
-def _bar(total: int, desc: str, show: bool) -> Any:
+def progress_bar(total: int, desc: str, show: bool) -> Any:
+    """A tqdm bar on stderr (nothing when not `show`), used as a context manager or closed."""
     if not show:
         return _NoBar()
     from tqdm import tqdm

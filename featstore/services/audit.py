@@ -40,7 +40,7 @@ from featstore.heads.units import TEXT
 from featstore.reports.embedding_map import draw_map
 from featstore.reports.label_issues import find_label_issues
 from featstore.search.layouts import SearchLayout
-from featstore.search.neighbors import NeighborSearch, SearchReport
+from featstore.search.neighbors import NeighborSearch, SearchReport, progress_bar
 from featstore.services.datasets import dataset_for
 from featstore.services.featurizing import Say
 from featstore.store import KEY_COLUMN, Store, default_store_path, open_store
@@ -375,7 +375,7 @@ def out_of_fold(store: Store, plan: EvaluationPlan, folds: int = 5, seed: int = 
     codes = labels.encode(rows[plan.label_col], f"dataset {plan.train_name!r}")
     best: tuple[float, np.ndarray, str] | None = None
     tried = []
-    bar = _bar(folds * len(CANDIDATES), "audit: out-of-fold heads", progress)
+    bar = progress_bar(folds * len(CANDIDATES), "audit: out-of-fold heads", progress)
     for params in CANDIDATES:
         name = " · ".join([str(params["pool"]), str(params["head"]),
                            *(f"{k} {v:g}" for k, v in params.items()
@@ -394,14 +394,6 @@ def out_of_fold(store: Store, plan: EvaluationPlan, folds: int = 5, seed: int = 
     bar.close()
     assert best is not None
     return OutOfFold(best[1], classes, np.asarray(codes), best[2], best[0], tried)
-
-
-def _bar(total: int, desc: str, show: bool) -> Any:
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=not show)
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
