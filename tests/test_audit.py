@@ -113,7 +113,7 @@ def test_the_map_is_a_png_with_everything_marked(result):
 def test_summary_names_the_findings(result):
     res, _ = result
     text = res.text()
-    assert "6 of 60 eval rows (10.0%) have a near-twin in train (1 identical)" in text
+    assert "6 of 60 eval rows (10.0%) have a near-twin in train (1 with identical vectors)" in text
     assert "3 groups within train" in text
     assert f"confident learning flags {res.label_issues} rows" in text
 

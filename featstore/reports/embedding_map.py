@@ -67,7 +67,7 @@ def draw_map(vectors: np.ndarray, labels: np.ndarray, is_eval: np.ndarray,
     lab = np.asarray(labels, dtype=object)[rows].astype(str)
     names, codes = np.unique(lab, return_inverse=True)
     colours = _palette(len(names))
-    fig, ax = plt.subplots(figsize=(13, 11), dpi=110)
+    fig, ax = plt.subplots(figsize=(12, 12.5), dpi=110)
     ev = is_eval[rows]
     ax.scatter(xy[~ev, 0], xy[~ev, 1], s=5, c=colours[codes[~ev]], linewidths=0, alpha=0.75,
                rasterized=True)
@@ -104,12 +104,14 @@ def draw_map(vectors: np.ndarray, labels: np.ndarray, is_eval: np.ndarray,
     if len(names) <= LEGEND_LABELS:
         handles += [Line2D([], [], marker="o", ls="", color=colours[i], markersize=6,
                            label=str(name)) for i, name in enumerate(names)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9,
-              frameon=False, title="what you see", title_fontsize=10)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.05),
+              ncol=2 if len(handles) <= 6 else 3, fontsize=9, frameon=False,
+              title="what you see", title_fontsize=10)
     shown = "" if len(rows) == n else f"; a sample of {len(rows)} of {n} rows, marked rows all kept"
     ax.set_title(f"{title}\nt-SNE of the vectors: nearby points are similar texts{shown}",
                  fontsize=11)
-    ax.set_xlabel("t-SNE dimension 1 (no unit: only distances between nearby points matter)")
+    ax.set_xlabel("t-SNE dimension 1 (no unit: only distances between nearby points matter)",
+                  labelpad=2)
     ax.set_ylabel("t-SNE dimension 2")
     ax.tick_params(labelbottom=False, labelleft=False, length=0)
     fig.tight_layout()

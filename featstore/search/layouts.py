@@ -74,9 +74,16 @@ class SearchLayout:
         return sha256_json(self.identity())[:12]
 
     def describe(self) -> str:
+        """`mean of layer 6`, `mean-max of layers 3-6 averaged`, `pooler`."""
         layers = self.layout.layers
-        where = f" layers {','.join(map(str, layers))}" if layers else ""
-        return f"{self.pool} ({'+'.join(self.layout.features)}{where})"
+        if not layers:
+            return self.pool
+        if len(layers) == 1:
+            return f"{self.pool} of layer {layers[0]}"
+        how = "joined" if self.pool == "concat" else "averaged"
+        span = f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) \
+            else ",".join(map(str, layers))
+        return f"{self.pool} of layers {span} {how}"
 
     def check(self, store: Store, keys: list[str], where: str) -> None:
         self.layout.check(store, keys, where)

@@ -133,17 +133,18 @@ class AuditResult:
         ]
         if self.eval:
             lines.append(f"leakage   {self.leaked_rows} of {self.eval_rows} eval rows "
-                         f"({pct:.1f}%) have a near-twin in train ({self.leaked_exact} "
-                         f"identical), in {self.groups_across} groups")
+                         f"({pct:.1f}%) have a near-twin in train ({self.leaked_exact} with "
+                         f"identical vectors), in {self.groups_across} groups")
         for r in self.top_leaks.itertuples():
-            lines.append(f"          {r.score:.3f}  {r.eval_text!r} ~ {r.train_text!r}")
+            lines.append(f"          {r.score:.3f}  {r.eval_text.strip()!r} ~ "
+                         f"{r.train_text.strip()!r}")
         lines.append(f"labels    out-of-fold probabilities ({self.folds} folds) of {self.head} "
                      f"(chosen on the training folds, accuracy {100 * self.head_accuracy:.2f} "
                      f"against the given labels); confident learning flags "
                      f"{self.label_issues} rows")
         for r in self.top_issues.itertuples():
-            lines.append(f"          {r.score:.3f}  {r.text!r}: {r.given_label} -> "
-                         f"{r.suggested_label}")
+            lines.append(f"          {r.score:.3f}  {str(r.text).strip()!r}: {r.given_label} "
+                         f"-> {r.suggested_label}")
         lines.append(f"map       {self.map_method} · {self.files['map']}")
         lines.append(f"wrote     {self.files['duplicates']} · {self.files['label_issues']} · "
                      f"{self.files['map']} ({self.seconds:.0f} s)")
@@ -228,7 +229,8 @@ def audit(store_path: str | Path | None, train: str | None = None,
     _write_csv(dup_table, out["duplicates"])
     _write_csv(issue_table, out["label_issues"])
     leaks = dup_table[(dup_table["set"] == "eval") & dup_table["leaked"]]
-    top_leaks = leaks.sort_values("score", ascending=False).head(3)
+    near = leaks[leaks["score"] < 1.0 - 1e-6]  # the telling examples: twins, not copies
+    top_leaks = (near if len(near) else leaks).sort_values("score", ascending=False).head(3)
     return AuditResult(
         train=train_name, eval=eval_dataset, label_col=plan.label_col,
         train_rows=len(train_rows), eval_rows=0 if eval_rows is None else len(eval_rows),
