@@ -325,10 +325,10 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int, desc: str, show: bool) -> Any:
+def progress_bar(total: int, desc: str, show: bool, unit: str = "text") -> Any:
     """A tqdm bar on stderr (nothing when not `show`), used as a context manager or closed."""
     if not show:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit="text")
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit=unit)

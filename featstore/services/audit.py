@@ -377,7 +377,8 @@ def out_of_fold(store: Store, plan: EvaluationPlan, folds: int = 5, seed: int = 
     codes = labels.encode(rows[plan.label_col], f"dataset {plan.train_name!r}")
     best: tuple[float, np.ndarray, str] | None = None
     tried = []
-    bar = progress_bar(folds * len(CANDIDATES), "audit: out-of-fold heads", progress)
+    bar = progress_bar(folds * len(CANDIDATES), "audit: out-of-fold heads", progress,
+                       unit="fit")
     for params in CANDIDATES:
         name = " · ".join([str(params["pool"]), str(params["head"]),
                            *(f"{k} {v:g}" for k, v in params.items()
