@@ -153,3 +153,51 @@ def test_cli_bad_input_is_one_line(planted, tmp_path, capsys, argv, message):
     one_line_error(err)
     assert message in err
     assert tree_digest(planted) == before
+
+
+def test_the_map_marks_the_suspects_and_names_its_axes(tmp_path, monkeypatch):
+    from featstore.reports import embedding_map
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 16)) * 3.0
+    labels = np.repeat(["a", "b", "c"], 40)
+    vectors = centres[np.repeat(np.arange(3), 40)] + rng.normal(size=(120, 16))
+    is_eval = np.arange(120) % 4 == 0
+    suspect = np.isin(np.arange(120), [1, 2, 3])
+    leaked = np.isin(np.arange(120), [0, 4])
+    drawn = []
+    with monkeypatch.context() as m:
+        m.setattr(embedding_map.plt, "close", lambda fig: drawn.append(fig))
+        method = embedding_map.draw_map(vectors, labels, is_eval, suspect, leaked,
+                                        tmp_path / "map.png", "toy")
+    (fig,) = drawn
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["training text (90); colour = its label", "evaluation text (30)",
+                      "suspected label error (3)",
+                      "evaluation text with a near-twin in training (2)", "a", "b", "c"]
+    assert ax.get_xlabel().startswith("t-SNE dimension 1")
+    assert ax.get_ylabel() == "t-SNE dimension 2"
+    # training points, evaluation points, the crosses, the triangles
+    assert [len(c.get_offsets()) for c in ax.collections] == [90, 30, 3, 2]
+    assert method == "t-SNE of 120 rows"
+    image = plt_image(tmp_path / "map.png")
+    red = (image[..., 0] > 0.95) & (image[..., 1] < 0.05) & (image[..., 2] < 0.05)
+    assert red.sum() > 0  # the leaked rows' triangles are drawn in red
+
+
+def plt_image(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def test_a_large_map_is_a_sample_that_keeps_every_marked_row():
+    from featstore.reports.embedding_map import sample_rows
+
+    keep = np.array([3, 99_999, 50_000, 3])
+    rows = sample_rows(100_000, keep, seed=0, limit=1000)
+    assert len(rows) == 1000 and set(keep) <= set(rows.tolist())
+    assert np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, sample_rows(100_000, keep, seed=0, limit=1000))
+    assert np.array_equal(sample_rows(500, keep[:1], seed=0, limit=1000), np.arange(500))
