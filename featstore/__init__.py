@@ -10,6 +10,7 @@ from typing import Any
 
 from featstore.store.errors import FeatstoreError, StoreError
 from featstore.store.featurizer_hook import install_featurizer
+from featstore.store.neighbors_hook import install_searcher
 from featstore.version import VERSION as __version__
 
 __all__ = ["FeatstoreError", "Store", "StoreError", "__version__", "encode", "open",
@@ -40,6 +41,18 @@ def encode(texts: Any, store: Any = None, model: str | None = None, pool: str | 
     return open_store(store, create=True).encode(texts, pool=pool, layers=layers,
                                                  normalize=normalize, encoder=model,
                                                  progress=progress)
+
+
+class _ServicesSearcher:
+    """The searcher every store handle forwards `neighbors` to, loaded on first use."""
+
+    def __getattr__(self, name: str) -> Any:
+        from featstore.services.neighbors import StoreSearcher
+
+        return getattr(StoreSearcher(), name)
+
+
+install_searcher(_ServicesSearcher())
 
 
 def __getattr__(name: str) -> Any:

@@ -29,7 +29,7 @@ BAD = {
     "head name": ["../h", "abc\n", "/etc", ".hidden"], "text_value": ["", "a\nb"],
     "source name": ["a/b", "..", "-x", "\u00e9"],
     "device": ["tpu", "cuda:x"], "feature_list": ["cls,bogus", ","],
-    "layer_numbers": ["x", "1,y"], "str": ["x,y"],
+    "layer_numbers": ["x", "1,y"], "str": ["x,y"], "cosine": ["1.5", "-0.1", "nan", "x"],
 }
 
 
@@ -48,7 +48,8 @@ def _subparsers() -> dict[str, argparse.ArgumentParser]:
 def _required(command: str, store: Path, corpus: Path) -> list[str]:
     """The least a command needs besides the flag under test."""
     return {"featurize": [str(corpus)], "predict": ["toy", "--head", "h"],
-            "import-vectors": [str(corpus), "--name", "v"], "heads rm": ["h"]}.get(command, [])
+            "import-vectors": [str(corpus), "--name", "v"], "heads rm": ["h"],
+            "neighbors": ["--dataset", "toy", "--text", "text number 1"]}.get(command, [])
 
 
 def _invalid_cases() -> list[tuple[str, str, str]]:
@@ -126,6 +127,8 @@ def _argv_strategy(toy: dict, store: Path):
             out += ["toy", "--head", draw(st.sampled_from(["h", "nope"]))]
         if command == "heads rm":
             out.append(draw(st.sampled_from(["h", "nope", "../x"])))
+        if command == "neighbors":
+            out += ["--text", "text number 1"]
         out += ["--store", str(store)]
         for a in draw(st.lists(st.sampled_from(flags), max_size=4)):
             if a.dest in ("store", "model", "train", "eval"):

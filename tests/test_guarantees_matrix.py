@@ -29,12 +29,12 @@ from featstore.store import FeatstoreError, keys_for
 
 NEW_TEXT = "a brand new text for the matrix"
 COMMITTED = ("manifest", "table", "shard data", "shard metadata", "keys", "head weights",
-             "head json")
+             "head json", "index")
 KINDS = (*COMMITTED, "lock", "tmp")
 DAMAGES = ("flip data", "flip metadata", "truncate", "empty", "delete", "directory",
            "link out")
 COMMANDS = ("info", "verify", "repair", "featurize", "fit-head", "predict", "compare",
-            "features", "import-vectors")
+            "features", "import-vectors", "neighbors")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,8 @@ def base(tiny_model_dir, tmp_path_factory) -> dict:
     assert main(featurize_args(corpus, store, model, "--shard-rows", "30")) == 0
     assert main(["fit-head", "--store", str(store), "--cv", "2", "--C", "1", "--out", "h",
                  "--no-progress"]) == 0
+    assert main(["neighbors", "--store", str(store), "--dataset", "c", "--text", TEXTS[3],
+                 "--index", "approx", "--no-progress"]) == 0  # builds and keeps the index
     extra = write_corpus(root / "extra.csv", [*TEXTS[:60], NEW_TEXT],
                          [*labels, "cards"])
     vectors = root / "vectors.csv"  # by key: the import reads every table and shard's keys
@@ -93,6 +95,9 @@ def locate(store: Path, kind: str) -> tuple[Path, Callable[[Path], int], Callabl
         path = store / "heads" / "h" / "head.json"
         text = path.read_text()
         return path, lambda p: text.index('"payments"') + 3, lambda p: text.index("{")
+    if kind == "index":
+        (entry,) = _manifest(store)["indexes"].values()
+        return store / entry["file"], lambda p: _chunk_offset(p, "blob"), lambda p: 20
     if kind == "lock":
         return store / ".lock", lambda p: 0, lambda p: 0
     return store / "tmp", lambda p: 0, lambda p: 0
@@ -155,6 +160,8 @@ def command_argv(base: dict, store: Path, command: str) -> list | None:
         "predict": ["predict", "--store", s, "--head", "h", "c", "--no-progress"],
         "import-vectors": ["import-vectors", "--store", s, "--name", "ext", base["vectors"],
                            "--no-progress"],
+        "neighbors": ["neighbors", "--store", s, "--dataset", "c", "--text", TEXTS[3], "--k",
+                      "5", "--index", "approx", "--no-progress"],
         "compare": ["compare", "--store", s, "--train", "c", "--cv", "2", "--pools", "mean",
                     "--heads", "logreg", "--json", "--no-progress", "--plot",
                     str(store.parent / "chart.png")],

@@ -23,6 +23,7 @@ from featstore.selection.settings import (
     COMPARE_SEQ_HEADS,
     PROBE_C,
 )
+from featstore.services.audit import DEFAULT_THRESHOLD, audit_paths
 from featstore.services.prediction_files import output_target
 from featstore.store import default_store_path
 
@@ -76,6 +77,9 @@ IN_WORDS = {
     "--seq-heads": lambda d: d == " ".join(COMPARE_SEQ_HEADS),
     "--C": lambda d: DECLARED["C"].default is None and "inner CV" in d,
     "--budget": lambda d: same_number(d, HEAD_SELECTOR["budget"].default),
+    "--threshold": lambda d: same_number(d.split(",")[0], DEFAULT_THRESHOLD),
+    "audit --out": lambda d: d == "audit-DATASET"
+    and audit_paths(None, "b77", True)["map"].parent == Path("audit-b77"),
 }
 # described in words only: what decides them lives with the data or the machine
 PROSE = {"--model", "--name", "--text-col", "--max-length", "--stride", "--features",

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "featstore"
 # higher imports lower; equal ranks may not import each other across packages
 RANKS = {"version": 0, "store": 0, "featurize": 1, "heads": 1, "selection": 2, "reports": 2,
-         "services": 3, "cli": 4}
+         "search": 2, "services": 3, "cli": 4}
 TOP = 5  # featstore/__init__.py and __main__.py: the public facade and the entry point
 
 
@@ -145,13 +145,16 @@ def test_featurize_and_heads_never_meet(cycle_free_root):
             assert not [t for t, _, _ in imports(name) if t.startswith(other)], name
 
 
-@pytest.mark.parametrize("package", ["featstore.selection", "featstore.reports"])
-def test_model_selection_and_reports_read_vectors_only_through_heads(package):
+SIBLINGS = ("featstore.selection", "featstore.reports", "featstore.search")
+
+
+@pytest.mark.parametrize("package", SIBLINGS)
+def test_selection_reports_and_search_read_vectors_only_through_heads(package):
     """They sit above heads, beside each other, and never reach the encoder pass."""
     for name in MODULES:
         if name.startswith(package):
             reached = {t for t, _, _ in imports(name)}
             assert not [t for t in reached if t.startswith("featstore.featurize")], name
-            sibling = "featstore.reports" if package == "featstore.selection" else \
-                "featstore.selection"
-            assert not [t for t in reached if t.startswith(sibling)], name
+            for sibling in SIBLINGS:
+                if sibling != package:
+                    assert not [t for t in reached if t.startswith(sibling)], name

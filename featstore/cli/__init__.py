@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from featstore.cli import head_commands, store_commands
+from featstore.cli import head_commands, inspection_commands, store_commands
 from featstore.cli.flags import EXIT_USAGE, OneLineParser
 from featstore.store.errors import FeatstoreError
 
@@ -31,6 +31,7 @@ def build_parser(shortcut: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     store_commands.register_store_commands(sub)
     head_commands.register_head_commands(sub)
+    inspection_commands.register_inspection_commands(sub)
     if shortcut is not None:
         sub.choices[shortcut].prog = shortcut
     return parser

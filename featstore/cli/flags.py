@@ -78,6 +78,14 @@ non_negative_float = _in_range("", float, "non_negative_float", low=0.0)
 fraction = _in_range("", float, "fraction", low=0.0, high=1.0)  # a share that leaves some over
 
 
+def cosine(text: str) -> float:
+    """A cosine threshold: 0 to 1, both included (1 keeps only identical vectors)."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a cosine from 0 to 1, got {text}")
+    return value
+
+
 def one_of(what: str, values: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in values:
@@ -158,6 +166,7 @@ class Flag:
     metavar: str | None = None
     action: str | type[argparse.Action] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    required: bool = False
 
 
 SWITCH = None  # a flag with no value: type None, action store_true
@@ -342,6 +351,19 @@ FLAGS: dict[str, Flag] = {
                         _checked_name("head"), metavar="NAME"),
     "--probe-C": Flag("L2 inverse strength (default: %(default)s)", positive_float,
                       default=PROBE_C),
+    # neighbors, audit
+    "--dataset": Flag("the dataset whose texts are searched", _checked_name("dataset"),
+                      required=True),
+    "--k": Flag("neighbours per query (default: %(default)s)", int_at_least(1), default=10),
+    "--index": Flag("exact: compare every stored text (the reference); approx: the HNSW index "
+                    "kept in the store (built once, updated when texts are added); auto: approx "
+                    "from 100,000 texts on (default: %(default)s)", default="auto",
+                    choices=("auto", "exact", "approx"), what="--index"),
+    "--threshold": Flag("cosine at and above which two texts count as near-duplicates "
+                        "(default: 0.98, chosen on Banking77 with the bundled encoder; see "
+                        "README)", cosine),
+    "--audit-out": Flag("directory for duplicates.csv, label_issues.csv and map.png (default: "
+                        "audit-DATASET)", metavar="DIR"),
 }
 # a head's flags, made from its parameters' declarations; --task, --seed and --label-col are
 # read by every head command, so --task and --seed keep their values when not typed
@@ -354,7 +376,7 @@ FLAGS.update({"--task": param_flag(DECLARED["task"], default=DECLARED["task"].de
 # flags whose spec key differs from the flag a user types
 _SPELLING = {"--featurize-layers": "--layers", "--encoder": "--model", "--source-name": "--name",
              "--head-name": "--head", "--predictions": "--out", "--compare-epochs": "--epochs",
-             "--probe-C": "--C"}
+             "--probe-C": "--C", "--audit-out": "--out"}
 
 
 def head_flags(params: Any) -> list[str]:
@@ -405,7 +427,7 @@ def _add(p: argparse.ArgumentParser, key: str, spec: Flag, overrides: dict[str, 
             kwargs["nargs"] = spec.nargs
         if spec.metavar is not None:
             kwargs["metavar"] = spec.metavar
-    if key == "--head-name":
+    if key == "--head-name" or spec.required:
         kwargs["required"] = True
     kwargs.update(overrides.get(dest, {}))
     p.add_argument(flag, **kwargs)

@@ -188,12 +188,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     from featstore.store import open_store
 
     store = open_store(args.store)
-    encoders, datasets = store.sources(), store.datasets()
+    encoders, datasets, indexes = store.sources(), store.datasets(), store.indexes()
     for e in encoders:
         e["compute_dtypes"] = store.rows_by_attr(e["id"], "compute_dtype")
     if args.json:
         print(json.dumps({"store": str(store.root), "generation": store.manifest.generation,
-                          "encoders": encoders, "datasets": datasets}, indent=1))
+                          "encoders": encoders, "datasets": datasets,
+                          **({"indexes": indexes} if indexes else {})}, indent=1))
         return 0
     print(f"store {store.root} (generation {store.manifest.generation})")
     print("encoders:")
@@ -222,6 +223,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             continue
         print(f"  {d['name']:<24} rows={d['rows']}  skipped={d['skipped']}  "
               f"encoders={','.join(d['encoders'])}  {size(d['bytes'])}")
+    if indexes:
+        print("search indexes (derived; rebuilt when needed):")
+        for x in indexes:
+            print(f"  {x['id']:<40} dataset={x['dataset']}  rows={x['rows']}  {x['kind']}  "
+                  f"{size(x['bytes'])}")
     return 0
 
 
@@ -264,8 +270,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
         print(json.dumps(dropped))
     else:
         n = sum(len(v) for v in dropped["shards"].values())
-        print(f"repaired {root}: dropped {n} damaged shard(s) and "
-              f"{len(dropped['datasets'])} dataset table(s)"
+        print(f"repaired {root}: dropped {n} damaged shard(s), "
+              f"{len(dropped['datasets'])} dataset table(s) and "
+              f"{len(dropped['indexes'])} search index(es)"
               + ("; to restore them:" if dropped["advice"] else ""))
         for line in dropped["advice"]:
             print(f"  {line}")

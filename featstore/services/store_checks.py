@@ -62,6 +62,11 @@ def repair_advice(store: Store, dropped: dict) -> list[str]:
             lines.append(f"encoder {enc_id}: its texts are encoded again when next needed")
     for name in dropped["datasets"]:
         lines.append(f"dataset {name}: " + featurize_command(store, name))
+    for name in dropped.get("indexes", []):
+        entry = store.manifest.indexes[name]
+        lines.append(f"index {name}: built again by the next approximate search of dataset "
+                     f"{entry.dataset} (featstore neighbors --store {root} --dataset "
+                     f"{shlex.quote(entry.dataset)} --index approx ...)")
     return lines
 
 

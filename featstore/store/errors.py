@@ -19,3 +19,7 @@ class LockedError(StoreError):
 
 class DamagedShardError(StoreError):
     """A shard fails its checksum, size or structure check."""
+
+
+class DamagedIndexError(StoreError):
+    """A search index fails its size or checksum check; `featstore repair` drops it."""

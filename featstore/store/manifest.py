@@ -126,11 +126,30 @@ class DatasetEntry:
 
 
 @dataclass
+class IndexEntry:
+    """A derived artifact: a search index over one dataset's vectors of one source. It can
+    always be made again from the shards and the table, so `repair` may drop it; `meta` is
+    what its builder needs to tell whether it still matches them (opaque to the store)."""
+
+    file: str
+    bytes: int
+    sha256: str
+    dataset: str
+    source: str
+    rows: int
+    kind: str
+    meta: dict = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass
 class Manifest:
     format_version: int = FORMAT_VERSION
     generation: int = 0
     encoders: dict[str, EncoderEntry] = field(default_factory=dict)
     datasets: dict[str, DatasetEntry] = field(default_factory=dict)
+    # written only when not empty, so a store without indexes reads as it always did
+    indexes: dict[str, IndexEntry] = field(default_factory=dict)
 
     def find_encoder(self, fingerprint: dict) -> str | None:
         """The id of the encoder (or other source) with this fingerprint, if any."""
@@ -141,6 +160,8 @@ class Manifest:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        if not data["indexes"]:
+            del data["indexes"]
         data["checksum"] = manifest_checksum(data)
         return data
 
@@ -153,7 +174,7 @@ class Manifest:
                 f"this featstore reads version {FORMAT_VERSION}"
             )
         unknown = set(data) - {"format_version", "generation", "encoders", "datasets",
-                               "checksum"}
+                               "indexes", "checksum"}
         if unknown:
             raise StoreError(f"manifest of store {where} is malformed (unknown field(s) "
                              f"{', '.join(sorted(unknown))})")
@@ -178,11 +199,17 @@ class Manifest:
                 check_name(name, "dataset")
                 datasets[name] = DatasetEntry(**d)
                 _check_dataset(name, datasets[name])
+            indexes = {}
+            for name, d in data.get("indexes", {}).items():
+                check_name(name, "index")
+                indexes[name] = IndexEntry(**d)
+                _check_index(name, indexes[name])
             return cls(
                 format_version=version,
                 generation=int(data["generation"]),
                 encoders=encoders,
                 datasets=datasets,
+                indexes=indexes,
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise StoreError(f"manifest of store {where} is malformed ({exc})") from None
@@ -226,6 +253,14 @@ def _check_dataset(name: str, d: DatasetEntry) -> None:
             and all(isinstance(x, str) for x in texts)
             and isinstance(d.encoders, list) and all(isinstance(x, str) for x in d.encoders)):
         raise ValueError(f"dataset {name} entry is inconsistent")
+
+
+def _check_index(name: str, d: IndexEntry) -> None:
+    """Types a reader relies on; raises ValueError (reported as malformed)."""
+    texts = (d.file, d.sha256, d.dataset, d.source, d.kind, d.created)
+    if not (all(isinstance(x, int) and x >= 0 for x in (d.bytes, d.rows))
+            and all(isinstance(x, str) for x in texts) and isinstance(d.meta, dict)):
+        raise ValueError(f"index {name} entry is inconsistent")
 
 
 def read_manifest(root: Path) -> Manifest:

@@ -9,18 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featstore.store.errors import DamagedShardError, StoreError
+from featstore.store.errors import DamagedIndexError, DamagedShardError, StoreError
 from featstore.store.featurizer_hook import installed_featurizer
 from featstore.store.hashing import sha256_file
 from featstore.store.keys import KEY_COLUMN, keys_for
 from featstore.store.location import default_store_path  # noqa: F401  (re-exported)
 from featstore.store.manifest import (
     EncoderEntry,
+    IndexEntry,
     Manifest,
     check_relpath,
     read_manifest,
     short_model_name,
 )
+from featstore.store.neighbors_hook import installed_searcher
 from featstore.store.tables import read_columns, read_table
 
 if TYPE_CHECKING:  # numpy, h5py, pandas and pyarrow load when rows or tables are read: a
@@ -77,6 +79,7 @@ class Damage:
     shards: dict[str, list[str]] = field(default_factory=dict)
     datasets: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,21 @@ class Store:
         if n:
             self.refresh()
         return n
+
+    def neighbors(self, queries: str | Sequence[str], dataset: str, k: int = 10, *,
+                  pool: str = "mean", layers: int | Sequence[int] | None = None,
+                  of: str | None = None, layer_start: int | None = None,
+                  encoder: str | None = None, method: str = "auto",
+                  progress: bool = False) -> pd.DataFrame:
+        """The `k` stored texts of `dataset` nearest each query by cosine, as a DataFrame: query,
+        rank, score, text, row (the text's first row in the dataset) and that row's other
+        columns. Queries the store lacks are featurized first with the encoder the layout reads
+        (`pool`, `layers`, ... as for a head with a fixed pooling). `method`: "exact", "approx"
+        (the index kept in the store) or "auto" (approx from 100,000 texts on)."""
+        texts = [queries] if isinstance(queries, str) else list(queries)
+        options = {"pool": pool, "layers": layers, "of": of, "layer_start": layer_start,
+                   "encoder": encoder, "method": method, "progress": progress}
+        return installed_searcher().neighbors(self, texts, dataset, k, options)
 
     def refresh(self) -> None:
         self.manifest = read_manifest(self.root)
@@ -522,6 +540,50 @@ class Store:
             return named[0], VECTOR
         return self.resolve_encoder(None, kind="encoder"), kind
 
+    # -- search indexes (derived artifacts) ---------------------------------------------------
+    def indexes(self) -> list[dict]:
+        """Every committed search index: its id, dataset, source, rows, kind and size."""
+        return [{"id": name, "dataset": e.dataset, "source": e.source, "rows": e.rows,
+                 "kind": e.kind, "bytes": e.bytes, "created": e.created}
+                for name, e in self.manifest.indexes.items()]
+
+    def index_entry(self, index_id: str) -> IndexEntry | None:
+        return self.manifest.indexes.get(index_id)
+
+    def read_index(self, index_id: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
+        """(keys, blob, attributes) of a committed index; damage (a missing, linked, resized or
+        flipped file) is a DamagedIndexError naming it, never bytes handed on."""
+        from featstore.store.index_files import read_index_file  # h5py: when an index is read
+
+        entry = self.manifest.indexes[index_id]
+        try:
+            path = check_relpath(entry.file, self.root)
+        except StoreError as exc:
+            raise DamagedIndexError(f"index {index_id}: {exc}; run `featstore repair`") from None
+        return read_index_file(path, entry.bytes, f"index {index_id}")
+
+    def check_index(self, index_id: str) -> str | None:
+        """What is wrong with one index (its file, its checksums, what it belongs to), or
+        None."""
+        from featstore.store.index_files import read_index_file
+
+        e = self.manifest.indexes[index_id]
+        if e.dataset not in self.manifest.datasets:
+            return f"index {e.file} belongs to dataset {e.dataset}, which the store no longer holds"
+        if e.source not in self.manifest.encoders:
+            return f"index {e.file} belongs to source {e.source}, which the store no longer holds"
+        try:
+            path = check_relpath(e.file, self.root)
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == e.bytes \
+                    and sha256_file(path) != e.sha256:
+                return f"index {e.file} fails its checksum"
+            keys, _, _ = read_index_file(path, e.bytes, "index")
+        except StoreError as exc:
+            return str(exc).split("; run `featstore repair`", 1)[0]
+        if len(keys) != e.rows:
+            return f"index {e.file} holds {len(keys)} rows, the manifest says {e.rows}"
+        return None
+
     # -- integrity ---------------------------------------------------------------------------
     def check_shard(self, encoder_id: str, i: int) -> str | None:
         """What is wrong with one shard (existence, size, checksum, structure), or None."""
@@ -577,6 +639,11 @@ class Store:
             if problem:
                 damage.datasets.append(name)
                 damage.problems.append(f"dataset {name}: {problem}")
+        for name in self.manifest.indexes:
+            problem = self.check_index(name)
+            if problem:
+                damage.indexes.append(name)
+                damage.problems.append(f"index {name}: {problem}")
         return damage
 
     def verify(self) -> list[str]:

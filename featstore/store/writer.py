@@ -24,11 +24,13 @@ import numpy as np
 from featstore.store.atomic import fsync_path, publish, write_json_atomic
 from featstore.store.errors import StoreError
 from featstore.store.hashing import sha256_file
+from featstore.store.index_files import write_index_file
 from featstore.store.lock import WriterLock
 from featstore.store.manifest import (
     MANIFEST_NAME,
     DatasetEntry,
     EncoderEntry,
+    IndexEntry,
     Manifest,
     ShardEntry,
     check_name,
@@ -48,10 +50,12 @@ LOCK_NAME = ".lock"
 TMP_DIR = "tmp"
 ENCODERS_DIR = "encoders"
 DATASETS_DIR = "datasets"
+INDEXES_DIR = "indexes"
 # What a writer leaves behind and the sweep may delete: nothing else, and no link, is touched.
 _OWN_TMP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.(part|tmp)")
 _OWN_SHARD = re.compile(r"shard-[0-9a-f]{16}\.h5")
 _OWN_TABLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.[0-9a-f]{8}\.parquet")
+_OWN_INDEX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.[0-9a-f]{8}\.h5")
 
 
 def _now() -> str:
@@ -168,7 +172,7 @@ class StoreWriter:
             if stray:
                 raise StoreError(f"{self.root} is not a featstore store (no {MANIFEST_NAME}) "
                                  "and is not empty; choose another --store")
-        for name in (LOCK_NAME, MANIFEST_NAME, TMP_DIR, ENCODERS_DIR, DATASETS_DIR):
+        for name in (LOCK_NAME, MANIFEST_NAME, TMP_DIR, ENCODERS_DIR, DATASETS_DIR, INDEXES_DIR):
             check_no_links(self.root, self.root / name)
         writable = not self.root.exists() or os.access(self.root, os.W_OK)
         if not writable:
@@ -202,6 +206,7 @@ class StoreWriter:
         link, never anything outside the store."""
         named = {s.file for e in self.manifest.encoders.values() for s in e.shards}
         named |= {d.file for d in self.manifest.datasets.values()}
+        named |= {d.file for d in self.manifest.indexes.values()}
         for rel in named:  # a manifest naming a path outside the store stops the writer here
             check_relpath(rel, self.root)
         removed = [p for p in _own_files(self.tmp, _OWN_TMP) if _unlink(p)]
@@ -211,6 +216,9 @@ class StoreWriter:
                     removed.append(p)
         for p in _own_files(real_dir(self.root, DATASETS_DIR), _OWN_TABLE):
             if f"{DATASETS_DIR}/{p.name}" not in named and _unlink(p):
+                removed.append(p)
+        for p in _own_files(real_dir(self.root, INDEXES_DIR), _OWN_INDEX):
+            if f"{INDEXES_DIR}/{p.name}" not in named and _unlink(p):
                 removed.append(p)
         return removed
 
@@ -352,26 +360,80 @@ class StoreWriter:
         # the previous snapshot can still read it while this writer runs.
         return entry
 
+    # -- search indexes -----------------------------------------------------------------------
+    def commit_index(self, index_id: str, keys: list[str], blob: np.ndarray, *, dataset: str,
+                     source: str, kind: str, meta: dict, attrs: Mapping[str, str]) -> IndexEntry:
+        """Write an index file (tmp/, fsync, rename into indexes/) and commit it under
+        `index_id`, replacing the index of that id in the same commit. The replaced file is left
+        for the next writer's sweep (a reader may hold it)."""
+        check_name(index_id, "index")
+        self._refuse_read_only(f"keep index {index_id}")
+        name = f"{index_id}.{uuid.uuid4().hex[:8]}.h5"
+        tmp = self.tmp / f"{name}.part"
+        need = int(blob.nbytes) + 32 * len(keys) + 64 * 1024
+        try:
+            free = shutil.disk_usage(tmp.parent).free
+        except OSError:
+            free = need
+        if free < need:
+            raise StoreError(f"no space left on device for index {index_id} in {self.root}: it "
+                             f"needs about {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; "
+                             "everything committed so far is kept")
+        try:
+            write_index_file(tmp, keys, blob, dict(attrs))
+            final = real_dir(self.root, INDEXES_DIR, create=True) / name
+            publish(tmp, final)
+        except (OSError, RuntimeError) as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise StoreError(f"writing index {index_id} to {self.root} failed: "
+                             f"{io_error_text(exc)}; everything committed so far is kept"
+                             ) from None
+        entry = IndexEntry(file=f"{INDEXES_DIR}/{name}", bytes=final.stat().st_size,
+                           sha256=sha256_file(final), dataset=dataset, source=source,
+                           rows=len(keys), kind=kind, meta=meta, created=_now())
+        self.manifest.indexes[index_id] = entry
+        self._commit()
+        return entry
+
+    def drop_indexes(self, index_ids: list[str]) -> None:
+        """Forget indexes (they are built again when next needed) and delete their files."""
+        gone = [self.manifest.indexes.pop(i) for i in index_ids if i in self.manifest.indexes]
+        if not gone:
+            return
+        self._commit()
+        for e in gone:
+            self._unlink_quietly(e.file)
+
     # -- repair -------------------------------------------------------------------------------
     def repair(self) -> dict:
-        """Drop every damaged shard and table so the next featurize recomputes them."""
+        """Drop every damaged shard, table and index so the next featurize recomputes them (and
+        the next search builds the index again)."""
         damage = self.store().damaged()
         if damage.problems:
-            self.drop(damage.shards, damage.datasets)
+            self.drop(damage.shards, damage.datasets, damage.indexes)
         return {"shards": damage.shards, "datasets": damage.datasets,
-                "problems": damage.problems}
+                "indexes": damage.indexes, "problems": damage.problems}
 
-    def drop(self, shards: Mapping[str, list[str]], datasets: list[str]) -> None:
-        """Forget damaged shards (by file) and datasets, so the next featurize recomputes them."""
+    def drop(self, shards: Mapping[str, list[str]], datasets: list[str],
+             indexes: list[str] = ()) -> None:  # type: ignore[assignment]
+        """Forget damaged shards (by file), datasets and indexes, so the next featurize
+        recomputes them; an index of a dropped dataset goes with it."""
         for enc_id, files in shards.items():
             e = self.manifest.encoders[enc_id]
             e.shards = [s for s in e.shards if s.file not in files]
         for name in datasets:
             self.manifest.datasets.pop(name, None)
+        dropped = [self.manifest.indexes.pop(i) for i in
+                   [*indexes, *(i for i, e in self.manifest.indexes.items()
+                                if e.dataset in datasets and i not in indexes)]
+                   if i in self.manifest.indexes]
         self._commit()
         for files in shards.values():
             for f in files:
                 self._unlink_quietly(f)
+        for e in dropped:
+            self._unlink_quietly(e.file)
 
     def _unlink_quietly(self, rel: str) -> None:
         try:
