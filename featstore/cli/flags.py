@@ -154,7 +154,7 @@ class Flag:
     choices: tuple[str, ...] | None = None
     what: str = "value"  # how a wrong choice is named: "unknown pooling 'avg'"
     nargs: str | None = None
-    metavar: str | None = None
+    metavar: str | tuple[str, ...] | None = None
     action: str | type[argparse.Action] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -248,6 +248,12 @@ FLAGS: dict[str, Flag] = {
     "--replace": Flag("let this file replace a dataset of the same name made from another "
                       "file", SWITCH, action="store_true"),
     "--strict": Flag("empty or missing texts are an error", SWITCH, action="store_true"),
+    "--pair-cols": Flag("the two text columns of a pair corpus: every row is a pair, both texts "
+                        "are encoded (each unique text once) and the dataset keeps both keys",
+                        nargs=2, metavar=("A", "B")),
+    "--cross": Flag("with --pair-cols: also encode each pair jointly (the tokenizer's pair "
+                    "encoding) and store its per-layer vectors, and a classifier's logits, as "
+                    "the cross source", SWITCH, action="store_true"),
     "--trust-remote-code": Flag("allow the model repository's own code to run", SWITCH,
                                 action="store_true"),
     "--wait": Flag("wait for another writer to finish instead of failing", SWITCH,

@@ -33,12 +33,15 @@ def options_for_store(store: Store | None, model: str | None = None,
 def featurize_file(corpus: str | Path, store_path: str | Path | None, options: FeaturizeOptions,
                    name: str | None = None, text_col: str | None = None,
                    progress: bool = True, warn: Say | None = None,
-                   replace: bool = False, announce: str | None = None) -> FeaturizeSummary:
+                   replace: bool = False, announce: str | None = None,
+                   pair_cols: Sequence[str] | None = None) -> FeaturizeSummary:
     """Featurize a corpus file into a store as dataset `name` (default: the file's stem); a
     dataset of that name made from another file is replaced only with `replace`. `announce`
-    is said through `warn` once the corpus and model check out."""
+    is said through `warn` once the corpus and model check out. `pair_cols`: the two text
+    columns of a pair corpus (with `options.cross`, each pair is also encoded jointly)."""
     return featurize_corpus(corpus, store_path, options, name=name, text_col=text_col,
-                            progress=progress, warn=warn, replace=replace, announce=announce)
+                            progress=progress, warn=warn, replace=replace, announce=announce,
+                            pair_cols=pair_cols)
 
 
 def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | None,

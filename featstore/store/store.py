@@ -124,7 +124,8 @@ class Store:
         return [
             {"name": name, "rows": d.rows, "bytes": d.bytes, "source": d.source,
              "text_column": d.text_column, "encoders": list(d.encoders),
-             "skipped": d.skipped, "updated": d.updated}
+             "skipped": d.skipped, "updated": d.updated,
+             **({"pair_columns": list(d.pair_columns)} if d.pair_columns else {})}
             for name, d in self.manifest.datasets.items()
         ]
 
