@@ -82,8 +82,7 @@ def pair_template(tokenizer: object, name: str) -> PairTemplate:
                            "encoding is not a fixed template; featurize --pair-cols without "
                            "--cross")
     template = found[0]
-    assert template is not None
-    if not template.middle and template.types[1] == template.types[3]:
+    if template is None or (not template.middle and template.types[1] == template.types[3]):
         raise EncoderError(f"model {name} cannot encode pairs jointly: its tokenizer puts "
                            "nothing between two texts (no separator, no token types); "
                            "featurize --pair-cols without --cross")

@@ -187,6 +187,19 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        cli=False),
     _p("seeds", INT, 1, "torch heads: average the probabilities of N seeds (N x train time)",
        low=1, searched=True, formerly="ensemble"),
+    # pair heads
+    _p("source", TEXT, "bi", "what a pair head reads: bi (each text's vectors, combined), cross "
+       "(the pair encoded jointly: featurize --cross) or both", choices=kinds.PAIR_SOURCES,
+       what="--source", searched=True),
+    _p("combine", NAMES, ("u", "v", "absdiff", "product"), "how a pair's two vectors u, v make "
+       "its row: u v absdiff (|u-v|) product (u*v) cosine (per layer, feature and source)",
+       choices=kinds.PAIR_PARTS, searched=True),
+    _p("symmetric", BOOL, False, "the pair's order does not matter: train on both orders and "
+       "average the predictions of both"),
+    _p("pair_cols", NAMES, None, "the two columns of a DataFrame holding each pair's texts "
+       "(default: a pair dataset's, else a two-column frame's)", optional=True, cli=False),
+    _p("cosent_scale", FLOAT, 20.0, "projection: the CoSENT loss's scale on cosine differences",
+       positive=True, cli=False),
     # sequence heads
     _p("seq_head", TEXT, "auto", "the model over a sequence (auto: picked by inner CV on the "
        "training sequences)", choices=kinds.SEQ_HEADS),
@@ -341,6 +354,12 @@ SEQUENCE_HEAD = ParamSet(
      "max_iter", "inner_cv", "candidates", "seed"], positional=4,
     defaults={"dropout": 0.3, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64, "patience": 6,
               "valid_fraction": 0.15, "max_iter": 200})
+PAIR_HEAD = ParamSet(
+    ["head", "pool", "store", "source", "combine", "symmetric", "layers", "layer_start", "of",
+     "fuse", "fuse_mode", "normalize", "hidden", "dropout", "epochs", "lr", "weight_decay",
+     "batch_size", "patience", "label_smoothing", "C", "max_iter", "proj_dim", "cosent_scale",
+     "valid_fraction", "encoder", "label_col", "pair_cols", "seed", "seeds"], positional=2,
+    defaults={"head": None})
 HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "seed"], positional=2)
 HEAD_SELECTOR = ParamSet(
     ["store", "task", "budget", "folds", "search_space", "encoder", "fuse", "label_col", "seeds",

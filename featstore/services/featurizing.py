@@ -12,9 +12,14 @@ from typing import Any
 import pandas as pd
 from pyarrow import ArrowException
 
-from featstore.featurize.driver import FeaturizeSummary, featurize_corpus, featurize_texts
+from featstore.featurize.driver import (
+    FeaturizeSummary,
+    featurize_corpus,
+    featurize_pairs,
+    featurize_texts,
+)
 from featstore.featurize.options import FeaturizeOptions
-from featstore.store import FeatstoreError, Store, clean_text, keys_for
+from featstore.store import FeatstoreError, Store, clean_text, keys_for, pair_key
 
 Say = Callable[[str], None]
 
@@ -79,6 +84,33 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
     return len(new)
 
 
+def featurize_missing_pairs(store: Store, pairs: Sequence[tuple[str, str]],
+                            encoder_fingerprint: dict, features: Sequence[str],
+                            progress: bool = False, say: Say | None = None) -> int:
+    """Encode jointly those of `pairs` whose `features` the cross source of the encoder with
+    this fingerprint lacks (with their texts, where the encoder lacks them); `store` is
+    refreshed to see them. Returns how many pairs were encoded."""
+    cross = store.find_derived("cross", encoder_fingerprint)
+    keys = [pair_key(*keys_for(p)) for p in pairs]
+    lacking = ([True] * len(keys) if cross is None
+               else (~store.has(cross, keys, list(features))).tolist())
+    new = list(dict.fromkeys(tuple(p) for p, m in zip(pairs, lacking, strict=True)
+                             if m and clean_text(p[0]) is not None
+                             and clean_text(p[1]) is not None))
+    if not new:
+        return 0
+    try:
+        opts = FeaturizeOptions.from_fingerprint(encoder_fingerprint, wait=True, cross=True)
+    except (KeyError, TypeError):
+        raise FeatstoreError(f"{len(new)} pair(s) are not encoded jointly, and the encoder's "
+                             "fingerprint names no model featstore can load; run featurize "
+                             "--pair-cols A B --cross on them") from None
+    featurize_pairs(new, store.root, opts, progress=progress, warn=say or _quiet,
+                    announce=f"encoding {len(new)} pair(s) not yet in the store")
+    store.refresh()
+    return len(new)
+
+
 def _fingerprint_of(store: Store, model: str | None) -> dict:
     return store.encoder_entry(store.resolve_encoder(model, kind="encoder")).fingerprint
 
@@ -97,6 +129,12 @@ class StoreFeaturizer:
                           features: Sequence[str], model: str | None, progress: bool) -> int:
         return featurize_missing(store, list(texts), fingerprint, features, progress=progress,
                                  model=model)
+
+    def featurize_missing_pairs(self, store: Store, pairs: Sequence[tuple[str, str]],
+                                encoder_fingerprint: dict, features: Sequence[str],
+                                progress: bool) -> int:
+        return featurize_missing_pairs(store, list(pairs), encoder_fingerprint, features,
+                                       progress=progress)
 
     def featurize_data(self, store: Store, data: Any, name: str | None, text_col: str | None,
                        model: str | None, progress: bool, replace: bool,

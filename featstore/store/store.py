@@ -19,6 +19,7 @@ from featstore.store.manifest import (
     EncoderEntry,
     Manifest,
     check_relpath,
+    fingerprint_with_defaults,
     read_manifest,
 )
 from featstore.store.shards import ShardReader
@@ -29,6 +30,9 @@ if TYPE_CHECKING:  # pandas and pyarrow load on first table read: `featstore inf
 
 ENV_STORE = "FEATSTORE_DIR"
 VECTOR = "vector"  # the one feature of a vector source (LASER, imported vectors)
+# what makes two encoder fingerprints the same vectors, wherever the model's files lie
+SAME_FILES = ("kind", "weights_sha256", "tokenizer_sha256", "max_length", "stride", "truncate",
+              "dtype", "layers", "featurizer_version", "model_type", "hidden", "cls_position")
 
 
 def default_store_path(path: str | os.PathLike | None = None) -> Path:
@@ -92,6 +96,19 @@ class Store:
         handle is refreshed when anything was encoded. Returns how many were."""
         n = installed_featurizer().featurize_missing(self, texts, fingerprint, features, model,
                                                      progress)
+        if n:
+            self.refresh()
+        return n
+
+    def featurize_missing_pairs(self, pairs: Sequence[tuple[str, str]],
+                                encoder_fingerprint: dict,
+                                features: Sequence[str] = ("cls", "mean", "max"),
+                                progress: bool = False) -> int:
+        """Encode jointly those of `pairs` (two texts each, in order) that the cross source of
+        the encoder with this fingerprint lacks, creating that source if need be; the handle is
+        refreshed when anything was encoded. Returns how many pairs were."""
+        n = installed_featurizer().featurize_missing_pairs(self, pairs, encoder_fingerprint,
+                                                           features, progress)
         if n:
             self.refresh()
         return n
@@ -160,6 +177,20 @@ class Store:
     def find_encoder(self, fingerprint: dict) -> str | None:
         """The id under which this store holds features of exactly this fingerprint, if any."""
         return self.manifest.find_encoder(fingerprint)
+
+    def find_derived(self, kind: str, encoder_fingerprint: dict) -> str | None:
+        """The id of a source of `kind` computed from the encoder with this fingerprint (a
+        cross source's fingerprint holds its encoder's under `encoder`): the same weights,
+        tokenizer and settings, wherever the model's files lie."""
+        want = fingerprint_with_defaults(encoder_fingerprint)
+        for enc_id, e in self.manifest.encoders.items():
+            nested = e.fingerprint.get("encoder")
+            if e.kind != kind or not isinstance(nested, dict):
+                continue
+            nested = fingerprint_with_defaults(nested)
+            if all(nested.get(k) == want.get(k) for k in SAME_FILES):
+                return enc_id
+        return None
 
     def resolve_encoder(self, encoder: str | None = None, kind: str | None = None) -> str:
         """Encoder id from an id, a model name, or nothing (the only encoder of that kind)."""
