@@ -316,6 +316,11 @@ FLAGS: dict[str, Flag] = {
                           ".jsonl or .parquet (default: CSV on stdout)"),
     "--text": Flag("a text to predict (repeatable); INPUT may then be left out", text_value,
                    default=None, metavar="TEXT", action="append"),
+    "--text-a": Flag("a pair head: the first text of a pair to predict (repeatable, with as "
+                     "many --text-b); INPUT may then be left out", text_value, default=None,
+                     metavar="TEXT", action="append"),
+    "--text-b": Flag("a pair head: the second text of a pair to predict (repeatable)",
+                     text_value, default=None, metavar="TEXT", action="append"),
     "--top-k": Flag("only the K most probable labels per text, with their probabilities",
                     int_at_least(1), metavar="K"),
     "--format": Flag("output format (default: from --out's extension, else csv)",

@@ -42,16 +42,18 @@ def _chunks(ids: list[int], width: int, stride: int) -> list[list[int]]:
 
 
 def longest_first(la: int, lb: int, budget: int) -> tuple[int, int]:
-    """The lengths `truncation="longest_first"` keeps: tokens come off the longer text (the
-    first on a tie) until both fit."""
+    """The lengths `truncation="longest_first"` keeps (the tokenizers library's rule): the
+    longer text is cut to leave the shorter whole where it can, else both to half the budget,
+    the longer one taking the odd token."""
     if la + lb <= budget:
         return la, lb
-    half = budget // 2
-    if la <= half:
-        return la, budget - la
-    if lb <= budget - half:
-        return budget - lb, lb
-    return half, budget - half
+    swap = la > lb
+    n1, n2 = (lb, la) if swap else (la, lb)  # n1: the shorter
+    n2 = n1 if n1 > budget else max(n1, budget - n1)
+    if n1 + n2 > budget:
+        n1 = budget // 2
+        n2 = n1 + budget % 2
+    return (n2, n1) if swap else (n1, n2)
 
 
 def pair_windows(template: PairTemplate, a: list[int], b: list[int], max_length: int,

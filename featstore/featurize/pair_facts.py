@@ -54,7 +54,10 @@ def _find(seq: list[int], part: list[int], start: int) -> int:
 def _split_pair(tokenizer: object, a: str, b: str) -> PairTemplate | None:
     enc = tokenizer(a, b, return_token_type_ids=True)  # type: ignore[operator]
     ids = list(enc["input_ids"])
-    types = list(enc.get("token_type_ids") or [0] * len(ids))
+    # token types count only where the model is given them
+    fed = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+    types = list(enc.get("token_type_ids") or []) if fed else []
+    types = types or [0] * len(ids)
     ia = list(tokenizer(a, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
     ib = list(tokenizer(b, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
     i = _find(ids, ia, 0)

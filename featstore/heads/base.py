@@ -29,7 +29,7 @@ from featstore.store import Store
 
 # what head.json's `kind` says, as messages name it; per-text heads are saved without one
 KIND_NAMES = {"text": "a per-text head", "sequence": "a sequence head",
-              "ensemble": "an ensemble of heads"}
+              "pair": "a pair head", "ensemble": "an ensemble of heads"}
 _SAVED_CLASSES: dict[tuple[str, str], type[StoreHead]] = {}
 Head = TypeVar("Head", bound="StoreHead")
 

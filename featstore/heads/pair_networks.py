@@ -1,7 +1,8 @@
 """Torch networks over pairs: the two texts' rows go through one shared side network (any
 pooling, fusion), their vectors u and v are combined (u, v, |u-v|, u*v, cosine) next to the
 per-pair block (cosines as stored, the cross source) into a head; or, for the projection head,
-each vector is projected and the pair scored by the cosine of the projections, trained with
+each vector is projected (a square map starting as the identity) and the pair scored by the
+cosine of the projections, trained with
 the CoSENT loss (Su 2022; as sentence-transformers' CoSENTLoss): for every two pairs in a batch
 whose gold order is known, the more similar one should have the higher cosine.
 
@@ -77,7 +78,10 @@ class PairNetwork(nn.Module):
             if side is None:
                 raise HeadError("the projection head projects each text's vector; it needs "
                                 "source=bi")
-            self.proj = nn.Linear(side.out_dim, proj_dim)
+            # square and residual, its change starting at zero: training starts from the plain
+            # cosine of the vectors, and weight decay pulls the projection back towards it
+            self.proj = nn.Linear(side.out_dim, side.out_dim, bias=False)
+            nn.init.zeros_(self.proj.weight)
             return
         width = extra_dim
         if side is not None:
@@ -100,7 +104,7 @@ class PairNetwork(nn.Module):
         half = vec.shape[0] // 2
         u, v = vec[:half], vec[half:]
         if self.projection:
-            pu, pv = self.proj(u), self.proj(v)
+            pu, pv = u + self.proj(u), v + self.proj(v)
             return nn.functional.cosine_similarity(pu, pv, dim=1, eps=1e-8)[:, None]
         row = combine(u, v, self.parts) if self.parts else u[:, :0]
         if extra is not None:

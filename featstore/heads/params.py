@@ -223,6 +223,8 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
     _p("members", ANY, (), "the members' parameter dicts", cli=False),
     _p("weights", ANY, None, "one positive weight per member (default: equal)", optional=True,
        cli=False),
+    _p("unit", TEXT, "text", "what each member reads: a text, or a pair of texts",
+       choices=("text", "pair"), cli=False),
     # choosing a head by inner cross-validation
     _p("budget", FLOAT, 600.0, "seconds the --auto search (and refit) may spend; few-shot "
        "repeats share it", positive=True),
@@ -360,8 +362,9 @@ PAIR_HEAD = ParamSet(
      "batch_size", "patience", "label_smoothing", "C", "max_iter", "proj_dim", "cosent_scale",
      "valid_fraction", "encoder", "label_col", "pair_cols", "seed", "seeds"], positional=2,
     defaults={"head": None})
-HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "seed"], positional=2)
+HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "unit", "seed"],
+                         positional=2)
 HEAD_SELECTOR = ParamSet(
     ["store", "task", "budget", "folds", "search_space", "encoder", "fuse", "label_col", "seeds",
-     "allow_ensemble", "seed"], positional=1, defaults={"seeds": 5, "fuse": None})
+     "allow_ensemble", "pair_cols", "seed"], positional=1, defaults={"seeds": 5, "fuse": None})
 STORED_VECTORS = ParamSet(["store", "pool", "layers", "of", "encoder"], positional=5)

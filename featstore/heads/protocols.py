@@ -23,7 +23,7 @@ from featstore.heads.errors import HeadError
 from featstore.heads.labels import LabelMap, check_classes, regression_targets
 from featstore.heads.metrics import summarize
 from featstore.heads.splits import SPLIT_COLUMN, few_shot, kfold, stratified_folds
-from featstore.heads.units import TEXT, Examples, Unit
+from featstore.heads.units import TEXT, Examples, Unit, unit_for
 from featstore.store import Store
 
 DEFAULT_CV = 5
@@ -105,9 +105,10 @@ def plan_evaluation(store: Store, train: str | None = None,
                     cv: int | None = None, label_col: str | None = None,
                     task: str = "classification", unit: Unit = TEXT) -> EvaluationPlan:
     """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV."""
+    train_name = train or default_training_dataset(store)
+    unit = unit_for(store, train_name, unit)
     if task not in unit.tasks:
         raise HeadError(f"{unit.name} heads do not learn --task {task}")
-    train_name = train or default_training_dataset(store)
     where = f"dataset {train_name!r}"
     df, col = unit.with_labels(store.dataset(train_name), label_col, where)
     if eval is not None and cv is not None:
@@ -251,6 +252,7 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any] | None 
         heads.insert(0, keep)
     notes = heads[0].protocol_notes(p, refitted, heads[1] if refitted else heads[0])
     if p.overlap:
-        notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
+        what = "pair(s)" if p.unit.name == "pair" else "text(s)"
+        notes.append(f"{p.overlap} evaluation {what} also occur in the training rows")
     return ProtocolResult(summarize(runs), runs, heads[0], p, seconds, notes,
                           pd.concat(predicted, ignore_index=True) if predicted else None, heads)

@@ -14,7 +14,7 @@ import numpy as np
 from featstore.store.errors import DamagedShardError, StoreError
 from featstore.store.featurizer_hook import installed_featurizer
 from featstore.store.hashing import sha256_file
-from featstore.store.keys import KEY_COLUMN, keys_for
+from featstore.store.keys import KEY_COLUMN, PAIR_KEY_COLUMNS, keys_for
 from featstore.store.manifest import (
     EncoderEntry,
     Manifest,
@@ -375,16 +375,30 @@ class Store:
         kind: str = "cls",
         layers: int | Sequence[int] | None = -1,
         encoder: str | None = None,
+        side: str | None = None,
     ) -> np.ndarray:
-        """Features of a dataset (by name, in its row order) or of a list of texts.
+        """Features of a dataset (by name, in its row order) or of a list of texts; of a pair
+        dataset, the first (`side="a"`) or second (`"b"`) texts' features, or the pairs' with
+        `encoder` naming its cross source.
 
         `kind` is a stored feature (cls, mean, max, pooler, ...), the kind of another
         vector source such as "laser", or the name of imported vectors; vector sources come
         back [n, dim].
         """
-        keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
-                else keys_for(data))
         source, feature = self.feature_source(kind, encoder)
+        if isinstance(data, str):
+            table = self.dataset(data)
+            column = KEY_COLUMN
+            if self.manifest.datasets[data].pair_columns:
+                joint = self.encoder_entry(source).kind == "cross"
+                if side not in ("a", "b") and not joint:
+                    raise StoreError(f"dataset {data!r} holds pairs: read the first or second "
+                                     "texts with side='a' or side='b', or the pairs' joint "
+                                     "encoding with encoder=<the cross source's id>")
+                column = KEY_COLUMN if joint else PAIR_KEY_COLUMNS[side == "b"]
+            keys = table[column].tolist()
+        else:
+            keys = keys_for(data)
         return self.gather(source, keys, feature, layers if feature != VECTOR else None)
 
     def feature_source(self, kind: str, encoder: str | None = None) -> tuple[str, str]:
