@@ -49,10 +49,11 @@ def pair_key_of(a: str, b: str) -> str:
 
 
 def planted_pair_store(root: Path, n_texts: int = 120, n_pairs: int = 400, seed: int = 0,
-                       name: str = "pairs") -> Path:
+                       name: str = "pairs", cross: bool = False) -> Path:
     """A store whose texts' vectors are noisy copies of a latent topic vector per text (layer 2
     mean and max carry it); pairs are labelled by whether their topics agree (`label`), scored
-    by the topics' cosine (`score`), three classes by that cosine (`grade`)."""
+    by the topics' cosine (`score`), three classes by that cosine (`grade`). With `cross`, a
+    joint encoding of each pair whose layer 3 mean carries the label."""
     rng = np.random.default_rng(seed)
     topics = rng.normal(size=(8, HIDDEN))
     of_text = rng.integers(0, 8, size=n_texts)
@@ -84,7 +85,23 @@ def planted_pair_store(root: Path, n_texts: int = 120, n_pairs: int = 400, seed:
     with StoreWriter(root) as w:
         w.ensure_encoder("enc-toy", fp, "float16", {k: [len(LAYERS), HIDDEN] for k in feats})
         w.commit_shard("enc-toy", w.write_shard_file("enc-toy", keys, feats))
-        w.commit_dataset(name, table, text_column="a", source="synthetic", encoders=["enc-toy"],
+        encoders = ["enc-toy"]
+        if cross:
+            same = (of_text[ia] == of_text[ib]).astype(float)
+            joint = {f: (rng.normal(size=(n_pairs, len(LAYERS), HIDDEN)) * 0.5).astype(np.float32)
+                     for f in ("cls", "mean", "max")}
+            joint["mean"][:, 3, :4] += 2.0 * same[:, None]
+            cfp = {"kind": "cross", "cross_version": 1, "encoder": fp, "layers": LAYERS,
+                   "hidden": HIDDEN, "logits": 0}
+            unique = dict(zip(pk, range(n_pairs), strict=True))  # a repeated pair once
+            rows = list(unique.values())
+            w.ensure_encoder("cross-toy", cfp, "float16", {k: [len(LAYERS), HIDDEN]
+                                                           for k in joint})
+            w.commit_shard("cross-toy", w.write_shard_file(
+                "cross-toy", list(unique), {k: v[rows].astype(np.float16)
+                                            for k, v in joint.items()}))
+            encoders.append("cross-toy")
+        w.commit_dataset(name, table, text_column="a", source="synthetic", encoders=encoders,
                          skipped=0, pair_columns=["a", "b"])
     return root
 

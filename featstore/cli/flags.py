@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from featstore.heads.kinds import HEADS, POOLINGS, SEQ_HEADS
 from featstore.heads.params import (
+    BOOL,
     DECLARED,
     FLOAT,
     INT,
@@ -198,6 +199,8 @@ def param_flag(p: Param, default: Any = None, help: str | None = None) -> Flag: 
         text = f"with --group-by: {text}"
     if shown and "default" not in text:
         text += f" (default: {'; '.join(shown)})"
+    if p.type == BOOL:  # a switch: typed means True; left out leaves the estimator's default
+        return Flag(text, SWITCH, None, action="store_const")
     nargs = "+" if p.type in (LAYERS, NAMES) else None
     metavar = {"layers": "L", "fuse": "SOURCE"}.get(p.name)
     if p.choices is not None:
@@ -385,6 +388,8 @@ def _add(p: argparse.ArgumentParser, key: str, spec: Flag, overrides: dict[str, 
         kwargs["action"] = spec.action
         if spec.action == "store_true":
             kwargs["default"] = False
+        if spec.action == "store_const":
+            kwargs["const"] = True
     if spec.action is None or spec.action == "append":
         kwargs["type"] = spec.type
         if spec.choices is not None:

@@ -347,19 +347,36 @@ def _describe_pair(head: Any) -> str:
                          | {"head": head.head_kind_})
 
 
-def _print_pair_fit(store: Any, saved: Any, plan: Any, args: argparse.Namespace) -> int:
-    """A pair head's run, with the cosine baseline under the same plan beside it."""
+def _pair_baseline(store: Any, plan: Any, args: argparse.Namespace, head: Any) -> Any:
+    """The cosine baseline under the same plan: the plain cosine of the vectors the head reads
+    (top-layer mean for a head that reads none), thresholds learned on the training pairs."""
     from featstore.heads.protocols import run_protocol
 
+    params = head.get_params() if hasattr(head, "source") else {}
+    base = {"pool": "mean", "encoder": args.model}
+    if params.get("source") == "bi":
+        base = {k: params[k] for k in ("pool", "layers", "of", "encoder")}
+        if POOLINGS_BY_NAME[base["pool"]].trainable:
+            base = {"pool": "mean", "encoder": args.model}
+    return run_protocol(store, plan, {**base, "head": "cosine"}, task=args.task,
+                        shots=args.shots, repeats=args.repeats, seed=args.seed, refit=False)
+
+
+def _print_baseline(args: argparse.Namespace, baseline: Any) -> None:
+    main = _metric_names(args.task)[-1 if args.task == "regression" else 0]
+    print(f"baseline  cosine of the same vectors: {main} "
+          f"{score(args.task, baseline.metrics[main])}"
+          + (" (thresholds learned on the training pairs)" if args.task == "classification"
+             else ""))
+
+
+def _print_pair_fit(store: Any, saved: Any, plan: Any, args: argparse.Namespace) -> int:
+    """A pair head's run, with the cosine baseline under the same plan beside it."""
     result, head = saved.result, saved.result.head
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
-    baseline = None
-    if head.head_kind_ != "cosine" and head.source == "bi":
-        base = {k: head.get_params()[k] for k in ("pool", "layers", "of", "encoder")}
-        baseline = run_protocol(store, plan, {**base, "head": "cosine"}, task=args.task,
-                                shots=args.shots, repeats=args.repeats, seed=args.seed,
-                                refit=False)
+    baseline = _pair_baseline(store, plan, args, head) if head.head_kind_ != "cosine" \
+        else result
     report, report_files = _write_report(store, saved, args)
     if args.json:
         out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
@@ -382,12 +399,7 @@ def _print_pair_fit(store: Any, saved: Any, plan: Any, args: argparse.Namespace)
     names = _metric_names(args.task) + (("positive_f1",) if "positive_f1" in result.metrics
                                         else ())
     print(metrics_table(args.task, result.metrics, names, len(result.runs)))
-    if baseline is not None:
-        main = _metric_names(args.task)[-1 if args.task == "regression" else 0]
-        print(f"baseline  cosine of the same vectors: {main} "
-              f"{score(args.task, baseline.metrics[main])}"
-              + (" (thresholds learned on the training pairs)" if args.task ==
-                 "classification" else ""))
+    _print_baseline(args, baseline)
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
@@ -474,16 +486,23 @@ def _fit_auto(args: argparse.Namespace, unit: Any = None) -> int:
     report, report_files = _write_report(store, saved, args)
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
+    pairs = plan.unit.name == "pair"
+    baseline = _pair_baseline(store, plan, args, head) if pairs else None
     if args.json:
         print(json.dumps({"head": saved.name, "path": str(saved.path),
                           "encoder": head.encoder_id_, "winner": searches[0].best_params_,
                           **summary, "fit": head.fit_info_, "notes": result.notes,
+                          **({"baseline": {"name": "cosine", "metrics": baseline.metrics}}
+                             if baseline is not None else {}),
                           **({"report": report_files} if report_files else {}),
                           "searches": [s.record() for s in searches]}, indent=1, default=str))
         return 0
     first = searches[0]
-    print(f"dataset   {plan.train_name} ({plan.protocol}; {summary['train_rows']} train rows"
-          + (f", {summary['eval_rows']} eval rows" if summary["eval_rows"] else "") + ")")
+    what = "pairs" if pairs else "rows"
+    print(f"dataset   {plan.train_name} ("
+          + (f"pairs {' + '.join(plan.unit.text_columns)}; " if pairs else "")
+          + f"{plan.protocol}; {summary['train_rows']} train {what}"
+          + (f", {summary['eval_rows']} eval {what}" if summary["eval_rows"] else "") + ")")
     print(f"search    {len(first.trials_)} candidates · {first.n_folds_}-fold inner CV on the "
           f"training rows · {first.metric_} · budget {budget:g} s"
           + (f" shared by {len(searches)} searches" if len(searches) > 1 else ""))
@@ -511,8 +530,12 @@ def _fit_auto(args: argparse.Namespace, unit: Any = None) -> int:
         print(f"winner    {s.best_name_} (inner {score(args.task, s.best_score_)}; search "
               f"{s.search_seconds_:.0f} s, refit {s.refit_seconds_:.0f} s)"
               + (f" [sample {i + 1}]" if len(searches) > 1 else ""))
-    print(metrics_table(args.task, result.metrics, _metric_names(args.task), len(result.runs),
+    names = _metric_names(args.task) + (("positive_f1",) if "positive_f1" in result.metrics
+                                        else ())
+    print(metrics_table(args.task, result.metrics, names, len(result.runs),
                         header="winner's eval metric"))
+    if baseline is not None:
+        _print_baseline(args, baseline)
     for note in result.notes:
         print(f"note      {note}")
     _print_report(report, args)
@@ -690,7 +713,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if e.skipped:
             print(f"skipped  {e.name}: {e.skipped}")
     if plan.overlap:
-        print(f"note     {plan.overlap} evaluation text(s) also occur in the training rows")
+        what = "pair(s)" if plan.unit.name == "pair" else "text(s)"
+        print(f"note     {plan.overlap} evaluation {what} also occur in the training rows")
     print(f"total    {total:.1f} s · chart {plot}" + (f" · saved {saved}" if saved else ""))
     return 0
 

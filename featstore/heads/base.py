@@ -112,7 +112,15 @@ class StoreHead(StoreEstimator):
         self.check_fitted()
         store, data, y = self.store_data_y(X, y, args)
         truth, out = self.truth_and_output(store, data, y)
-        return scores(self.task, truth, out if self.task == "regression" else out.argmax(axis=1))
+        if self.task == "regression":
+            return scores(self.task, truth, out)
+        pred = out.argmax(axis=1)
+        return {**scores(self.task, truth, pred), **self.class_metrics(truth, pred)}
+
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        """What this kind reports besides accuracy and macro-F1 (pair heads: the positive
+        class's F1 of a two-class task); none by default."""
+        return {}
 
     def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None) -> float:
         """Accuracy for classifiers, R squared for regressors, as scikit-learn scores."""

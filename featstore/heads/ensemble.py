@@ -102,6 +102,9 @@ class HeadEnsemble(ClassifierMixin, StoreHead):
         return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(axis=1)),
                         dtype=object)
 
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        return self.members_[0].class_metrics(truth, pred)
+
     def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
         return self.labels_.encode(labels, where), self.predict_proba(store, data)

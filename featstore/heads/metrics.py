@@ -20,6 +20,12 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
     }
 
 
+def positive_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """F1 of the positive class of a two-class task: class index 1 (the second label in sorted
+    order: 1 for 0/1 labels)."""
+    return float(f1_score(y_true, y_pred, labels=[1], average="macro", zero_division=0))
+
+
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)

@@ -44,7 +44,7 @@ from featstore.heads.kinds import (
 )
 from featstore.heads.labels import LabelMap, check_classes, regression_targets
 from featstore.heads.logreg import fit_logreg, logreg_from_state, logreg_state
-from featstore.heads.metrics import scores
+from featstore.heads.metrics import positive_f1
 from featstore.heads.pair_inputs import PairBatches, PairInputs, cross_layout
 from featstore.heads.pair_networks import (
     PairNetwork,
@@ -385,21 +385,12 @@ class PairEstimator(StoreHead):
         rows = self._rows(store, data, y, need_labels=True)
         return self._targets(rows), self._output(store, data)
 
-    def evaluate(self, X: Any, y: Any = None, *args: Any) -> dict[str, float]:
-        """The task's metrics on labelled pairs; for two classes also the F1 of the positive
-        class (the second in sorted order: 1 for 0/1 labels)."""
-        self.check_fitted()
-        store, data, y = self.store_data_y(X, y, args)
-        truth, out = self.truth_and_output(store, data, y)
-        if self.task == "regression":
-            return scores(self.task, truth, out)
-        pred = out.argmax(axis=1)
-        metrics = scores(self.task, truth, pred)
-        if len(self.labels_.classes) == 2:
-            tp = float(np.sum((pred == 1) & (truth == 1)))
-            denom = float(np.sum(pred == 1) + np.sum(truth == 1))
-            metrics["positive_f1"] = 2 * tp / denom if denom else 0.0
-        return metrics
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        """For two classes, the F1 of the positive class (the second in sorted order: 1 for
+        0/1 labels)."""
+        if len(self.labels_.classes) != 2:
+            return {}
+        return {"positive_f1": positive_f1(truth, pred)}
 
     # -- fitted state -------------------------------------------------------------------------
     @property

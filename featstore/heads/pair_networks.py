@@ -94,12 +94,10 @@ class PairNetwork(nn.Module):
 
     def forward(self, enc: torch.Tensor, sources: list[torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.side is None:  # the per-pair block alone arrives as `enc`
+            return self.head(enc)
         sources = list(sources or [])
         extra = sources[self.n_sources] if self.extra_dim else None
-        if self.side is None:
-            if extra is None:
-                return self.head(enc)
-            return self.head(torch.cat([enc, extra], dim=1) if enc.numel() else extra)
         vec = self.side(enc, sources[:self.n_sources], mask)
         half = vec.shape[0] // 2
         u, v = vec[:half], vec[half:]

@@ -398,6 +398,9 @@ class HeadSelector(StoreHead):
     def truth_and_output(self, store: Store, data: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         return self.best_estimator_.truth_and_output(store, data, y)
 
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        return self.best_estimator_.class_metrics(truth, pred)
+
     def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
              extra: dict | None = None, overwrite: bool = False) -> Path:
         """The winner, saved as any head (it loads with `load_head`), with the search record
