@@ -207,8 +207,12 @@ def _unit(args: argparse.Namespace) -> Any:
 
     if getattr(args, "pair_cols", None):
         return PairUnit(*args.pair_cols)
+    stored = _stored_unit(args)
     if args.group_by is None:
-        return _stored_unit(args) or TEXT
+        return stored or TEXT
+    if stored is not None:
+        raise HeadError("--group-by groups texts into sequences; a pair dataset's rows are "
+                        "pairs")
     from featstore.services.datasets import read_rows_file
 
     labels = read_rows_file(args.labels, "--labels") if args.labels is not None else None
