@@ -38,7 +38,7 @@ def test_fit_head_on_a_pair_dataset_reports_the_cosine_baseline(pairs, capsys, t
                              "--report", tmp_path / "rep", "--no-progress")
     assert code == 0, err
     assert "pairs a + b" in out and "positive_f1" in out
-    assert "baseline  cosine of the same vectors: accuracy" in out
+    assert "baseline  cosine of the same vectors: accuracy" in out  # mean, as the head
     head = load_head(store, "para-mlp")
     assert head.symmetric and head.head_kind_ == "mlp" and head.text_columns_ == ("a", "b")
     errors = pd.read_csv(tmp_path / "rep" / "errors.csv")

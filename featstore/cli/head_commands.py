@@ -351,9 +351,11 @@ def _describe_pair(head: Any) -> str:
                          | {"head": head.head_kind_})
 
 
-def _pair_baseline(store: Any, plan: Any, args: argparse.Namespace, head: Any) -> Any:
-    """The cosine baseline under the same plan: the plain cosine of the vectors the head reads
-    (top-layer mean for a head that reads none), thresholds learned on the training pairs."""
+def _pair_baseline(store: Any, plan: Any, args: argparse.Namespace, head: Any
+                   ) -> tuple[Any, str]:
+    """The cosine baseline under the same plan, and what it reads: the plain cosine of the
+    vectors the head reads (each text's top-layer mean for a head that reads no pooled vectors
+    of each text), thresholds learned on the training pairs."""
     from featstore.heads.protocols import run_protocol
 
     params = head.get_params() if hasattr(head, "source") else {}
@@ -362,13 +364,15 @@ def _pair_baseline(store: Any, plan: Any, args: argparse.Namespace, head: Any) -
         base = {k: params[k] for k in ("pool", "layers", "of", "encoder")}
         if POOLINGS_BY_NAME[base["pool"]].trainable:
             base = {"pool": "mean", "encoder": args.model}
-    return run_protocol(store, plan, {**base, "head": "cosine"}, task=args.task,
-                        shots=args.shots, repeats=args.repeats, seed=args.seed, refit=False)
+    result = run_protocol(store, plan, {**base, "head": "cosine"}, task=args.task,
+                          shots=args.shots, repeats=args.repeats, seed=args.seed, refit=False)
+    same = params.get("source") == "bi" and base["pool"] == params.get("pool")
+    return result, "the same vectors" if same else "each text's top-layer mean"
 
 
-def _print_baseline(args: argparse.Namespace, baseline: Any) -> None:
+def _print_baseline(args: argparse.Namespace, baseline: Any, reads: str) -> None:
     main = _metric_names(args.task)[-1 if args.task == "regression" else 0]
-    print(f"baseline  cosine of the same vectors: {main} "
+    print(f"baseline  cosine of {reads}: {main} "
           f"{score(args.task, baseline.metrics[main])}"
           + (" (thresholds learned on the training pairs)" if args.task == "classification"
              else ""))
@@ -379,15 +383,15 @@ def _print_pair_fit(store: Any, saved: Any, plan: Any, args: argparse.Namespace)
     result, head = saved.result, saved.result.head
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
-    baseline = _pair_baseline(store, plan, args, head) if head.head_kind_ != "cosine" \
-        else result
+    baseline, reads = _pair_baseline(store, plan, args, head) \
+        if head.head_kind_ != "cosine" else (result, "the same vectors")
     report, report_files = _write_report(store, saved, args)
     if args.json:
         out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
                "pool": head.pool, "head_kind": head.head_kind_, "source": head.source,
                "combine": list(head.combine), "layers": head.layers_, **summary,
                "baseline": None if baseline is None else
-               {"name": "cosine", "metrics": baseline.metrics},
+               {"name": "cosine", "reads": reads, "metrics": baseline.metrics},
                "fit": head.fit_info_, "notes": result.notes,
                **({"report": report_files} if report_files else {})}
         print(json.dumps(out, indent=1, default=str))
@@ -403,7 +407,7 @@ def _print_pair_fit(store: Any, saved: Any, plan: Any, args: argparse.Namespace)
     names = _metric_names(args.task) + (("positive_f1",) if "positive_f1" in result.metrics
                                         else ())
     print(metrics_table(args.task, result.metrics, names, len(result.runs)))
-    _print_baseline(args, baseline)
+    _print_baseline(args, baseline, reads)
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
@@ -491,12 +495,13 @@ def _fit_auto(args: argparse.Namespace, unit: Any = None) -> int:
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
     pairs = plan.unit.name == "pair"
-    baseline = _pair_baseline(store, plan, args, head) if pairs else None
+    baseline, reads = _pair_baseline(store, plan, args, head) if pairs else (None, "")
     if args.json:
         print(json.dumps({"head": saved.name, "path": str(saved.path),
                           "encoder": head.encoder_id_, "winner": searches[0].best_params_,
                           **summary, "fit": head.fit_info_, "notes": result.notes,
-                          **({"baseline": {"name": "cosine", "metrics": baseline.metrics}}
+                          **({"baseline": {"name": "cosine", "reads": reads,
+                                           "metrics": baseline.metrics}}
                              if baseline is not None else {}),
                           **({"report": report_files} if report_files else {}),
                           "searches": [s.record() for s in searches]}, indent=1, default=str))
@@ -539,7 +544,7 @@ def _fit_auto(args: argparse.Namespace, unit: Any = None) -> int:
     print(metrics_table(args.task, result.metrics, names, len(result.runs),
                         header="winner's eval metric"))
     if baseline is not None:
-        _print_baseline(args, baseline)
+        _print_baseline(args, baseline, reads)
     for note in result.notes:
         print(f"note      {note}")
     _print_report(report, args)
