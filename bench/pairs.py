@@ -97,7 +97,7 @@ def heads(task: str) -> dict[str, dict]:
                                             "combine": SENTEVAL}}
     if task == "regression":
         out["projection (CoSENT)"] = {"pool": "mean", "head": "projection", "lr": 1e-4,
-                                      "proj_dim": 384, "symmetric": True}
+                                      "symmetric": True}
     out["cross + " + linear] = {"pool": "mean-max", "source": "cross", "head": linear}
     return out
 

@@ -166,7 +166,9 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        searched=True),
     _p("normalize", TEXT, "standard", "per-source normalisation", choices=kinds.NORMALIZATIONS),
     # per-text heads
-    _p("head", TEXT, None, "head (default: logreg for fixed poolings, else mlp)",
+    _p("head", TEXT, None, "head (default: logreg for fixed poolings, else mlp; on pairs, ridge "
+       "for regression); pairs also take cosine (the plain cosine, the baseline) and projection "
+       "(a learned map of each vector, scored by cosine)",
        choices=kinds.HEADS, what="head", optional=True, searched=True),
     _p("hidden", INT, 512, "MLP width; the LSTM uses at most 128", low=1),
     _p("dropout", FLOAT, 0.5, "dropout in [0, 1)", **FRACTION),
