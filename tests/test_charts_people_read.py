@@ -7,6 +7,7 @@ margin, surest mistakes first."""
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,10 @@ def captured(monkeypatch) -> dict[str, dict]:
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(charts, name, spy)
+        for module in list(sys.modules.values()):  # modules that imported it by name
+            if getattr(module, "__name__", "").startswith("featstore.") and \
+                    getattr(module, name, None) is real:
+                monkeypatch.setattr(module, name, spy)
     return seen
 
 

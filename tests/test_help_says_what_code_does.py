@@ -13,7 +13,7 @@ import pytest
 from test_heads_support import toy_store
 
 from featstore.cli import build_parser, main
-from featstore.heads.kinds import HEADS, default_head
+from featstore.heads.kinds import HEADS, default_head, default_pair_head
 from featstore.heads.labels import LABEL_COLUMNS
 from featstore.heads.names import head_name, text_head_what
 from featstore.heads.params import DECLARED, HEAD_SELECTOR, SEQUENCE_HEAD, TEXT_HEAD
@@ -66,7 +66,8 @@ IN_WORDS = {
     "--label-col": lambda d: d == ", ".join(LABEL_COLUMNS),
     "--head": lambda d: default_head("mean", "classification", "concat") == "logreg"
     and default_head("weighted", "classification", "concat") == "mlp"
-    and d == "logreg for fixed poolings, else mlp",
+    and default_pair_head("mean", "regression", "concat") == "ridge"
+    and d == "logreg for fixed poolings, else mlp; on pairs, ridge for regression",
     "predict --out": lambda d: output_target(None, None) == (None, "csv")
     and d == "CSV on stdout",
     "probe-layers --C": lambda d: same_number(d, PROBE_C),
@@ -85,7 +86,7 @@ IN_WORDS = {
 PROSE = {"--model", "--name", "--text-col", "--max-length", "--stride", "--features",
          "--laser", "--no-laser", "--laser-dir", "--batch-tokens", "--address", "--workers",
          "--vector-cols", "--dim", "--train", "--eval", "--format", "--plot", "--charts",
-         "--fuse", "--labels", "--order-by", "--fp16", "--gpus-per-worker"}
+         "--fuse", "--labels", "--order-by", "--fp16", "--gpus-per-worker", "--pair-cols"}
 
 
 def test_every_documented_default_is_the_codes():

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from featstore.heads.kinds import HEADS, POOLINGS, SEQ_HEADS
 from featstore.heads.params import (
+    BOOL,
     DECLARED,
     FLOAT,
     INT,
@@ -163,7 +164,7 @@ class Flag:
     choices: tuple[str, ...] | None = None
     what: str = "value"  # how a wrong choice is named: "unknown pooling 'avg'"
     nargs: str | None = None
-    metavar: str | None = None
+    metavar: str | tuple[str, ...] | None = None
     action: str | type[argparse.Action] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     required: bool = False
@@ -208,6 +209,8 @@ def param_flag(p: Param, default: Any = None, help: str | None = None) -> Flag: 
         text = f"with --group-by: {text}"
     if shown and "default" not in text:
         text += f" (default: {'; '.join(shown)})"
+    if p.type == BOOL:  # a switch: typed means True; left out leaves the estimator's default
+        return Flag(text, SWITCH, None, action="store_const")
     nargs = "+" if p.type in (LAYERS, NAMES) else None
     metavar = {"layers": "L", "fuse": "SOURCE"}.get(p.name)
     if p.choices is not None:
@@ -269,6 +272,12 @@ FLAGS: dict[str, Flag] = {
     "--replace": Flag("let this file replace a dataset of the same name made from another "
                       "file", SWITCH, action="store_true"),
     "--strict": Flag("empty or missing texts are an error", SWITCH, action="store_true"),
+    "--pair-cols": Flag("the two text columns of a pair corpus: every row is a pair, both texts "
+                        "are encoded (each unique text once) and the dataset keeps both keys",
+                        nargs=2, metavar=("A", "B")),
+    "--cross": Flag("with --pair-cols: also encode each pair jointly (the tokenizer's pair "
+                    "encoding) and store its per-layer vectors, and a classifier's logits, as "
+                    "the cross source", SWITCH, action="store_true"),
     "--trust-remote-code": Flag("allow the model repository's own code to run", SWITCH,
                                 action="store_true"),
     "--wait": Flag("wait for another writer to finish instead of failing", SWITCH,
@@ -339,6 +348,11 @@ FLAGS: dict[str, Flag] = {
                           ".jsonl or .parquet (default: CSV on stdout)"),
     "--text": Flag("a text to predict (repeatable); INPUT may then be left out", text_value,
                    default=None, metavar="TEXT", action="append"),
+    "--text-a": Flag("a pair head: the first text of a pair to predict (repeatable, with as "
+                     "many --text-b); INPUT may then be left out", text_value, default=None,
+                     metavar="TEXT", action="append"),
+    "--text-b": Flag("a pair head: the second text of a pair to predict (repeatable)",
+                     text_value, default=None, metavar="TEXT", action="append"),
     "--top-k": Flag("only the K most probable labels per text, with their probabilities",
                     int_at_least(1), metavar="K"),
     "--format": Flag("output format (default: from --out's extension, else csv)",
@@ -417,6 +431,8 @@ def _add(p: argparse.ArgumentParser, key: str, spec: Flag, overrides: dict[str, 
         kwargs["action"] = spec.action
         if spec.action == "store_true":
             kwargs["default"] = False
+        if spec.action == "store_const":
+            kwargs["const"] = True
     if spec.action is None or spec.action == "append":
         kwargs["type"] = spec.type
         if spec.choices is not None:

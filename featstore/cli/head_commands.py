@@ -22,7 +22,7 @@ from featstore.cli.text_output import metrics_table, score, table
 from featstore.heads.errors import HeadError
 from featstore.heads.kinds import HEAD_KINDS, POOLINGS_BY_NAME, SEQ_HEADS
 from featstore.heads.names import head_name, sequence_head_what, sources_suffix, text_head_what
-from featstore.heads.params import DECLARED, HEAD_SELECTOR, SEQUENCE_HEAD, TEXT_HEAD
+from featstore.heads.params import DECLARED, HEAD_SELECTOR, PAIR_HEAD, SEQUENCE_HEAD, TEXT_HEAD
 from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS, COMPARE_SEQ_HEADS
 
 # -- parsers -------------------------------------------------------------------------------------
@@ -31,6 +31,7 @@ DATA_FLAGS = ("--store", "--train", "--eval", "--cv", "--label-col", "--allow-un
 GROUPING = ("group_by", "order_by", "time_col")  # what the sequence unit holds
 SEQUENCE_FLAGS = (*head_flags(SEQUENCE_HEAD[n] for n in GROUPING), "--labels")
 AUTO_FLAGS = tuple(head_flags(HEAD_SELECTOR[n] for n in ("budget", "folds")))
+PAIR_ONLY = tuple(n for n in PAIR_HEAD.names if n not in TEXT_HEAD)  # source, combine, ...
 
 
 def register_head_commands(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +40,10 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                                    "metrics, save it under STORE/heads/NAME.")
     add_flags(p, *DATA_FLAGS)
     add_param_flags(p, TEXT_HEAD)  # a head's flags, from its parameters' declarations
+    add_param_flags(p, PAIR_HEAD)
     add_param_flags(p, SEQUENCE_HEAD)
-    add_flags(p, "--shots", "--repeats", "--out", "--overwrite", "--report", "--labels")
+    add_flags(p, "--shots", "--repeats", "--out", "--overwrite", "--report", "--labels",
+              "--pair-cols", pair_cols=PAIR_COLS_HELP)
     add_flags(p, "--auto", *AUTO_FLAGS, "--unlabeled")
     p.set_defaults(func=cmd_fit_head)
 
@@ -51,12 +54,14 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", type=text_value, nargs="?",
                    help="a dataset in the store, a corpus file, or - for one text per line on "
                         "stdin")
-    add_flags(p, "--store", "--head-name", "--text", "--top-k", "--predictions", "--format",
-              "--overwrite", "--text-col", "--laser-dir", "--json", "--no-progress",
-              overwrite={"help": "replace an existing --out file"},
+    add_flags(p, "--store", "--head-name", "--text", "--text-a", "--text-b", "--pair-cols",
+              "--top-k", "--predictions", "--format", "--overwrite", "--text-col", "--laser-dir",
+              "--json", "--no-progress", overwrite={"help": "replace an existing --out file"},
               laser_dir={"help": "directory of LASER's models, for a head fused with LASER "
                                  "given new texts (default: $FEATSTORE_LASER_DIR, else "
-                                 "laserembeddings' own data directory)"})
+                                 "laserembeddings' own data directory)"},
+              pair_cols={"help": "a pair head: the two columns of INPUT holding each pair's "
+                                 "texts (default: the columns the head was trained on)"})
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("heads", help="list or remove saved heads",
@@ -75,7 +80,8 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
                                    "leaderboard (score, train seconds) and draw a bar chart.")
     add_flags(p, *DATA_FLAGS, "--pools", "--heads", "--fuse", "--compare-epochs", "--plot",
               "--charts", "--save-best", "--overwrite", *SEQUENCE_FLAGS, "--seq-heads", "--pool",
-              "--layers",
+              "--layers", "--pair-cols",
+              pair_cols=PAIR_COLS_HELP,
               pools={"help": f"poolings to try (default: {' '.join(COMPARE_POOLS)})"},
               heads={"help": f"heads to try (default: {' '.join(COMPARE_HEADS)})"},
               fuse={"help": "also try mean + these sources (default: laser when stored)"},
@@ -96,6 +102,10 @@ def register_head_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_probe)
 
 
+PAIR_COLS_HELP = {"help": "a --train/--eval file of pairs: its two text columns (a pair dataset "
+                          "in the store names its own)"}
+
+
 # -- which flags go together ---------------------------------------------------------------------
 def _typed(args: argparse.Namespace, names: Any) -> list[str]:
     """The declared parameters among `names` whose flags were typed."""
@@ -107,8 +117,19 @@ def check_data_flags(args: argparse.Namespace) -> None:
         raise HeadError("use either --eval or --cv, not both")
 
 
-def check_unit_flags(args: argparse.Namespace) -> None:
-    """Flags of the other unit: per-text ones with --group-by, sequence ones without it."""
+def check_unit_flags(args: argparse.Namespace, unit: Any = None) -> None:
+    """Flags of the other unit: per-text ones with --group-by, sequence ones without it, pair
+    ones on texts."""
+    pairs = unit is not None and unit.name == "pair"
+    if not pairs:
+        typed = [DECLARED[n].command_flag for n in _typed(args, PAIR_ONLY)]
+        typed += ["--symmetric"] if getattr(args, "symmetric", None) else []
+        if typed:
+            raise HeadError(f"{typed[0]} applies to pair heads; train on a pair dataset "
+                            "(featurize --pair-cols A B)")
+    elif args.group_by is not None:
+        raise HeadError("--group-by groups texts into sequences; a pair dataset's rows are "
+                        "pairs")
     if args.group_by is not None:
         if args.task not in {t for k in SEQ_HEADS for t in HEAD_KINDS[k].tasks}:
             raise HeadError(f"sequence heads classify; --task {args.task} is not supported with "
@@ -133,10 +154,10 @@ def check_unit_flags(args: argparse.Namespace) -> None:
                         "poolings with --pools")
 
 
-def check_fit_head(args: argparse.Namespace) -> None:
+def check_fit_head(args: argparse.Namespace, unit: Any = None) -> None:
     """Combinations of fit-head flags that cannot mean anything."""
     check_data_flags(args)
-    check_unit_flags(args)
+    check_unit_flags(args, unit)
     if args.repeats != 1 and args.shots is None:
         raise HeadError("--repeats repeats few-shot samples; it needs --shots")
     if args.shots is not None and args.task != "classification":
@@ -149,6 +170,10 @@ def check_fit_head(args: argparse.Namespace) -> None:
     if args.C is not None and args.head is not None and \
             HEAD_KINDS[args.head].trained_by != "logreg":
         raise HeadError(f"--C sets logreg's regularisation; --head {args.head} does not use it")
+    pairs = unit is not None and unit.name == "pair"
+    if pairs and args.unlabeled is not None:
+        raise HeadError("--unlabeled serves self-training of per-text heads; pair heads take "
+                        "none")
     pool = POOLINGS_BY_NAME[args.pool or TEXT_HEAD["pool"].default]
     if args.layer_start is not None and not pool.takes_layer_start:
         names = [k for k, v in POOLINGS_BY_NAME.items() if v.takes_layer_start]
@@ -160,10 +185,10 @@ def check_fit_head(args: argparse.Namespace) -> None:
         raise HeadError("--fuse-mode project maps fusion sources; name them with --fuse")
     if args.report and args.task != "classification":
         raise HeadError("--report breaks scores down by class; it needs --task classification")
-    check_auto(args)
+    check_auto(args, PAIR_HEAD if pairs else TEXT_HEAD)
 
 
-def check_auto(args: argparse.Namespace) -> None:
+def check_auto(args: argparse.Namespace, params: Any = TEXT_HEAD) -> None:
     """--auto chooses pooling and head itself; --budget, --folds and --unlabeled belong to
     it."""
     if not args.auto:
@@ -173,23 +198,61 @@ def check_auto(args: argparse.Namespace) -> None:
         return
     if args.unlabeled is not None and args.task != "classification":
         raise HeadError("--unlabeled serves self-training, which needs --task classification")
-    for name in _typed(args, TEXT_HEAD.names):
+    for name in _typed(args, params.names):
         if DECLARED[name].searched:
             raise HeadError(f"--auto chooses the pooling and head by inner CV; drop "
                             f"{DECLARED[name].command_flag} (or drop --auto)")
 
 
 # -- what the flags ask for ----------------------------------------------------------------------
-def _unit(args: argparse.Namespace) -> Any:
-    """The unit of example: a text, or with --group-by a sequence of rows."""
-    from featstore.heads.units import TEXT, SequenceUnit
+def _unit_kind(args: argparse.Namespace) -> Any:
+    """What `_unit` will make, named without loading the heads (so flag checks stay fast): an
+    object with the unit's `name`, `text`, `pair` or `sequence`."""
+    from types import SimpleNamespace
 
-    if args.group_by is None:
+    pair_cols = getattr(args, "pair_cols", None) or _stored_pair_columns(args)
+    if pair_cols and args.group_by is not None:
+        raise HeadError("--group-by groups texts into sequences; a pair dataset's rows are "
+                        "pairs")
+    return SimpleNamespace(name="pair" if pair_cols else "sequence" if args.group_by is not None
+                           else "text", pair_cols=pair_cols)
+
+
+def _unit(args: argparse.Namespace) -> Any:
+    """The unit of example: a text, a pair (--pair-cols, or a pair dataset to train on), or
+    with --group-by a sequence of rows."""
+    from featstore.heads.units import TEXT, PairUnit, SequenceUnit
+
+    kind = _unit_kind(args)
+    if kind.name == "pair":
+        return PairUnit(*kind.pair_cols)
+    if kind.name == "text":
         return TEXT
     from featstore.services.datasets import read_rows_file
 
     labels = read_rows_file(args.labels, "--labels") if args.labels is not None else None
     return SequenceUnit(args.group_by, args.order_by, args.time_col, labels)
+
+
+def _stored_pair_columns(args: argparse.Namespace) -> list[str] | None:
+    """The pair columns of the training dataset in the store (--train, else the one fit-head
+    would pick) when it holds pairs; None otherwise (or when there is no store yet)."""
+    from featstore.heads.errors import HeadError as NoDefault
+    from featstore.heads.training_data import default_training_dataset
+    from featstore.store import default_store_path, open_store
+
+    root = default_store_path(args.store)
+    if not (root / "manifest.json").is_file():
+        return None
+    store = open_store(root)
+    name = args.train
+    if name is None:
+        try:
+            name = default_training_dataset(store)
+        except NoDefault:
+            return None
+    entry = store.manifest.datasets.get(name)
+    return list(entry.pair_columns) if entry is not None and entry.pair_columns else None
 
 
 def _params(args: argparse.Namespace, unit: Any) -> dict[str, Any]:
@@ -199,6 +262,8 @@ def _params(args: argparse.Namespace, unit: Any) -> dict[str, Any]:
         for name in GROUPING:
             params.pop(name, None)
         return {**params, "encoder": args.model, "label_col": args.label_col}
+    if unit.name == "pair":
+        return {**given_params(args, PAIR_HEAD), "encoder": args.model}
     return {**given_params(args, TEXT_HEAD), "encoder": args.model}
 
 
@@ -228,7 +293,8 @@ def _plan(args: argparse.Namespace, unit: Any = None, tokens: bool = False
     store, plan = plan_data(args.store, args.train, args.eval, args.cv, args.label_col,
                             args.task, args.model, tokens, progress=not args.no_progress,
                             say=_say, unit=unit or TEXT,
-                            allow_unseen_labels=args.allow_unseen_labels)
+                            allow_unseen_labels=args.allow_unseen_labels,
+                            pair_cols=getattr(args, "pair_cols", None))
     store.resolve_encoder(args.model, kind="encoder")  # its one-line error before any bar
     return store, plan
 
@@ -249,7 +315,8 @@ def _metric_names(task: str) -> tuple[str, ...]:
 def cmd_fit_head(args: argparse.Namespace) -> int:
     from featstore.heads.kinds import pooling
 
-    check_fit_head(args)
+    kind = _unit_kind(args)
+    check_fit_head(args, kind)
     if args.group_by is not None and (args.auto or args.report):
         raise HeadError("--auto and --report apply to per-text heads; with --group-by choose "
                         "the sequence model with --seq-head (auto picks by inner CV)")
@@ -261,10 +328,14 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
         from featstore.reports.output_paths import report_paths
 
         report_paths(args.report, args.overwrite)
-    sequences = args.group_by is not None
-    given = given_params(args, SEQUENCE_HEAD if sequences else TEXT_HEAD)
-    what = sequence_head_what({**given, "encoder": args.model}) if sequences else \
-        text_head_what({**given, "encoder": args.model}, args.task)
+    if kind.name == "pair":  # its default name comes from the pair estimator itself
+        pair = _unit(args)
+        what = pair.estimator(args.task, _params(args, pair)).default_name()
+    elif kind.name == "sequence":
+        what = sequence_head_what({**given_params(args, SEQUENCE_HEAD), "encoder": args.model})
+    else:
+        what = text_head_what({**given_params(args, TEXT_HEAD), "encoder": args.model},
+                              args.task)
     name = _head_name(pre, args.out or head_name(pre.train, what), args.overwrite)
     from featstore.services.head_runs import check_fit, fit_and_save
 
@@ -280,6 +351,8 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
                              overwrite=args.overwrite, keep_predictions=bool(args.report))
     if unit.name == "sequence":
         return _print_sequence_fit(saved, args)
+    if plan.unit.name == "pair":
+        return _print_pair_fit(store, saved, plan, args)
     result, head = saved.result, saved.result.head
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
@@ -300,6 +373,80 @@ def cmd_fit_head(args: argparse.Namespace) -> int:
           + (f" · C {head.fit_info_['C']:g}" if "C" in head.fit_info_ else "")
           + (f" · {args.shots} shots x {args.repeats}" if args.shots else ""))
     print(metrics_table(args.task, result.metrics, _metric_names(args.task), len(result.runs)))
+    print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
+    for note in result.notes:
+        print(f"note      {note}")
+    _print_report(report, args)
+    print(f"saved     {saved.path}")
+    return 0
+
+
+def _describe_pair(head: Any) -> str:
+    from featstore.selection.candidates import describe_pair
+
+    return describe_pair({k: v for k, v in head.get_params().items()
+                          if k in ("pool", "of", "layers", "source", "combine", "head", "C",
+                                   "seeds", "symmetric", "fuse") and v not in (None, ())}
+                         | {"head": head.head_kind_})
+
+
+def _pair_baseline(store: Any, plan: Any, args: argparse.Namespace, head: Any
+                   ) -> tuple[Any, str]:
+    """The cosine baseline under the same plan, and what it reads: the plain cosine of the
+    vectors the head reads (each text's top-layer mean for a head that reads no pooled vectors
+    of each text), thresholds learned on the training pairs."""
+    from featstore.heads.protocols import run_protocol
+
+    params = head.get_params() if hasattr(head, "source") else {}
+    base = {"pool": "mean", "encoder": args.model}
+    if params.get("source") == "bi":
+        base = {k: params[k] for k in ("pool", "layers", "of", "encoder")}
+        if POOLINGS_BY_NAME[base["pool"]].trainable:
+            base = {"pool": "mean", "encoder": args.model}
+    result = run_protocol(store, plan, {**base, "head": "cosine"}, task=args.task,
+                          shots=args.shots, repeats=args.repeats, seed=args.seed, refit=False)
+    same = params.get("source") == "bi" and base["pool"] == params.get("pool")
+    return result, "the same vectors" if same else "each text's top-layer mean"
+
+
+def _print_baseline(args: argparse.Namespace, baseline: Any, reads: str) -> None:
+    main = _metric_names(args.task)[-1 if args.task == "regression" else 0]
+    print(f"baseline  cosine of {reads}: {main} "
+          f"{score(args.task, baseline.metrics[main])}"
+          + (" (thresholds learned on the training pairs)" if args.task == "classification"
+             else ""))
+
+
+def _print_pair_fit(store: Any, saved: Any, plan: Any, args: argparse.Namespace) -> int:
+    """A pair head's run, with the cosine baseline under the same plan beside it."""
+    result, head = saved.result, saved.result.head
+    summary = {**result.summary(), "shots": args.shots,
+               "repeats": args.repeats if args.shots else None}
+    baseline, reads = _pair_baseline(store, plan, args, head) \
+        if head.head_kind_ != "cosine" else (result, "the same vectors")
+    report, report_files = _write_report(store, saved, args)
+    if args.json:
+        out = {"head": saved.name, "path": str(saved.path), "encoder": head.encoder_id_,
+               "pool": head.pool, "head_kind": head.head_kind_, "source": head.source,
+               "combine": list(head.combine), "layers": head.layers_, **summary,
+               "baseline": None if baseline is None else
+               {"name": "cosine", "reads": reads, "metrics": baseline.metrics},
+               "fit": head.fit_info_, "notes": result.notes,
+               **({"report": report_files} if report_files else {})}
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    cols = " + ".join(plan.unit.text_columns)
+    print(f"dataset   {plan.train_name} (pairs {cols}; {plan.protocol}; {summary['train_rows']} "
+          "train pairs" + (f", {summary['eval_rows']} eval pairs" if summary["eval_rows"]
+                           else "") + ")")
+    print(f"encoder   {head.encoder_id_}  layers {head.layers_ or '-'}")
+    print(f"head      {_describe_pair(head)}"
+          + (f" · C {head.fit_info_['C']:g}" if "C" in head.fit_info_ else "")
+          + (f" · alpha {head.fit_info_['alpha']:g}" if "alpha" in head.fit_info_ else ""))
+    names = _metric_names(args.task) + (("positive_f1",) if "positive_f1" in result.metrics
+                                        else ())
+    print(metrics_table(args.task, result.metrics, names, len(result.runs)))
+    _print_baseline(args, baseline, reads)
     print(f"train     {result.train_seconds:.1f} s over {len(result.runs)} run(s)")
     for note in result.notes:
         print(f"note      {note}")
@@ -385,12 +532,12 @@ def _fit_auto(args: argparse.Namespace) -> int:
     if args.report:
         from featstore.reports.output_paths import report_paths
 
-        report_paths(args.report, args.overwrite)
+        report_paths(args.report, args.overwrite)  # refused now, not after the search
     auto = "auto" + sources_suffix(args.model, args.fuse)
     name = _head_name(pre, args.out or head_name(pre.train, auto), args.overwrite)
     from featstore.services.head_runs import select_and_save
 
-    store, plan = _plan(args)
+    store, plan = _plan(args, _unit(args))
     unlabeled = None
     if args.unlabeled is not None:
         from featstore.services.datasets import dataset_for
@@ -413,16 +560,24 @@ def _fit_auto(args: argparse.Namespace) -> int:
     report, report_files = _write_report(store, saved, args)
     summary = {**result.summary(), "shots": args.shots,
                "repeats": args.repeats if args.shots else None}
+    pairs = plan.unit.name == "pair"
+    baseline, reads = _pair_baseline(store, plan, args, head) if pairs else (None, "")
     if args.json:
         print(json.dumps({"head": saved.name, "path": str(saved.path),
                           "encoder": head.encoder_id_, "winner": searches[0].best_params_,
                           **summary, "fit": head.fit_info_, "notes": result.notes,
+                          **({"baseline": {"name": "cosine", "reads": reads,
+                                           "metrics": baseline.metrics}}
+                             if baseline is not None else {}),
                           **({"report": report_files} if report_files else {}),
                           "searches": [s.record() for s in searches]}, indent=1, default=str))
         return 0
     first = searches[0]
-    print(f"dataset   {plan.train_name} ({plan.protocol}; {summary['train_rows']} train rows"
-          + (f", {summary['eval_rows']} eval rows" if summary["eval_rows"] else "") + ")")
+    what = "pairs" if pairs else "rows"
+    print(f"dataset   {plan.train_name} ("
+          + (f"pairs {' + '.join(plan.unit.text_columns)}; " if pairs else "")
+          + f"{plan.protocol}; {summary['train_rows']} train {what}"
+          + (f", {summary['eval_rows']} eval {what}" if summary["eval_rows"] else "") + ")")
     print(f"search    {len(first.trials_)} candidates · {first.n_folds_}-fold inner CV on the "
           f"training rows · {first.metric_} · budget {budget:g} s"
           + (f" shared by {len(searches)} searches" if len(searches) > 1 else ""))
@@ -450,8 +605,12 @@ def _fit_auto(args: argparse.Namespace) -> int:
         print(f"winner    {s.best_name_} (inner {score(args.task, s.best_score_)}; search "
               f"{s.search_seconds_:.0f} s, refit {s.refit_seconds_:.0f} s)"
               + (f" [sample {i + 1}]" if len(searches) > 1 else ""))
-    print(metrics_table(args.task, result.metrics, _metric_names(args.task), len(result.runs),
+    names = _metric_names(args.task) + (("positive_f1",) if "positive_f1" in result.metrics
+                                        else ())
+    print(metrics_table(args.task, result.metrics, names, len(result.runs),
                         header="winner's eval metric"))
+    if baseline is not None:
+        _print_baseline(args, baseline, reads)
     for note in result.notes:
         print(f"note      {note}")
     _print_report(report, args)
@@ -472,13 +631,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     target, fmt = output_target(args.out, args.format, args.overwrite)  # before any work
     store = open_store(args.store)
     kind = read_head_json(store, args.head).get("kind", "text")  # no head: refused at once
+    pairs = _inline_pairs(args)
     if kind == "sequence" and (args.top_k or args.text or args.input in (None, "-")):
         raise HeadError(f"head {args.head} is a sequence head: name a dataset or a file of "
                         "rows with its group column (--text, stdin and --top-k are for per-text "
                         "heads)")
-    if args.input is None and not args.text:
-        raise HeadError("nothing to predict: name a dataset or file, pass --text, or pipe "
-                        "texts on stdin with INPUT -")
+    if args.input is None and not args.text and not pairs:
+        raise HeadError("nothing to predict: name a dataset or file, pass --text (--text-a and "
+                        "--text-b for a pair head), or pipe texts on stdin with INPUT -")
     if args.input not in (None, "-") and args.input not in store.manifest.datasets and \
             not Path(args.input).is_file():
         raise HeadError(f"{args.input!r} is neither a dataset in store {store.root} nor a file")
@@ -488,18 +648,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     head = load_head(store, args.head)
     unit = unit_of(head)
+    if args.pair_cols:
+        if unit.name != "pair":
+            raise HeadError(f"--pair-cols names the text columns of a pair head's input; head "
+                            f"{args.head} is a {unit.name} head")
+        from featstore.heads.units import PairUnit
+
+        unit = PairUnit(*args.pair_cols)
     texts = list(args.text or [])
     source = args.input
     if source == "-" and unit.lone_texts:
         texts += stdin_texts(sys.stdin)
         source = None
     given = prediction_input(store, unit, source, args.text_col, texts, f"head {args.head}",
-                             say=_say)
+                             say=_say, pairs=pairs)
     skipped = given.skipped
     if skipped and unit.lone_texts:
         _say(f"skipped {skipped} input row(s) without text")
     out = predict_frame(store, head, given.rows, progress=not args.no_progress, say=_say,
-                        name=f"head {args.head}", top_k=args.top_k, laser_dir=args.laser_dir)
+                        name=f"head {args.head}", top_k=args.top_k, laser_dir=args.laser_dir,
+                        unit=unit)
     if args.json:
         print(json.dumps({"head": args.head, "rows": len(out), "skipped": skipped,
                           "predictions": out.to_dict(orient="records")},
@@ -509,6 +677,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if target is not None:
         print(f"wrote {len(out)} predictions to {args.out}", file=sys.stderr)
     return 0
+
+
+def _inline_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    a, b = list(args.text_a or []), list(args.text_b or [])
+    if len(a) != len(b):
+        raise HeadError(f"--text-a and --text-b come in pairs; got {len(a)} --text-a and "
+                        f"{len(b)} --text-b")
+    return list(zip(a, b, strict=True))
 
 
 def cmd_heads_list(args: argparse.Namespace) -> int:
@@ -545,8 +721,9 @@ def cmd_heads_rm(args: argparse.Namespace) -> int:
 # -- compare -------------------------------------------------------------------------------------
 def cmd_compare(args: argparse.Namespace) -> int:
     check_data_flags(args)
-    check_unit_flags(args)
-    sequences = args.group_by is not None
+    kind = _unit_kind(args)
+    check_unit_flags(args, kind)
+    sequences = kind.name == "sequence"
     searching = args.budget is not None or args.folds is not None
     if sequences:
         if args.pools or args.heads:
@@ -565,7 +742,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _head_name(pre, args.save_best, args.overwrite)
     from featstore.heads.metrics import primary_metric
     from featstore.reports.charts import chart_title, leaderboard_chart
-    from featstore.selection.compare import score_spread, sequence_grid
+    from featstore.selection.compare import pair_grid, score_spread, sequence_grid
     from featstore.selection.layer_probe import chance_rate
     from featstore.services.comparisons import compare_heads, comparison_grid, save_best
 
@@ -577,6 +754,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
             base["epochs"] = args.epochs
         entries = sequence_grid(tuple(args.seq_heads or COMPARE_SEQ_HEADS), base)
         what = f"sequence heads by {args.group_by}"
+    elif plan.unit.name == "pair":
+        base = {"encoder": args.model, **({"epochs": args.epochs} if args.epochs else {})}
+        classes = len(set(plan.train[plan.label_col])) if args.task == "classification" else 0
+        entries = pair_grid(store, tuple(args.pools) if args.pools else None,
+                            tuple(args.heads) if args.heads else None, args.task, base, classes)
+        what = "compare pair heads"
     else:
         base = {"encoder": args.model, **({"epochs": args.epochs} if args.epochs else {})}
         entries = comparison_grid(store, tuple(args.pools or COMPARE_POOLS),
@@ -622,7 +805,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if e.skipped:
             print(f"skipped  {e.name}: {e.skipped}")
     if plan.overlap:
-        print(f"note     {plan.overlap} evaluation text(s) also occur in the training rows")
+        what = "pair(s)" if plan.unit.name == "pair" else "text(s)"
+        print(f"note     {plan.overlap} evaluation {what} also occur in the training rows")
     print(f"total    {total:.1f} s · chart {plot}" + (f" · saved {saved}" if saved else ""))
     return 0
 

@@ -22,7 +22,8 @@ def register_store_commands(sub: argparse._SubParsersAction) -> None:
     add_flags(p, "--store", "--model", "--name", "--text-col", "--max-length", "--stride",
               "--truncate", "--featurize-layers", "--features", "--tokens", "--laser",
               "--laser-dir", "--device", "--batch-tokens", "--dtype", "--compute-dtype",
-              "--runtime", "--shard-rows", "--strict", "--trust-remote-code", "--wait", "--engine",
+              "--runtime", "--shard-rows", "--strict", "--pair-cols", "--cross",
+              "--trust-remote-code", "--wait", "--engine",
               "--address", "--workers", "--gpus-per-worker", "--replace", "--json",
               "--no-progress")
     p.set_defaults(func=cmd_featurize)
@@ -100,6 +101,16 @@ def check_featurize(args: argparse.Namespace) -> None:
                              "none")
     if args.laser is False and args.laser_dir:
         raise FeatstoreError("--laser-dir has no use with --no-laser")
+    if args.cross and not args.pair_cols:
+        raise FeatstoreError("--cross encodes each pair jointly; name its two columns with "
+                             "--pair-cols A B")
+    if args.pair_cols and args.text_col:
+        raise FeatstoreError("--text-col names one text column; a pair's two are --pair-cols")
+    if args.pair_cols and args.strict:
+        raise FeatstoreError("--strict refuses empty texts; a pair corpus always refuses them")
+    if args.cross and args.engine != "local":
+        raise FeatstoreError("--cross encodes pairs on the local engine; drop --engine "
+                             f"{args.engine} (the pairs' texts alone can use it)")
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
@@ -116,10 +127,10 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         runtime=args.runtime,
         strict=args.strict, trust_remote_code=args.trust_remote_code, wait=args.wait,
         shard_rows=args.shard_rows, engine=args.engine, address=args.address,
-        workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker, cross=args.cross)
     summary = featurize_file(corpus, args.store, options, name=args.name,
                              text_col=args.text_col, progress=not args.no_progress,
-                             replace=args.replace).to_dict()
+                             replace=args.replace, pair_cols=args.pair_cols).to_dict()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -128,12 +139,20 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 
 
 def _summary_text(s: dict) -> str:
+    pairs = []
+    if s["pairs"]:
+        pairs.append(f"pairs      {s['pairs']} (two texts each; the texts are counted below)")
+    if s["cross_encoder_id"]:
+        speed = f" ({s['pairs_per_s']:.1f} pairs/s)" if s["cross_new"] else ""
+        pairs.append(f"cross      {s['cross_encoder_id']} new: {s['cross_new']}  already "
+                     f"stored: {s['cross_cached']}{speed}")
     return "\n".join([
         f"store      {s['store']}",
         f"dataset    {s['dataset']} ({s['dataset_rows']} rows)",
         f"encoder    {s['encoder_id']} ({s['layers']} layers: {', '.join(s['features'])})"
         + (f", computed in {dtype_counts(s['compute_dtypes'])}" if s["compute_dtypes"] else ""),
         f"rows read  {s['rows_read']}  (skipped empty: {s['skipped']})",
+        *pairs,
         f"unique     {s['unique']}  new: {s['new']}  already stored: {s['cached']}  "
         f"windows: {s['windows']}",
         "laser      " + (f"{s['laser_encoder_id']} new: {s['laser_new']}"
@@ -208,6 +227,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         if kind == "vectors":
             what = (f"vectors {fp.get('name')} dim={fp.get('dim')} "
                     f"file_sha256={str(fp.get('file_sha256'))[:12]}...")
+        if kind == "cross":
+            what = (f"pairs jointly by {fp.get('encoder', {}).get('model')} "
+                    f"layers={len(fp.get('layers', []))} hidden={fp.get('hidden')}"
+                    + (f" logits={fp.get('logits')}" if fp.get("logits") else ""))
         recorded = set(e["compute_dtypes"]) - {"unrecorded"}
         computed = dtype_counts(e["compute_dtypes"], sep=",") if recorded else ""
         print(f"  {e['id']:<40} {what}  features={','.join(e['features'])}  "
@@ -221,7 +244,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         if not d:
             print("  (none)")
             continue
-        print(f"  {d['name']:<24} rows={d['rows']}  skipped={d['skipped']}  "
+        pairs = f"pairs={'+'.join(d['pair_columns'])}  " if d.get("pair_columns") else ""
+        print(f"  {d['name']:<24} rows={d['rows']}  {pairs}skipped={d['skipped']}  "
               f"encoders={','.join(d['encoders'])}  {size(d['bytes'])}")
     if indexes:
         print("search indexes (derived; rebuilt when needed):")

@@ -9,6 +9,9 @@ wherever in the file a value falls:
   all text, all booleans, all numbers (integers, or floats once any value is a float), or all
   lists/objects (stored as their JSON text). Any other mix stops at the first row that breaks it.
 - The text column holds scalars; text with a lone surrogate escape (`"\\ud800"`) is refused.
+- A pair corpus (`--pair-cols A B`) has two text columns: every row needs text in both (a row
+  with an empty side is refused, not skipped: half a pair is no example), and a column of
+  numbers or booleans is no text column.
 
 Bad input fails with its file, row and column while the store is still untouched.
 """
@@ -28,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featstore.featurize.errors import CorpusError
-from featstore.store import KEY_COLUMN, clean_text
+from featstore.store import KEY_COLUMN, PAIR_KEY_COLUMNS, clean_text
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -42,6 +45,12 @@ class Corpus:
     fmt: str
     text_column: str
     columns: tuple[str, ...]
+    pair_columns: tuple[str, str] | None = None  # a pair corpus: its two text columns, in order
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The columns holding texts to encode: the text column, or a pair's two."""
+        return self.pair_columns or (self.text_column,)
 
     def chunks(self, rows: int = 16384) -> Iterator[pd.DataFrame]:
         """DataFrames of at most `rows` rows, in file order."""
@@ -56,8 +65,10 @@ def corpus_format(path: Path) -> str:
     return fmt
 
 
-def open_corpus(path: str | Path, text_col: str | None = None) -> Corpus:
-    """Check the file exists, parses, and has a text column; reads only the first chunk."""
+def open_corpus(path: str | Path, text_col: str | None = None,
+                pair_cols: Sequence[str] | None = None) -> Corpus:
+    """Check the file exists, parses, and has a text column (or, with `pair_cols`, the two
+    columns of a pair); reads only the first chunk."""
     path = Path(path)
     fmt = corpus_format(path)
     if not path.is_file():
@@ -66,7 +77,25 @@ def open_corpus(path: str | Path, text_col: str | None = None) -> Corpus:
     if first is None or len(first.columns) == 0:
         raise CorpusError(f"{path}: corpus is empty (no header or columns)")
     columns = tuple(str(c) for c in first.columns)
+    if pair_cols is not None:
+        a, b = _pair_columns(path, columns, pair_cols)
+        return Corpus(path, fmt, a, columns, (a, b))
     return Corpus(path, fmt, _text_column(path, first, text_col), columns)
+
+
+def _pair_columns(path: Path, columns: tuple[str, ...], pair_cols: Sequence[str]
+                  ) -> tuple[str, str]:
+    if len(pair_cols) != 2:
+        raise CorpusError(f"--pair-cols names two columns, got {len(pair_cols)}")
+    a, b = (str(c) for c in pair_cols)
+    if a == b:
+        raise CorpusError(f"--pair-cols names column {a!r} twice; a pair is two columns")
+    for col in (a, b):
+        if col not in columns:
+            raise CorpusError(f"{path}: no column {col!r} (columns: {', '.join(columns)})")
+        if col in (KEY_COLUMN, *PAIR_KEY_COLUMNS):
+            raise CorpusError(f"{path}: column {col!r} is a name featstore gives keys; rename it")
+    return a, b
 
 
 def read_rows(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
@@ -212,9 +241,10 @@ class CorpusScan:
     skipped: int
     schema: pa.Schema
     json_columns: list[str] = field(default_factory=list)
+    key_columns: tuple[str, ...] = (KEY_COLUMN,)  # a pair's table adds its texts' keys
 
     def table(self, rows: pd.DataFrame) -> pa.Table:
-        """A chunk's rows (`_key` first) as the dataset table stores them."""
+        """A chunk's rows (the key columns first) as the dataset table stores them."""
         rows = rows.copy()
         for name in self.schema.names:
             if name not in rows.columns:
@@ -222,10 +252,11 @@ class CorpusScan:
         for name in self.json_columns:
             rows[name] = [None if _kind(v) is None else json.dumps(v, ensure_ascii=False)
                           for v in rows[name].tolist()]
-        schema = pa.schema([pa.field(KEY_COLUMN, pa.string()), *self.schema])
+        schema = pa.schema([*(pa.field(k, pa.string()) for k in self.key_columns),
+                            *self.schema])
         try:
-            return pa.Table.from_pandas(rows[[KEY_COLUMN, *self.schema.names]], schema=schema,
-                                        preserve_index=False)
+            return pa.Table.from_pandas(rows[[*self.key_columns, *self.schema.names]],
+                                        schema=schema, preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise CorpusError(f"a column cannot be stored ({_last_line(exc)})") from None
 
@@ -275,13 +306,46 @@ def _check_texts(corpus: Corpus, chunk: pd.DataFrame, first_row: int,
                                   "such as \\ud800)") from None
 
 
+def _check_pair_texts(corpus: Corpus, chunk: pd.DataFrame, first_row: int,
+                      numeric: dict[str, bool]) -> None:
+    """Both sides of every row are text; `numeric` keeps, per column, whether every value so
+    far spelled a number."""
+    for col in corpus.text_columns:
+        values = chunk[col].tolist() if col in chunk.columns else [None] * len(chunk)
+        for i, v in enumerate(values):
+            where = f"{corpus.path} row {first_row + i + 1}, column {col!r}"
+            kind = _kind(v)
+            if kind not in (None, "text"):
+                raise CorpusError(f"{where}: expected text, found {_type_name(v)}; --pair-cols "
+                                  "names the two text columns")
+            if clean_text(v) is None:
+                raise CorpusError(f"{where}: empty or missing text; a pair needs both of its "
+                                  "texts (fill the row or drop it)")
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                raise CorpusError(f"{where}: text is not valid Unicode (a lone surrogate escape "
+                                  "such as \\ud800)") from None
+        if numeric[col]:
+            numeric[col] = bool(pd.to_numeric(pd.Series(values, dtype=object),
+                                              errors="coerce").notna().all())
+
+
 def scan_corpus(corpus: Corpus, strict: bool) -> CorpusScan:
     """Read the whole file once: rows, rows without text, and the table's schema. Fails, naming
     file, row and column, before anything is written."""
     rows = skipped = 0
     kinds = _ColumnKinds(corpus.path) if corpus.fmt == "jsonl" else None
     columns: dict[str, None] = {}
+    numeric = dict.fromkeys(corpus.text_columns, True)
     for chunk in corpus.chunks():
+        if corpus.pair_columns is not None:
+            _check_pair_texts(corpus, chunk, rows, numeric)
+            if kinds is not None:
+                kinds.observe(chunk, rows, range(len(chunk)))
+            columns.update(dict.fromkeys(str(c) for c in chunk.columns))
+            rows += len(chunk)
+            continue
         keep = []
         for i, value in enumerate(chunk[corpus.text_column].tolist()
                                   if corpus.text_column in chunk.columns else [None] * len(chunk)):
@@ -303,13 +367,18 @@ def scan_corpus(corpus: Corpus, strict: bool) -> CorpusScan:
     if rows - skipped == 0:
         what = "has no rows" if rows == 0 else f"has no texts in column {corpus.text_column!r}"
         raise CorpusError(f"{corpus.path}: corpus {what}")
+    for col in corpus.pair_columns or ():
+        if numeric[col]:
+            raise CorpusError(f"{corpus.path}: column {col!r} holds numbers, not texts; "
+                              "--pair-cols names the two text columns")
     if kinds is not None:
         schema, json_columns = kinds.schema()
     elif corpus.fmt == "parquet":
         schema, json_columns = _parquet_schema(corpus.path), []
     else:
         schema, json_columns = pa.schema([pa.field(c, pa.string()) for c in columns]), []
-    return CorpusScan(rows, skipped, schema, json_columns)
+    keys = (KEY_COLUMN, *PAIR_KEY_COLUMNS) if corpus.pair_columns else (KEY_COLUMN,)
+    return CorpusScan(rows, skipped, schema, json_columns, keys)
 
 
 def _parquet_schema(path: Path) -> pa.Schema:
@@ -317,4 +386,4 @@ def _parquet_schema(path: Path) -> pa.Schema:
         schema = pq.ParquetFile(path).schema_arrow
     except (pa.ArrowException, OSError) as exc:
         raise CorpusError(f"{path}: cannot parse as parquet: {_last_line(exc)}") from None
-    return pa.schema([f for f in schema if f.name != KEY_COLUMN])
+    return pa.schema([f for f in schema if f.name not in (KEY_COLUMN, *PAIR_KEY_COLUMNS)])

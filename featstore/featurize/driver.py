@@ -28,6 +28,7 @@ from featstore.featurize.local_engine import LocalEngine
 from featstore.featurize.model_names import BUNDLED
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.sources import (
+    CROSS,
     ENCODER,
     LASER,
     PassSources,
@@ -37,6 +38,7 @@ from featstore.featurize.sources import (
 )
 from featstore.store import (
     KEY_COLUMN,
+    PAIR_KEY_COLUMNS,
     FeatstoreError,
     Store,
     StoreWriter,
@@ -44,6 +46,7 @@ from featstore.store import (
     clean_text,
     default_store_path,
     fingerprint_id,
+    pair_key,
     short_model_name,
     text_key,
 )
@@ -82,13 +85,30 @@ class FeaturizeSummary:
     texts_per_s: float
     bytes_written: int
     mb_per_s: float
+    pairs: int = 0  # rows of a pair dataset (each holds two texts)
+    cross_encoder_id: str | None = None  # the pairs' joint encoding, with --cross
+    cross_new: int = 0
+    cross_cached: int = 0
+    cross_seconds: float = 0.0
+    pairs_per_s: float = 0.0  # pairs jointly encoded per second of that encoding
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def keyed_rows(chunk: pd.DataFrame, text_column: str) -> tuple[pd.DataFrame, list[str],
-                                                                list[str]]:
+@dataclass
+class KeyedChunk:
+    """A chunk's rows with text, key columns first; the texts to encode with their keys (a
+    pair's two sides, one after the other), and for a pair corpus each row's pair and key."""
+
+    rows: pd.DataFrame
+    keys: list[str]
+    texts: list[str]
+    pair_keys: list[str] | None = None
+    pairs: list[tuple[str, str]] | None = None
+
+
+def keyed_rows(chunk: pd.DataFrame, text_column: str) -> KeyedChunk:
     """The rows of a chunk that hold text, `_key` first; their keys and cleaned texts."""
     cleaned = [clean_text(v) for v in chunk[text_column].tolist()]
     keep = [i for i, t in enumerate(cleaned) if t is not None]
@@ -96,7 +116,21 @@ def keyed_rows(chunk: pd.DataFrame, text_column: str) -> tuple[pd.DataFrame, lis
     keys = [text_key(t) for t in texts]
     rows = chunk.iloc[keep].reset_index(drop=True)
     rows.insert(0, KEY_COLUMN, keys)
-    return rows, keys, texts
+    return KeyedChunk(rows, keys, texts)
+
+
+def keyed_pairs(chunk: pd.DataFrame, columns: tuple[str, ...]) -> KeyedChunk:
+    """A pair corpus's chunk (both sides checked by the scan): `_key` (the pair's), `_key_a`
+    and `_key_b` first; both sides' texts, and each row's pair."""
+    a = [clean_text(v) or "" for v in chunk[columns[0]].tolist()]
+    b = [clean_text(v) or "" for v in chunk[columns[1]].tolist()]
+    ka, kb = [text_key(t) for t in a], [text_key(t) for t in b]
+    pk = [pair_key(x, y) for x, y in zip(ka, kb, strict=True)]
+    rows = chunk.reset_index(drop=True)
+    for i, (name, values) in enumerate(((KEY_COLUMN, pk), (PAIR_KEY_COLUMNS[0], ka),
+                                        (PAIR_KEY_COLUMNS[1], kb))):
+        rows.insert(i, name, values)
+    return KeyedChunk(rows, ka + kb, a + b, pk, list(zip(a, b, strict=True)))
 
 
 class DatasetTableWriter:
@@ -166,6 +200,9 @@ class NewTextFinder:
 def make_engine(options: FeaturizeOptions, warn: Warn) -> Engine:
     """The engine `options.engine` names; built first, so its checks (Ray installed, sensible
     worker settings) fail before any model loads."""
+    if options.cross and options.engine != "local":
+        raise FeatstoreError("--cross encodes pairs on the local engine; drop --engine "
+                             f"{options.engine} (the pairs' texts alone can use it)")
     if options.engine == "local":
         return LocalEngine(options)
     if options.engine == "ray":
@@ -202,12 +239,14 @@ class _PassResult:
     report: EngineReport
     unique: int
     cached: int
+    cross_cached: int = 0
 
 
 def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
-              chunks: Iterable[tuple[pd.DataFrame, str]], table: DatasetTableWriter | None,
+              chunks: Iterable[KeyedChunk], table: DatasetTableWriter | None,
               total: int, progress: bool) -> _PassResult:
-    """Key every chunk, record its rows, and hand each source's new texts to the engine."""
+    """Key every chunk, record its rows, and hand each source's new texts (the cross source:
+    new pairs) to the engine."""
     ids = register_sources(writer, sources)
     store = writer.store()
     finders = {spec.role: NewTextFinder(store, ids[spec.role], spec.wanted)
@@ -216,18 +255,20 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     try:
         engine.open(writer, sources, ids, bar.update)
-        for chunk, text_column in chunks:
-            rows, keys, texts = keyed_rows(chunk, text_column)
+        for keyed in chunks:
             if table is not None:
-                table.write(rows)
+                table.write(keyed.rows)
             for role, finder in finders.items():
-                groups = finder.new(keys, texts)
+                if role == CROSS:
+                    groups = finder.new(keyed.pair_keys or [], keyed.pairs or [])
+                else:
+                    groups = finder.new(keyed.keys, keyed.texts)
                 todo = sum(len(k) for _, k, _ in groups)
                 if todo and writer.read_only:
                     raise FeatstoreError(f"store {writer.root} is read-only; featurize needs "
                                          f"write access to add {todo} new text(s)")
                 if role == ENCODER:
-                    bar.update(len(keys) - todo)
+                    bar.update(len(keyed.keys) - todo)
                 for only, new_keys, new_texts in groups:
                     engine.submit(role, new_keys, new_texts, only)
         report = engine.finish()
@@ -238,7 +279,8 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
             table.close()
         bar.close()
     enc = finders[ENCODER]
-    return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached)
+    return _PassResult(ids, report, unique=len(enc.seen), cached=enc.cached,
+                       cross_cached=finders[CROSS].cached if CROSS in finders else 0)
 
 
 def with_stored_model(options: FeaturizeOptions, root: Path) -> FeaturizeOptions:
@@ -323,14 +365,22 @@ def featurize_corpus(
     replace: bool = False,
     source: str | None = None,
     announce: str | None = None,
+    pair_cols: Sequence[str] | None = None,
 ) -> FeaturizeSummary:
     """Featurize a corpus file into a store and record it as a dataset. A dataset of that name
     made from another file is replaced only with `replace`. `source` records where the rows
     came from when the file is only a carrier (a DataFrame written out): then a dataset of that
-    name whose rows differ is replaced only with `replace`."""
+    name whose rows differ is replaced only with `replace`. With `pair_cols` (two columns), every
+    row is a pair: both texts are encoded as any text is, the table keeps both keys, and with
+    `options.cross` the pair is also encoded jointly as a source of its own."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
-    corpus = open_corpus(corpus_path, text_col)
+    if options.cross and pair_cols is None:
+        raise FeatstoreError("--cross encodes each pair jointly; name its two columns with "
+                             "--pair-cols A B")
+    if pair_cols is not None and text_col is not None:
+        raise FeatstoreError("--text-col names one text column; a pair's two are --pair-cols")
+    corpus = open_corpus(corpus_path, text_col, pair_cols)
     name = check_name(name or corpus.path.stem, "dataset")
     scan = scan_corpus(corpus, options.strict)
     rows, skipped = scan.rows, scan.skipped
@@ -342,31 +392,46 @@ def featurize_corpus(
         warn(announce)
     root = default_store_path(store_path)
     pass_start = time.perf_counter()
+    pairs = corpus.pair_columns
     with StoreWriter(root, wait=options.wait, read_only_ok=True) as writer:
         check_dataset_name(writer, name, corpus.path, replace, source)
         table = DatasetTableWriter(writer.tmp, name, scan, corpus.path)
-        chunks = ((chunk, corpus.text_column) for chunk in corpus.chunks(options.chunk_rows))
-        result = _run_pass(writer, engine, sources, chunks, table, rows - skipped, progress)
+        chunks = (keyed_pairs(chunk, pairs) if pairs else keyed_rows(chunk, corpus.text_column)
+                  for chunk in corpus.chunks(options.chunk_rows))
+        texts = (rows - skipped) * (2 if pairs else 1)
+        result = _run_pass(writer, engine, sources, chunks, table, texts, progress)
         entry = writer.commit_dataset(
             name, table.path, text_column=corpus.text_column,
             source=source or str(corpus.path.resolve()), encoders=list(result.ids.values()),
-            skipped=skipped, may_replace=replace or source is None)
+            skipped=skipped, may_replace=replace or source is None,
+            pair_columns=list(pairs) if pairs else None)
         if result.report.workers:
             writer.remove_orphans()
     end = time.perf_counter()
-    seconds, pass_seconds = end - start, end - pass_start
+    return _summary(result, sources, options, root, name, rows, skipped, texts,
+                    rows - skipped if pairs else 0, entry.rows, end - start, end - pass_start)
+
+
+def _summary(result: _PassResult, sources: PassSources, options: FeaturizeOptions, root: Path,
+             name: str | None, rows: int, skipped: int, texts: int, pairs: int,
+             dataset_rows: int, seconds: float, pass_seconds: float) -> FeaturizeSummary:
     r = result.report
     return FeaturizeSummary(
         store=str(root), dataset=name, engine=options.engine, workers=r.workers,
         encoder_id=result.ids[ENCODER], laser_encoder_id=result.ids.get(LASER),
-        model=sources.model_name, rows_read=rows, skipped=skipped, texts=rows - skipped,
+        model=sources.model_name, rows_read=rows, skipped=skipped, texts=texts,
         unique=result.unique, new=r.new, cached=result.cached, windows=r.windows,
         compute_dtypes=dict(r.compute_dtypes), laser_new=r.laser_new, layers=sources.layers,
         features=sources.encoder.wanted,
-        dataset_rows=entry.rows, seconds=round(seconds, 3), pass_seconds=round(pass_seconds, 3),
-        encode_seconds=round(r.encode_seconds, 3), load_seconds=round(r.load_seconds, 3),
-        texts_per_s=round(r.new / pass_seconds, 1), bytes_written=r.bytes_written,
-        mb_per_s=round(r.bytes_written / 1e6 / pass_seconds, 2))
+        dataset_rows=dataset_rows, seconds=round(seconds, 3),
+        pass_seconds=round(pass_seconds, 3), encode_seconds=round(r.encode_seconds, 3),
+        load_seconds=round(r.load_seconds, 3),
+        texts_per_s=round(r.new / pass_seconds, 1) if pass_seconds else 0.0,
+        bytes_written=r.bytes_written,
+        mb_per_s=round(r.bytes_written / 1e6 / pass_seconds, 2) if pass_seconds else 0.0,
+        pairs=pairs, cross_encoder_id=result.ids.get(CROSS), cross_new=r.cross_new,
+        cross_cached=result.cross_cached, cross_seconds=round(r.cross_seconds, 3),
+        pairs_per_s=round(r.cross_new / r.cross_seconds, 1) if r.cross_seconds else 0.0)
 
 
 def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
@@ -374,8 +439,33 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
                     warn: Warn | None = None, announce: str | None = None) -> FeaturizeSummary:
     """Store features for any of `texts` not stored yet; no dataset is recorded. `announce` is
     said (through `warn`) once the sources are identified, so a refusal stays one line."""
+    chunk = pd.DataFrame({"text": list(texts)})
+    kept = sum(clean_text(t) is not None for t in texts)
+    return _featurize_chunk(keyed_rows(chunk, "text"), len(texts), kept, 0, store_path,
+                            options, progress, warn, announce)
+
+
+def featurize_pairs(pairs: Sequence[tuple[str, str]], store_path: str | Path | None,
+                    options: FeaturizeOptions, progress: bool = False,
+                    warn: Warn | None = None, announce: str | None = None) -> FeaturizeSummary:
+    """Store features for any text of `pairs` not stored yet and, with `options.cross`, the
+    joint encoding of any pair not stored yet; no dataset is recorded. Every side must hold
+    text."""
+    frame = pd.DataFrame({"a": [p[0] for p in pairs], "b": [p[1] for p in pairs]})
+    for i, (a, b) in enumerate(pairs):
+        if clean_text(a) is None or clean_text(b) is None:
+            raise FeatstoreError(f"pair {i + 1} has an empty side; a pair needs both texts")
+    return _featurize_chunk(keyed_pairs(frame, ("a", "b")), 2 * len(pairs), 2 * len(pairs),
+                            len(pairs), store_path, options, progress, warn, announce)
+
+
+def _featurize_chunk(keyed: KeyedChunk, rows: int, kept: int, pairs: int,
+                     store_path: str | Path | None, options: FeaturizeOptions, progress: bool,
+                     warn: Warn | None, announce: str | None) -> FeaturizeSummary:
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
+    if options.cross and keyed.pairs is None:
+        raise FeatstoreError("a joint (cross) encoding needs pairs of texts")
     options = with_stored_model(options, default_store_path(store_path))
     make_engine(options, warn)  # its checks fail before any model loads
     options, sources = identify(options, default_store_path(store_path), warn)
@@ -384,22 +474,9 @@ def featurize_texts(texts: Sequence[str], store_path: str | Path | None,
         warn(announce)
     root = default_store_path(store_path)
     with StoreWriter(root, wait=options.wait) as writer:
-        chunk = pd.DataFrame({"text": list(texts)})
-        result = _run_pass(writer, engine, sources, [(chunk, "text")], None, len(texts),
-                           progress)
+        result = _run_pass(writer, engine, sources, [keyed], None, kept, progress)
         if result.report.workers:
             writer.remove_orphans()
     seconds = time.perf_counter() - start
-    r = result.report
-    kept = sum(clean_text(t) is not None for t in texts)
-    return FeaturizeSummary(
-        store=str(root), dataset=None, engine=options.engine, workers=r.workers,
-        encoder_id=result.ids[ENCODER], laser_encoder_id=result.ids.get(LASER),
-        model=sources.model_name, rows_read=len(texts), skipped=len(texts) - kept, texts=kept,
-        unique=result.unique, new=r.new, cached=result.cached, windows=r.windows,
-        compute_dtypes=dict(r.compute_dtypes), laser_new=r.laser_new, layers=sources.layers,
-        features=sources.encoder.wanted,
-        dataset_rows=0, seconds=round(seconds, 3), pass_seconds=round(seconds, 3),
-        encode_seconds=round(r.encode_seconds, 3), load_seconds=round(r.load_seconds, 3),
-        texts_per_s=round(r.new / seconds, 1),
-        bytes_written=r.bytes_written, mb_per_s=round(r.bytes_written / 1e6 / seconds, 2))
+    return _summary(result, sources, options, root, None, rows, rows - kept, kept, pairs, 0,
+                    seconds, seconds)

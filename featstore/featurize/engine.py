@@ -35,6 +35,8 @@ class EngineReport:
 
     new: int = 0  # texts encoded by the encoder
     laser_new: int = 0
+    cross_new: int = 0  # pairs encoded jointly
+    cross_seconds: float = 0.0
     windows: int = 0
     bytes_written: int = 0
     encode_seconds: float = 0.0

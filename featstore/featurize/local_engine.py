@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from featstore.featurize import sources
 from featstore.featurize.engine import EngineReport, opened
-from featstore.featurize.errors import LaserError
+from featstore.featurize.errors import EngineStateError, LaserError
 from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.shard_committer import ShardCommitter
 from featstore.store import StoreWriter
@@ -17,6 +17,7 @@ from featstore.store import StoreWriter
 if TYPE_CHECKING:  # torch loads only when there is something to encode
     from featstore.featurize.encoder import Encoder
     from featstore.featurize.laser import LaserVectors
+    from featstore.featurize.pair_encoding import CrossEncoder
 
 
 class LocalEngine:
@@ -28,6 +29,7 @@ class LocalEngine:
         self._sources: sources.PassSources | None = None
         self._encoder: Encoder | None = None
         self._laser: LaserVectors | None = None
+        self._cross: CrossEncoder | None = None
         self._committer: ShardCommitter | None = None
         self._ids: dict[str, str] = {}
         self._progress: Callable[[int], None] = lambda n: None
@@ -74,6 +76,8 @@ class LocalEngine:
                 self.report.count_compute_dtype(shard.attrs, len(shard.keys))
                 self._progress(len(shard.keys))
                 t0 = time.perf_counter()
+        elif role == sources.CROSS:
+            self._submit_pairs(keys, texts, only)  # type: ignore[arg-type]  (pairs)
         elif role == sources.LASER:
             if self._laser is None:
                 self._laser = sources.load_laser(self.options, warn=lambda msg: None)
@@ -87,6 +91,30 @@ class LocalEngine:
                 committer.submit(self._ids[sources.LASER], shard.keys, shard.features,
                                        attrs=shard.attrs)
                 self.report.laser_new += len(shard.keys)
+
+    def _submit_pairs(self, keys: list[str], pairs: list[tuple[str, str]],
+                      only: list[str] | None) -> None:
+        """Pairs the cross source lacks, encoded jointly and committed shard by shard."""
+        from featstore.featurize import pair_encoding, shard_encoding
+
+        committer = opened(self._committer, "local")
+        spec = opened(self._sources, "local").cross
+        if spec is None:
+            raise EngineStateError("pairs were submitted to a pass without a cross source")
+        if self._cross is None:
+            self._cross = pair_encoding.CrossEncoder(self._encoder_model(),
+                                                     int(spec.fingerprint.get("logits", 0)))
+        t0 = time.perf_counter()
+        budget = shard_encoding.default_batch_tokens(self._cross.encoder,
+                                                     self.options.batch_tokens)
+        for shard in pair_encoding.encode_pair_shards(self._cross, keys, pairs,
+                                                      shard_rows=self.options.shard_rows,
+                                                      batch_tokens=budget, only=only):
+            self.report.cross_seconds += time.perf_counter() - t0
+            committer.submit(self._ids[sources.CROSS], shard.keys, shard.features, None,
+                             shard.meta, shard.attrs)
+            self.report.cross_new += len(shard.keys)
+            t0 = time.perf_counter()
 
     def finish(self) -> EngineReport:
         """Wait until every shard is committed (raises what the writer thread hit)."""

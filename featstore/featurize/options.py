@@ -16,6 +16,7 @@ class FeaturizeOptions:
     layers: str | list[int] = "all"
     features: tuple[str, ...] | None = None  # None: cls, mean, max, and pooler if the model has one
     tokens: bool = False
+    cross: bool = False  # pairs only: also encode each pair jointly, as a source of its own
     laser: bool | None = None  # None: when LASER's models are found, silently off if not
     laser_dir: str | None = None
     device: str = "auto"

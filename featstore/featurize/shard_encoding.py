@@ -82,19 +82,7 @@ def encode_windows(encoder: Encoder, win: Windows, wins: np.ndarray, group: np.n
                 tokens_of_window[b] = toks[j]
     n = len(group)
     n_windows = np.bincount(owners, minlength=n).astype(np.int32)
-    if len(wins) == n and np.array_equal(owners, np.arange(n)):
-        out = per_window
-    else:
-        out = {}
-        for name, arr in per_window.items():
-            if name == "max":
-                agg = np.full((n, *arr.shape[1:]), -np.inf, dtype=np.float32)
-                np.maximum.at(agg, owners, arr.astype(np.float32))
-            else:
-                agg = np.zeros((n, *arr.shape[1:]), dtype=np.float32)
-                np.add.at(agg, owners, arr.astype(np.float32))
-                agg /= n_windows.reshape(-1, *([1] * (arr.ndim - 1)))
-            out[name] = agg.astype(arr.dtype)
+    out = combine_windows(per_window, owners, n_windows)
     ragged = None
     if tokens:
         by_text: list[list[np.ndarray]] = [[] for _ in range(n)]
@@ -105,6 +93,25 @@ def encode_windows(encoder: Encoder, win: Windows, wins: np.ndarray, group: np.n
         offsets[1:] = np.cumsum([len(r) for r in rows])
         ragged = {"tokens": (np.concatenate(rows), offsets)}
     return out, ragged, n_windows
+
+
+def combine_windows(per_window: dict[str, np.ndarray], owners: np.ndarray,
+                    n_windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each text's (or pair's) vectors from its windows': the average, the maximum of `max`."""
+    n = len(n_windows)
+    if len(owners) == n and np.array_equal(owners, np.arange(n)):
+        return per_window
+    out = {}
+    for name, arr in per_window.items():
+        if name == "max":
+            agg = np.full((n, *arr.shape[1:]), -np.inf, dtype=np.float32)
+            np.maximum.at(agg, owners, arr.astype(np.float32))
+        else:
+            agg = np.zeros((n, *arr.shape[1:]), dtype=np.float32)
+            np.add.at(agg, owners, arr.astype(np.float32))
+            agg /= n_windows.reshape(-1, *([1] * (arr.ndim - 1)))
+        out[name] = agg.astype(arr.dtype)
+    return out
 
 
 def laser_shards(laser: LaserVectors, keys: list[str], texts: list[str], *, shard_rows: int,

@@ -7,7 +7,7 @@ laserembeddings are imported only where a model is loaded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ from featstore.featurize.errors import EncoderError, LaserError
 from featstore.featurize.laser_files import MISSING_LASER_HINT, find_laser_dir
 from featstore.featurize.model_names import is_hub_revision, resolve_model
 from featstore.featurize.options import FeaturizeOptions
+from featstore.featurize.pair_facts import CROSS_VERSION, LOGITS, pair_facts
 from featstore.store import fingerprints_match
 
 if TYPE_CHECKING:
@@ -24,14 +25,14 @@ if TYPE_CHECKING:
     from featstore.featurize.laser import LaserVectors
     from featstore.store import Store
 
-ENCODER, LASER = "encoder", "laser"
+ENCODER, LASER, CROSS = "encoder", "laser", "cross"
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     """One source as the store sees it: its features are found and registered by fingerprint."""
 
-    role: str  # ENCODER or LASER
+    role: str  # ENCODER, LASER or CROSS
     label: str  # readable part of the id a new source gets
     fingerprint: dict
     dtype: str
@@ -87,6 +88,21 @@ def _laser_spec(fingerprint: dict, dim: int, dtype: str) -> SourceSpec:
     return SourceSpec(LASER, "laser", {**fingerprint, "dtype": dtype}, dtype, {"vector": [dim]})
 
 
+def cross_spec(encoder: SourceSpec, features: Sequence[str], logits: int) -> SourceSpec:
+    """The joint encoding of pairs by this encoder, as a source of its own: its fingerprint
+    holds the encoder's (model, weights, windows, layers), the pair-encoding version and the
+    number of logits a sequence-classification model adds; the layered features the encoder
+    stores, keyed by pair."""
+    fp = encoder.fingerprint
+    layered = [f for f in features if f not in ("pooler", "tokens")]
+    shapes = {f: [len(fp["layers"]), int(fp["hidden"])] for f in layered}
+    if logits:
+        shapes[LOGITS] = [logits]
+    fingerprint = {"kind": CROSS, "cross_version": CROSS_VERSION, "encoder": fp,
+                   "layers": list(fp["layers"]), "hidden": int(fp["hidden"]), "logits": logits}
+    return SourceSpec(CROSS, f"{encoder.label}-cross", fingerprint, encoder.dtype, shapes)
+
+
 @dataclass
 class PassSources:
     """The sources of one pass: their specs, and the models already loaded to learn them (an
@@ -100,10 +116,12 @@ class PassSources:
     loaded_laser: LaserVectors | None = None
     options: FeaturizeOptions | None = None  # pins what `load_encoder` chose (pooler, laser dir)
     cache_keys: dict[str, str] = field(default_factory=dict)  # role -> fingerprint cache entry
+    cross: SourceSpec | None = None  # with options.cross: the pairs' joint encoding
 
     @property
     def specs(self) -> list[SourceSpec]:
-        return [self.encoder, *([self.laser] if self.laser is not None else [])]
+        return [self.encoder, *([self.laser] if self.laser is not None else []),
+                *([self.cross] if self.cross is not None else [])]
 
 
 def _encoder_cache_key(options: FeaturizeOptions) -> str | None:
@@ -180,10 +198,33 @@ def identify_sources(options: FeaturizeOptions, warn: Callable[[str], None]) -> 
     pinned = replace(options, features=tuple(features),
                      laser_dir=str(laser_found) if laser_source is not None else None,
                      laser=laser_source is not None)
+    cross = None
+    if options.cross:
+        keys[CROSS] = _cross_cache_key(options)
+        facts = pair_facts(options.model, options.trust_remote_code, encoder,
+                           fpcache.lookup(keys[CROSS]) if keys[CROSS] else None)
+        if keys[CROSS]:
+            fpcache.remember(keys[CROSS], facts)
+        cross = cross_spec(enc_spec, features, int(facts["logits"]))
     return PassSources(encoder=enc_spec, laser=laser_source, model_name=enc_spec.label,
                        layers=len(enc_spec.fingerprint["layers"]), loaded_encoder=encoder,
                        loaded_laser=laser, options=pinned,
-                       cache_keys={k: v for k, v in keys.items() if v})
+                       cache_keys={k: v for k, v in keys.items() if v}, cross=cross)
+
+
+def _cross_cache_key(options: FeaturizeOptions) -> str | None:
+    """What a model's files say about pairs (a separator, logits) is cached by their identity."""
+    try:
+        source = resolve_model(options.model)[1]
+    except EncoderError:
+        return None
+    identity = fpcache.files_identity(source)
+    if identity is None:
+        return None
+    return fpcache.cache_key(CROSS, identity, {
+        "cross_version": CROSS_VERSION, "trust_remote_code": options.trust_remote_code,
+        "transformers": fpcache.package_version("transformers"),
+        "tokenizers": fpcache.package_version("tokenizers")})
 
 
 def laser_fingerprint(laser_dir: str | Path) -> dict:
@@ -208,6 +249,9 @@ def same_encoder(a: dict, b: dict) -> bool:
     and every other file hash the same, so the vectors are the same)."""
     if fingerprints_match(a, b):
         return True
+    if a.get("kind") == CROSS and b.get("kind") == CROSS:  # the same files in two places
+        return same_encoder(a.get("encoder", {}), b.get("encoder", {})) and \
+            {**a, "encoder": None} == {**b, "encoder": None}
     if a.get("kind") != "encoder" or b.get("kind") != "encoder" or is_hub_revision(a) or \
             is_hub_revision(b):
         return False

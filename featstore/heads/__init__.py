@@ -1,6 +1,6 @@
 """Heads trained on stored features: one estimator base, every parameter declared once, units
-of one example (a text, a sequence of texts) as small input adapters, and the kinds a head is
-built from (poolings, head kinds) in one registry each.
+of one example (a text, a sequence of texts, a pair of texts) as small input adapters, and the
+kinds a head is built from (poolings, head kinds) in one registry each.
 
 Reads features only through `featstore.store`; knows nothing about tokenizers or encoders.
 Names are loaded on first use, so importing a light module of this package (`kinds`, `params`)
@@ -29,6 +29,9 @@ _LAZY = {
     "HeadRegressor": "featstore.heads.estimator",
     "make_head": "featstore.heads.estimator",
     "SequenceClassifier": "featstore.heads.sequence_estimator",
+    "PairClassifier": "featstore.heads.pair_estimator",
+    "PairRegressor": "featstore.heads.pair_estimator",
+    "make_pair_head": "featstore.heads.pair_estimator",
     "HeadEnsemble": "featstore.heads.ensemble",
     "load_head": "featstore.heads.loading",
     "StoredVectors": "featstore.heads.text_vectors",

@@ -29,7 +29,7 @@ from featstore.store import Store
 
 # what head.json's `kind` says, as messages name it; per-text heads are saved without one
 KIND_NAMES = {"text": "a per-text head", "sequence": "a sequence head",
-              "ensemble": "an ensemble of heads"}
+              "pair": "a pair head", "ensemble": "an ensemble of heads"}
 _SAVED_CLASSES: dict[tuple[str, str], type[StoreHead]] = {}
 Head = TypeVar("Head", bound="StoreHead")
 
@@ -116,7 +116,15 @@ class StoreHead(StoreEstimator):
         self.check_fitted()
         store, data, y = self.store_data_y(X, y, args)
         truth, out = self.truth_and_output(store, data, y, allow_unseen_labels)
-        return scores(self.task, truth, out if self.task == "regression" else out.argmax(axis=1))
+        if self.task == "regression":
+            return scores(self.task, truth, out)
+        pred = out.argmax(axis=1)
+        return {**scores(self.task, truth, pred), **self.class_metrics(truth, pred)}
+
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        """What this kind reports besides accuracy and macro-F1 (pair heads: the positive
+        class's F1 of a two-class task); none by default."""
+        return {}
 
     def score(self, X: Any, y: Any = None, *args: Any, sample_weight: Any = None,
               allow_unseen_labels: bool = False) -> float:

@@ -16,8 +16,9 @@ from sklearn.base import ClassifierMixin
 
 from featstore.heads.base import StoreHead, saved_as
 from featstore.heads.errors import HeadError, ParamError
-from featstore.heads.estimator import HeadClassifier, HeadEstimator
+from featstore.heads.estimator import HeadClassifier
 from featstore.heads.inputs import InputLayout
+from featstore.heads.pair_estimator import PairClassifier
 from featstore.heads.params import HEAD_ENSEMBLE, ParamSet
 from featstore.heads.rows import Data, keys_and_labels
 from featstore.store import Store
@@ -25,10 +26,10 @@ from featstore.store import Store
 
 @saved_as("ensemble")
 class HeadEnsemble(ClassifierMixin, StoreHead):
-    """A weighted average of classifiers' probabilities, each a `HeadClassifier` trained on the
-    same rows.
+    """A weighted average of classifiers' probabilities, each a `HeadClassifier` (with
+    `unit="pair"`, a `PairClassifier`) trained on the same rows.
 
-    `members`: the members' parameter dicts (anything `HeadClassifier` takes); `weights`: one
+    `members`: the members' parameter dicts (anything the member class takes); `weights`: one
     positive weight each (default equal). After `fit`: `members_`, `weights_` (summing to 1),
     `classes_`. `predict_proba` averages the members' probabilities; `save`/`load` keep every
     member.
@@ -56,14 +57,15 @@ class HeadEnsemble(ClassifierMixin, StoreHead):
         self.validate_params()
         weights = self._weights()
         members = []
+        member = PairClassifier if self.unit == "pair" else HeadClassifier
         for params in self.members:
-            head = HeadClassifier(**{"seed": self.seed, **params, "label_col": self.label_col,
-                                     "store": self.store})
+            head = member(**{"seed": self.seed, **params, "label_col": self.label_col,
+                             "store": self.store})
             members.append(head.fit(store, data, y, valid=valid, progress=progress))
         self._adopt(members, weights)
         return self
 
-    def _adopt(self, members: list[HeadEstimator], weights: np.ndarray) -> None:
+    def _adopt(self, members: list[StoreHead], weights: np.ndarray) -> None:
         classes = [list(m.classes_) for m in members]
         if any(c != classes[0] for c in classes):
             raise HeadError("ensemble members disagree on the classes; fit them on the same rows")
@@ -100,6 +102,9 @@ class HeadEnsemble(ClassifierMixin, StoreHead):
         return np.array(self.labels_.decode(self.predict_proba(X, *args).argmax(axis=1)),
                         dtype=object)
 
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        return self.members_[0].class_metrics(truth, pred)
+
     def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
                          ) -> tuple[np.ndarray, np.ndarray]:
         _, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
@@ -112,7 +117,7 @@ class HeadEnsemble(ClassifierMixin, StoreHead):
         self.check_fitted()
         return {"task": self.task, "head": "ensemble",
                 "pool": " + ".join(str(m.pool) for m in self.members_),
-                "label_col": self.label_col, "seed": self.seed,
+                "label_col": self.label_col, "seed": self.seed, "unit": self.unit,
                 "weights": [round(float(w), 6) for w in self.weights_]}
 
     def fit_record(self) -> dict[str, Any]:
@@ -136,13 +141,14 @@ class HeadEnsemble(ClassifierMixin, StoreHead):
         for i, mdoc in enumerate(doc["members"]):
             prefix = f"m{i}."
             arrays = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            member = HeadEstimator.from_artifact(mdoc, arrays, name, store)
-            if not isinstance(member, HeadClassifier):
+            member = StoreHead.from_artifact(mdoc, arrays, name, store)
+            if not isinstance(member, HeadClassifier | PairClassifier):
                 raise HeadError(f"head {name}: member {i} is not a classifier (damaged)")
             members.append(member)
         params = [{k: v for k, v in m.get_params().items() if k != "store"} for m in members]
         head = cls(params, list(cfg["weights"]), store=store,
-                   label_col=cfg.get("label_col"), seed=int(cfg.get("seed", 0)))
+                   label_col=cfg.get("label_col"), unit=cfg.get("unit", "text"),
+                   seed=int(cfg.get("seed", 0)))
         head._adopt(members, head._weights())
         if list(head.classes_) != list(doc["labels"]):
             raise HeadError(f"head {name}: its members' classes do not match head.json "

@@ -143,8 +143,10 @@ class HeadInputs:
         self.dims: dict[str, Any] = {}
 
     # -- reading ------------------------------------------------------------------------------
-    def _gather(self, layout: InputLayout, store: Store, keys: list[str], where: str
-                ) -> tuple[Any, list[np.ndarray]]:
+    def gather(self, layout: InputLayout, store: Store, keys: list[str], where: str
+               ) -> tuple[Any, list[np.ndarray]]:
+        """The rows as stored (pooled while read when flat), before normalisation: the
+        encoder's and each fusion source's."""
         layout.check(store, keys, where)
         if self.kind.reads_tokens:
             enc: Any = gather_tokens(store, layout.encoder_id, keys, layout.layers[-1])
@@ -171,7 +173,7 @@ class HeadInputs:
     def fit_transform(self, store: Store, keys: list[str], where: str) -> Inputs | LazyInputs:
         """Fit the normalisers on these (training) rows, statistics read in chunks; returns the
         rows, normalised lazily per minibatch (attention's padded token states: in memory)."""
-        enc, sources = self._gather(self.layout, store, keys, where)
+        enc, sources = self.gather(self.layout, store, keys, where)
         self.normalizers = {"enc": Normalizer(self.normalize)}
         for i, s in enumerate(sources):
             self.normalizers[f"src{i}"] = Normalizer(self.normalize).fit(s)
@@ -189,7 +191,7 @@ class HeadInputs:
         """Rows of any store holding the same features, normalised as fitted."""
         if not self.normalizers:
             raise HeadError("these inputs are not fitted yet")
-        return self._wrap(*self._gather(self.layout.bind(store), store, keys, where))
+        return self._wrap(*self.gather(self.layout.bind(store), store, keys, where))
 
     def matrix(self, store: Store, keys: list[str], where: str = "the given rows") -> np.ndarray:
         """One float32 [rows, width] matrix (what logreg reads)."""

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 from featstore.heads.errors import ParamError, literal
 
 TASKS = ("classification", "regression")
-UNITS = ("text", "sequence")
+UNITS = ("text", "sequence", "pair")
 FUSE_MODES = ("concat", "project")
 NORMALIZATIONS = ("none", "l2", "standard")
 # --of: which stored per-layer vectors `concat`, `weighted` and `lstm` work on
 OF_CHOICES = ("cls", "mean", "max", "mean-max", "cls-mean")
 FEATURES_OF = {"cls": ("cls",), "mean": ("mean",), "max": ("max",), "mean-max": ("mean", "max"),
                "cls-mean": ("cls", "mean"), "pooler": ("pooler",), "tokens": ("tokens",)}
+# a pair head: what it reads (each text's vectors, the pair's joint encoding, or both) and how
+# two texts' vectors u and v become one row (SentEval's u, v, |u-v|, u*v, and their cosine)
+PAIR_SOURCES = ("bi", "cross", "both")
+PAIR_PARTS = ("u", "v", "absdiff", "product", "cosine")
 
 
 @dataclass(frozen=True)
@@ -85,10 +89,11 @@ FIXED_POOLINGS = tuple(k for k, p in POOLINGS_BY_NAME.items() if not p.trainable
 
 @dataclass(frozen=True)
 class HeadKind:
-    """A model over pooled vectors. `unit`: the example it reads (a text, or a sequence of
-    texts); `tasks`: what it can learn; `trained_by`: `logreg` (scikit-learn logistic
-    regression on fixed vectors) or `torch` (trained jointly with any trainable pooling and
-    projection); `chooses`: it picks another kind by inner cross-validation."""
+    """A model over pooled vectors. `unit`: the example it reads (a text, a sequence of texts,
+    or only a pair of texts; per-text kinds also read a pair's combined row); `tasks`: what it
+    can learn; `trained_by`: `logreg` (scikit-learn on fixed vectors: logistic regression, ridge
+    regression, or none for the cosine) or `torch` (trained jointly with any trainable pooling
+    and projection); `chooses`: it picks another kind by inner cross-validation."""
 
     name: str
     unit: str
@@ -110,6 +115,14 @@ HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
              "logistic regression, C by inner CV"),
     HeadKind("linear", "text", TASKS, "torch", "dropout and one linear layer"),
     HeadKind("mlp", "text", TASKS, "torch", "one GELU hidden layer with dropout"),
+    HeadKind("cosine", "pair", TASKS, "logreg",
+             "the cosine of the two texts' vectors: thresholds learned on the training pairs "
+             "(classification), rescaled to the targets (regression)"),
+    HeadKind("ridge", "pair", ("regression",), "logreg",
+             "ridge regression on the pair's row, its strength by inner CV"),
+    HeadKind("projection", "pair", TASKS, "torch",
+             "a learned projection of each text's vector, scored by cosine, trained with a "
+             "similarity (CoSENT) loss"),
     HeadKind("transformer", "sequence", ("classification",), "torch",
              "a small transformer with a learned [CLS]"),
     HeadKind("gru", "sequence", ("classification",), "torch", "a bidirectional GRU"),
@@ -124,7 +137,9 @@ HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
     HeadKind("auto", "sequence", ("classification",), "torch",
              "the best of the candidates by inner CV on the training sequences", chooses=True),
 )}
-HEADS = tuple(k for k, h in HEAD_KINDS.items() if h.unit == "text")
+HEADS = tuple(k for k, h in HEAD_KINDS.items() if h.unit in ("text", "pair"))
+TEXT_HEADS = tuple(k for k, h in HEAD_KINDS.items() if h.unit == "text")
+PAIR_HEADS = HEADS  # a pair's combined row takes any per-text head too
 SEQ_HEADS = tuple(k for k, h in HEAD_KINDS.items() if h.unit == "sequence")
 SEQUENCE_KINDS = tuple(k for k in SEQ_HEADS if not HEAD_KINDS[k].chooses)
 # auto's default candidates, simplest first (ties go to the earlier)
@@ -147,6 +162,15 @@ def default_head(pool: str, task: str, fuse_mode: str) -> str:
     return "logreg" if task == "classification" and fixed else "mlp"
 
 
+def default_pair_head(pool: str, task: str, fuse_mode: str) -> str:
+    """For a pair's row: logreg (classification) or ridge (regression) on fixed poolings with
+    concatenated sources, else mlp."""
+    fixed = not pooling(pool).trainable and fuse_mode == "concat"
+    if not fixed:
+        return "mlp"
+    return "logreg" if task == "classification" else "ridge"
+
+
 def pooled_while_read(pool: str, head: str) -> bool:
     """Whether rows reach the head already pooled: fixed poolings, and those that average
     under logistic regression."""
@@ -156,9 +180,15 @@ def pooled_while_read(pool: str, head: str) -> bool:
 
 
 def check_combination(pool: str, head: str, task: str = "classification",
-                      fuse_mode: str = "concat") -> None:
-    """Refuse a per-text head that cannot take this pooling, task or fusion mode."""
+                      fuse_mode: str = "concat", unit: str = "text") -> None:
+    """Refuse a per-text (or pair) head that cannot take this pooling, task or fusion mode."""
     kind, model = pooling(pool), HEAD_KINDS[head]
+    if model.unit == "pair" and unit != "pair":
+        raise ParamError(f"{{head=}}{head} compares the two texts of a pair; fit it on a pair "
+                         "dataset (featurize --pair-cols A B)")
+    if task not in model.tasks and model.unit == "pair":
+        raise ParamError(f"{{head=}}{head} learns {' or '.join(model.tasks)}; use "
+                         "{head=}mlp for {task=}" + task)
     if task not in model.tasks:
         raise ParamError(f"{{head=}}{head} is a classifier; use {{head=}}linear or mlp for "
                          f"{{task=}}{task}")
@@ -181,10 +211,11 @@ def check_sequence_pooling(pool: str | None) -> None:
                          "weighted...)")
 
 
-def compatible(pool: str, head: str, task: str, fuse_mode: str = "concat") -> bool:
+def compatible(pool: str, head: str, task: str, fuse_mode: str = "concat",
+               unit: str = "text") -> bool:
     """Whether `check_combination` accepts this pooling, head and fusion mode for the task."""
     try:
-        check_combination(pool, head, task, fuse_mode)
+        check_combination(pool, head, task, fuse_mode, unit)
     except ParamError:
         return False
     return True

@@ -23,6 +23,14 @@ def classification_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
     }
 
 
+def positive_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """F1 of the positive class of a two-class task: class index 1 (the second label in sorted
+    order: 1 for 0/1 labels)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=[1], average="macro", zero_division=0))
+
+
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     from scipy import stats  # loaded when scores are computed
 

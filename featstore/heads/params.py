@@ -166,7 +166,9 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        searched=True),
     _p("normalize", TEXT, "standard", "per-source normalisation", choices=kinds.NORMALIZATIONS),
     # per-text heads
-    _p("head", TEXT, None, "head (default: logreg for fixed poolings, else mlp)",
+    _p("head", TEXT, None, "head; pairs also take ridge (regression), cosine (the plain "
+       "cosine, the baseline) and projection, a learned map of each vector scored by cosine "
+       "(default: logreg for fixed poolings, else mlp; on pairs, ridge for regression)",
        choices=kinds.HEADS, what="head", optional=True, searched=True),
     _p("hidden", INT, 512, "MLP width; the LSTM uses at most 128", low=1),
     _p("dropout", FLOAT, 0.5, "dropout in [0, 1)", **FRACTION),
@@ -187,6 +189,19 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        cli=False),
     _p("seeds", INT, 1, "torch heads: average the probabilities of N seeds (N x train time)",
        low=1, searched=True, formerly="ensemble"),
+    # pair heads
+    _p("source", TEXT, "bi", "what a pair head reads: bi (each text's vectors, combined), cross "
+       "(the pair encoded jointly: featurize --cross) or both", choices=kinds.PAIR_SOURCES,
+       what="--source", searched=True),
+    _p("combine", NAMES, ("u", "v", "absdiff", "product"), "how a pair's two vectors u, v make "
+       "its row: u v absdiff (|u-v|) product (u*v) cosine (per layer, feature and source)",
+       choices=kinds.PAIR_PARTS, searched=True),
+    _p("symmetric", BOOL, False, "the pair's order does not matter: train on both orders and "
+       "average the predictions of both"),
+    _p("pair_cols", NAMES, None, "the two columns of a DataFrame holding each pair's texts "
+       "(default: a pair dataset's, else a two-column frame's)", optional=True, cli=False),
+    _p("cosent_scale", FLOAT, 20.0, "projection: the CoSENT loss's scale on cosine differences",
+       positive=True, cli=False),
     # sequence heads
     _p("seq_head", TEXT, "auto", "the model over a sequence (auto: picked by inner CV on the "
        "training sequences)", choices=kinds.SEQ_HEADS),
@@ -210,6 +225,8 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
     _p("members", ANY, (), "the members' parameter dicts", cli=False),
     _p("weights", ANY, None, "one positive weight per member (default: equal)", optional=True,
        cli=False),
+    _p("unit", TEXT, "text", "what each member reads: a text, or a pair of texts",
+       choices=("text", "pair"), cli=False),
     # choosing a head by inner cross-validation
     _p("budget", FLOAT, 600.0, "seconds the --auto search (and refit) may spend; few-shot "
        "repeats share it", positive=True),
@@ -343,8 +360,15 @@ SEQUENCE_HEAD = ParamSet(
     # on a held-out 15% stopped near epoch 5 on a noisy score and lost to it (docs/HEADS.md)
     defaults={"pool": None, "dropout": 0.3, "epochs": 10, "lr": 1e-3, "weight_decay": 0.05,
               "batch_size": 64, "patience": 6, "valid_fraction": 0.0, "max_iter": 200})
-HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "seed"], positional=2)
+PAIR_HEAD = ParamSet(
+    ["head", "pool", "store", "source", "combine", "symmetric", "layers", "layer_start", "of",
+     "fuse", "fuse_mode", "normalize", "hidden", "dropout", "epochs", "lr", "weight_decay",
+     "batch_size", "patience", "label_smoothing", "C", "max_iter", "proj_dim", "cosent_scale",
+     "valid_fraction", "encoder", "label_col", "pair_cols", "seed", "seeds"], positional=2,
+    defaults={"head": None})
+HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "unit", "seed"],
+                         positional=2)
 HEAD_SELECTOR = ParamSet(
     ["store", "task", "budget", "folds", "search_space", "encoder", "fuse", "label_col", "seeds",
-     "allow_ensemble", "seed"], positional=1, defaults={"seeds": 5, "fuse": None})
+     "allow_ensemble", "pair_cols", "seed"], positional=1, defaults={"seeds": 5, "fuse": None})
 STORED_VECTORS = ParamSet(["store", "pool", "layers", "of", "encoder"], positional=5)

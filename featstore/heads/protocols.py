@@ -23,7 +23,7 @@ from featstore.heads.labels import LabelMap, check_classes, regression_targets, 
 from featstore.heads.metrics import summarize
 from featstore.heads.splits import few_shot, kfold, stratified_folds
 from featstore.heads.training_data import default_training_dataset
-from featstore.heads.units import TEXT, Examples, Unit
+from featstore.heads.units import TEXT, Examples, Unit, unit_for
 from featstore.store import Store
 
 DEFAULT_CV = 5
@@ -93,9 +93,10 @@ def plan_evaluation(store: Store, train: str | None = None,
     """Decide train/eval rows: --eval, else the split column, else stratified K-fold CV.
     Evaluation labels the training rows never show are refused, or with `allow_unseen_labels` scored
     as errors (and counted in the result's notes)."""
+    train_name = train or default_training_dataset(store)
+    unit = unit_for(store, train_name, unit)
     if task not in unit.tasks:
         raise HeadError(f"{unit.name} heads do not learn --task {task}")
-    train_name = train or default_training_dataset(store)
     where = f"dataset {train_name!r}"
     df, col = unit.with_labels(store.dataset(train_name), label_col, where)
     if eval is not None and cv is not None:
@@ -247,7 +248,8 @@ def run_protocol(store: Store, p: EvaluationPlan, params: dict[str, Any] | None 
         heads.insert(0, keep)
     notes = heads[0].protocol_notes(p, refitted, heads[1] if refitted else heads[0])
     if p.overlap:
-        notes.append(f"{p.overlap} evaluation text(s) also occur in the training rows")
+        what = "pair(s)" if p.unit.name == "pair" else "text(s)"
+        notes.append(f"{p.overlap} evaluation {what} also occur in the training rows")
     if unseen_rows:
         shown = ", ".join(map(repr, sorted(unseen, key=str)[:5])) + \
             (" ..." if len(unseen) > 5 else "")

@@ -62,6 +62,10 @@ class TrainOptions:
     patience: int = DECLARED["patience"].default
     label_smoothing: float = 0.0
     seed: int = 0
+    # a loss and a validation score (higher is better) other than the task's, for heads that
+    # learn something else than classes or values (a similarity: featstore.heads.pair_networks)
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    score: Callable[[torch.Tensor, torch.Tensor], float] | None = None
 
 
 @dataclass
@@ -213,7 +217,12 @@ def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Te
             part = x.take(idx)
             out = net(part.enc, part.sources, part.mask)
             target = y[idx]
-            loss = loss_fn(out[:, 0], target) if task == "regression" else loss_fn(out, target)
+            if opts.loss is not None:
+                loss = opts.loss(out, target)
+            elif task == "regression":
+                loss = loss_fn(out[:, 0], target)
+            else:
+                loss = loss_fn(out, target)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -222,7 +231,9 @@ def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Te
             progress.update(1)
         if valid is None:
             continue
-        score = _valid_score(task, forward_all(net, valid[0]), valid[1])
+        out = forward_all(net, valid[0])
+        score = opts.score(out, valid[1]) if opts.score is not None else \
+            _valid_score(task, out, valid[1])
         history.append(score)
         if score > best:
             best, best_epoch, stale = score, epoch, 0

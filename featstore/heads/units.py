@@ -19,6 +19,7 @@ from featstore.heads.base import StoreHead
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import make_head
 from featstore.heads.labels import check_label_values, label_column
+from featstore.heads.pair_estimator import PairEstimator, make_pair_head
 from featstore.heads.sequence_estimator import SequenceClassifier
 from featstore.heads.sequences import group_rows, labels_from_table, split_per_group
 from featstore.heads.splits import (
@@ -29,7 +30,7 @@ from featstore.heads.splits import (
     overlap,
     split_rows,
 )
-from featstore.store import KEY_COLUMN, Store, keys_for
+from featstore.store import KEY_COLUMN, PAIR_KEY_COLUMNS, Store, keys_for
 
 
 @dataclass
@@ -250,6 +251,80 @@ class SequenceUnit(Unit):
         return head.predict_table(store, rows)  # type: ignore[attr-defined]
 
 
+@dataclass(eq=False)
+class PairUnit(Unit):
+    """One row, one pair of texts (columns `a` and `b`), one example."""
+
+    a: str = "text_a"
+    b: str = "text_b"
+
+    name = "pair"
+    tasks = ("classification", "regression")
+    dev_for_early_stopping = True
+    refit_on = "all training pairs"
+    lone_texts = False
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.a, self.b)
+
+    def examples(self, rows: pd.DataFrame, label_col: str, where: str) -> Examples:
+        check_label_values(rows[label_col], label_col, where)
+        return Examples(rows, rows[label_col].reset_index(drop=True))
+
+    def split(self, rows: pd.DataFrame, where: str) -> dict[str, pd.DataFrame] | None:
+        return split_rows(rows)
+
+    def describe_eval(self, rows: pd.DataFrame) -> str:
+        return ""
+
+    def overlap(self, train: pd.DataFrame, eval_rows: pd.DataFrame) -> int:
+        return overlap(train[KEY_COLUMN].tolist(), eval_rows[KEY_COLUMN].tolist())
+
+    def estimator(self, task: str, params: dict[str, Any]) -> StoreHead:
+        return make_pair_head(task, **{**params, "pair_cols": (self.a, self.b)})
+
+    def summary(self, examples: int, train_examples: int, head: StoreHead) -> dict[str, Any]:
+        return {"pairs": examples, "train_pairs": train_examples,
+                "pair_columns": [self.a, self.b]}
+
+    def predictions(self, store: Store, head: StoreHead, rows: pd.DataFrame, label_col: str,
+                    run: int) -> pd.DataFrame:
+        out = pd.DataFrame({KEY_COLUMN: rows[KEY_COLUMN].to_numpy()})
+        for c in (self.a, self.b):
+            if c in rows.columns:
+                out[c] = rows[c].astype(str).to_numpy()
+        out["gold"] = rows[label_col].astype(str).to_numpy()
+        if head.task == "classification":
+            out["run"] = run
+            proba = np.asarray(head.predict_proba(store, rows), dtype=np.float64)  # type: ignore[attr-defined]
+            return with_probabilities(out, proba, [str(c) for c in head.classes_])  # type: ignore[attr-defined]
+        out["predicted"] = np.asarray(head.predict(store, rows)).astype(str)
+        out["run"] = run
+        return out
+
+    def prediction_table(self, store: Store, head: StoreHead, rows: pd.DataFrame,
+                         top_k: int | None = None) -> pd.DataFrame:
+        out = rows.copy()
+        data: Any = rows if all(c in rows.columns for c in PAIR_KEY_COLUMNS) else \
+            list(zip(rows[self.a].astype(str), rows[self.b].astype(str), strict=True))
+        if head.task == "regression":
+            out["prediction"] = head.predict(store, data)
+            return out
+        proba = np.asarray(head.predict_proba(store, data), dtype=np.float64)  # type: ignore[attr-defined]
+        classes = list(head.classes_)  # type: ignore[attr-defined]
+        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
+        if top_k is None:
+            for i, c in enumerate(classes):
+                out[f"p_{c}"] = proba[:, i].round(6)
+            return out
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
+        for j in range(order.shape[1]):
+            out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
+            out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
+        return out
+
+
 def with_probabilities(frame: pd.DataFrame, proba: np.ndarray, classes: list[str]
                        ) -> pd.DataFrame:
     """`predicted` and what ranks likely label errors: the gold label's probability (0 for a
@@ -270,8 +345,20 @@ def with_probabilities(frame: pd.DataFrame, proba: np.ndarray, classes: list[str
 TEXT = TextUnit()
 
 
+def unit_for(store: Store, dataset: str, unit: Unit) -> Unit:
+    """The unit a dataset's rows are: a pair dataset's pairs when no other unit was asked
+    for."""
+    entry = store.manifest.datasets.get(dataset)
+    if unit is TEXT and entry is not None and entry.pair_columns:
+        return PairUnit(*entry.pair_columns)
+    return unit
+
+
 def unit_of(head: StoreHead) -> Unit:
     """The unit a fitted or loaded head reads."""
     if isinstance(head, SequenceClassifier):
         return SequenceUnit(head.group_by, head.order_by, head.time_col)
+    first = getattr(head, "members_", [head])[0]
+    if isinstance(first, PairEstimator):
+        return PairUnit(*first.text_columns_)
     return TEXT

@@ -37,15 +37,22 @@ from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
 from featstore.heads.labels import LabelMap, label_column
 from featstore.heads.metrics import primary_metric, scores
+from featstore.heads.pair_estimator import make_pair_head
+from featstore.heads.pair_rows import pair_rows
 from featstore.heads.params import HEAD_SELECTOR, ParamSet
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_protocol, trials
 from featstore.heads.rows import Data, keys_and_labels
 from featstore.heads.splits import inner_folds
-from featstore.selection.candidates import Candidate, default_candidates, describe
+from featstore.selection.candidates import (
+    Candidate,
+    default_candidates,
+    describe,
+    pair_candidates,
+)
 from featstore.selection.ensemble_selection import select_ensemble
 from featstore.selection.recipes import grown_recipe
 from featstore.selection.self_training import class_probs, self_training_check, with_pseudo
-from featstore.store import KEY_COLUMN, Store
+from featstore.store import KEY_COLUMN, PAIR_KEY_COLUMNS, Store
 
 REFIT_FACTOR = 1.5  # a refit on all rows costs about this many inner-fold fits
 # an ensemble's torch members share the winner's seeds, so its refit costs about what the
@@ -100,8 +107,39 @@ class HeadSelector(StoreHead):
 
     params: ClassVar[ParamSet] = HEAD_SELECTOR
 
+    def _is_pairs(self, store: Store, data: Any) -> bool:
+        """Whether the data are pairs: `pair_cols` given, a pair dataset, or a pair table's
+        rows."""
+        if self.pair_cols is not None:
+            return True
+        if isinstance(data, str):
+            entry = store.manifest.datasets.get(data)
+            return entry is not None and bool(entry.pair_columns)
+        return isinstance(data, pd.DataFrame) and all(c in data.columns
+                                                      for c in PAIR_KEY_COLUMNS)
+
+    def _make(self, params: dict[str, Any]) -> StoreHead:
+        """An unfitted candidate (a per-text head, or a pair head on pairs)."""
+        if self.pairs_:
+            return make_pair_head(self.task, **params)
+        return make_head(self.task, **params)
+
     def _rows(self, store: Store, data: Data, y: Any) -> tuple[pd.DataFrame, str]:
-        """Training rows as (key, label) with the label column's name."""
+        """Training rows as (key, label) with the label column's name; pairs keep their
+        texts' keys and text columns."""
+        if self.pairs_:
+            rows = pair_rows(store, data, y, self.label_col, self.pair_cols, need_labels=True)
+            frame = store.dataset(data) if isinstance(data, str) else data.reset_index(drop=True)
+            col = "label"
+            if y is None:
+                col = label_column(frame, self.label_col, rows.where)
+            keep = {KEY_COLUMN: rows.pair_keys, PAIR_KEY_COLUMNS[0]: rows.keys_a,
+                    PAIR_KEY_COLUMNS[1]: rows.keys_b}
+            if rows.texts is not None:
+                keep.update({rows.columns[0]: [t[0] for t in rows.texts],
+                             rows.columns[1]: [t[1] for t in rows.texts]})
+            self.pair_columns_ = rows.columns
+            return pd.DataFrame({**keep, col: list(rows.labels)}), col
         keys, labels, where = keys_and_labels(store, data, y, self.label_col, need_labels=True)
         col = "label"
         if y is None:
@@ -119,6 +157,10 @@ class HeadSelector(StoreHead):
         store, data, y = self.store_data_y(X, y, args)
         self.validate_params()
         start = time.perf_counter()
+        self.pairs_ = self._is_pairs(store, data)
+        if self.pairs_ and unlabeled is not None:
+            raise HeadError("unlabeled rows serve self-training of per-text heads; pair heads "
+                            "take none")
         rows, col = self._rows(store, data, y)
         labels, codes = None, None
         if self.task == "classification":
@@ -131,6 +173,9 @@ class HeadSelector(StoreHead):
         cands = ([Candidate(describe(dict(p)), dict(p), float(i))
                   for i, p in enumerate(self.search_space)]
                  if self.search_space is not None else
+                 pair_candidates(store, self.task, len(np.unique(codes)) if codes is not None
+                                 else 0, self.encoder, self.fuse, int(self.seeds))
+                 if self.pairs_ else
                  default_candidates(store, self.task, per_class, self.encoder, self.fuse,
                                     int(self.seeds)))
         if not cands:
@@ -148,7 +193,7 @@ class HeadSelector(StoreHead):
                     continue
                 t0 = time.perf_counter()
                 try:
-                    head = make_head(self.task, **self._fixed(t.candidate.params, col))
+                    head = self._make(self._fixed(t.candidate.params, col))
                     head.fit(store, rows.iloc[tr].reset_index(drop=True))
                     s = self._score_fold(t, head, store, rows.iloc[te].reset_index(drop=True),
                                          te, labels, codes, metric)
@@ -282,8 +327,9 @@ class HeadSelector(StoreHead):
         ensemble's `members` and `weights`)."""
         if "members" in params:
             return HeadEnsemble(params["members"], params["weights"], store=self.store,
-                                label_col=col, seed=self.seed)
-        return make_head(self.task, **params, store=self.store)
+                                label_col=col, unit="pair" if self.pairs_ else "text",
+                                seed=self.seed)
+        return self._make({**params, "store": self.store})
 
     def _unlabeled_rows(self, store: Store, unlabeled: Data | None, rows: pd.DataFrame,
                         col: str) -> pd.DataFrame | None:
@@ -325,7 +371,8 @@ class HeadSelector(StoreHead):
             return {"chosen": False, "why": f"skipped: {exc}"}, None
 
     def _fixed(self, params: dict[str, Any], col: str) -> dict[str, Any]:
-        return {**params, "label_col": col, "seed": self.seed,
+        pairs = {"pair_cols": tuple(self.pair_columns_)} if self.pairs_ else {}
+        return {**params, "label_col": col, "seed": self.seed, **pairs,
                 **({"encoder": self.encoder} if self.encoder is not None else {})}
 
     # -- the winner ---------------------------------------------------------------------------
@@ -363,6 +410,9 @@ class HeadSelector(StoreHead):
     def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
                          ) -> tuple[np.ndarray, np.ndarray]:
         return self.best_estimator_.truth_and_output(store, data, y, allow_unseen)
+
+    def class_metrics(self, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        return self.best_estimator_.class_metrics(truth, pred)
 
     def save(self, store: Store | str | Path, name: str, metrics: dict | None = None,
              extra: dict | None = None, overwrite: bool = False) -> Path:
@@ -484,9 +534,12 @@ def auto_protocol(store: Store, p: EvaluationPlan, task: str = "classification",
         if p.valid is not None:
             unlabeled_keys = unlabeled_keys[~unlabeled_keys[KEY_COLUMN].isin(p.valid[KEY_COLUMN])]
 
+    pair_cols = tuple(p.unit.text_columns) if p.unit.name == "pair" else None
+
     def selector() -> HeadSelector:
         return HeadSelector(task=task, budget=share, folds=folds, search_space=search_space,
-                            encoder=encoder, fuse=fuse, label_col=p.label_col, seed=seed)
+                            encoder=encoder, fuse=fuse, label_col=p.label_col,
+                            pair_cols=pair_cols, seed=seed)
 
     def fit_args(ev: pd.DataFrame | None) -> dict[str, Any]:
         mine = unlabeled_keys

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featstore.heads.fusion_sources import encoder_layers
-from featstore.heads.params import TEXT_HEAD
+from featstore.heads.params import PAIR_HEAD, TEXT_HEAD
 from featstore.selection.recipes import FEW, STRONG
 from featstore.store import Store
 
@@ -34,6 +34,9 @@ def _default(name: str) -> Any:
 
 def describe(params: dict[str, Any]) -> str:
     """A short readable name for a configuration: what differs from the declared defaults."""
+    if "combine" in params or "source" in params or \
+            params.get("head") in ("cosine", "projection", "ridge"):
+        return describe_pair(params)
     name = params.get("pool", _default("pool"))
     if params.get("of"):
         name += f"({params['of']})"
@@ -58,6 +61,37 @@ def describe(params: dict[str, Any]) -> str:
             name += f" {params.get('epochs', _default('epochs'))}ep"
     if params.get("fuse"):
         name += f" + {'/'.join(params['fuse'])} [{params.get('fuse_mode', _default('fuse_mode'))}]"
+    return name
+
+
+PART_NAMES = {"u": "u", "v": "v", "absdiff": "|u-v|", "product": "u*v", "cosine": "cos"}
+
+
+def describe_pair(params: dict[str, Any]) -> str:
+    """A pair configuration's name: what it reads, how the two vectors combine, the head."""
+    pool = params.get("pool", PAIR_HEAD["pool"].default)
+    if params.get("of"):
+        pool += f"({params['of']})"
+    if params.get("layers"):
+        pool += f"[L{','.join(str(x) for x in params['layers'])}]"
+    source = params.get("source", "bi")
+    head = params.get("head") or "default"
+    if head in ("cosine", "projection"):
+        name = f"{head}({pool})"
+    else:
+        parts = ",".join(PART_NAMES[p] for p in params.get("combine",
+                                                             PAIR_HEAD["combine"].default))
+        what = {"bi": f"[{parts}]({pool})", "cross": f"cross({pool})",
+                "both": f"[{parts}]({pool}) + cross"}[source]
+        name = f"{what} + {head}"
+    if params.get("C") is not None:
+        name += f" C={params['C']:g}"
+    if params.get("seeds", 1) > 1:
+        name += f" x{params['seeds']}"
+    if params.get("symmetric"):
+        name += " sym"
+    if params.get("fuse"):
+        name += f" + {'/'.join(params['fuse'])}"
     return name
 
 
@@ -118,6 +152,56 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
             out.append(_cand({"pool": "mean-max", "head": "logreg", "C": 0.1,
                               "fuse": sources}, 1.8))
         out.append(_seeded({**mlp, "fuse": sources}, 6.0, seeds))
+    if encoder is not None:
+        for c in out:
+            c.params["encoder"] = encoder
+    return out
+
+
+def pair_candidates(store: Store, task: str = "classification", n_classes: int = 0,
+                    encoder: str | None = None, fuse: Sequence[str] | None = None,
+                    seeds: int = 5) -> list[Candidate]:
+    """What `--auto` searches for pairs: the cosine baseline; linear models on the SentEval
+    row [u, v, |u-v|, u*v] and on the cosines of every stored layer; an MLP over both; the
+    learned projection of the top layer's mean scored by cosine (regression, two classes); and,
+    where the store holds the pairs' joint encoding, heads on it alone and beside the texts'
+    vectors."""
+    enc = store.resolve_encoder(encoder, kind="encoder")
+    layers = encoder_layers(store, enc)
+    stored = set(store.encoder_entry(enc).feature_shapes)
+    cross = store.find_derived("cross", store.encoder_entry(enc).fingerprint) is not None
+    linear = "ridge" if task == "regression" else "logreg"
+    senteval = ("u", "v", "absdiff", "product")
+    every = {"pool": "concat", "of": "mean-max", "layers": list(layers)} \
+        if {"mean", "max"} <= stored else {"pool": "concat", "of": "mean",
+                                            "layers": list(layers)}
+    strengths = (None,) if task == "regression" else (0.1, 1.0)
+    out: list[Candidate] = [_cand({"pool": "mean", "head": "cosine"}, 0.5)]
+    for i, c in enumerate(strengths):
+        out.append(_cand({"pool": "mean", "head": linear, "combine": list(senteval),
+                          **({"C": c} if c is not None else {})}, 1.0 + i / 100))
+    out.append(_cand({**every, "head": linear, "combine": ["cosine"],
+                      **({"C": 1.0} if task == "classification" else {})}, 0.8))
+    out.append(_cand({"pool": "mean-max", "head": linear,
+                      "combine": ["absdiff", "product", "cosine"],
+                      **({"C": 0.1} if task == "classification" else {})}, 1.2))
+    mlp = {"pool": "mean-max", "head": "mlp", "combine": [*senteval, "cosine"],
+           "dropout": 0.3, "symmetric": True}
+    out.append(_seeded(mlp, 5.0, seeds))
+    if task == "regression" or n_classes == 2:
+        # on the top layer's mean only: over every layer's mean-max the square map has ~200x
+        # the weights, and one inner fold of it costs minutes where this costs seconds
+        out.append(_seeded({"pool": "mean", "head": "projection", "lr": 1e-4,
+                            "symmetric": True}, 4.0, seeds))
+    if cross:
+        out.append(_cand({"pool": "mean-max", "source": "cross", "head": linear,
+                          **({"C": 0.1} if task == "classification" else {})}, 1.5))
+        out.append(_seeded({"pool": "mean-max", "source": "cross", "head": "mlp",
+                            "dropout": 0.3}, 5.5, seeds))
+        out.append(_seeded({**mlp, "source": "both", "symmetric": False}, 6.0, seeds))
+    if fuse:
+        out.append(_cand({"pool": "mean", "head": linear, "combine": list(senteval),
+                          "fuse": list(fuse)}, 1.8))
     if encoder is not None:
         for c in out:
             c.params["encoder"] = encoder

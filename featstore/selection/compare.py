@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from featstore.heads.errors import HeadError
-from featstore.heads.kinds import compatible
+from featstore.heads.kinds import POOLINGS_BY_NAME, compatible
 from featstore.heads.metrics import primary_metric
 from featstore.heads.params import TEXT_HEAD
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_protocol
+from featstore.selection.candidates import describe_pair, pair_candidates
 from featstore.selection.recipes import STRONG
 from featstore.selection.settings import COMPARE_HEADS, COMPARE_POOLS
 from featstore.store import Store
@@ -67,6 +68,33 @@ def compare_grid(pools: tuple[str, ...] = COMPARE_POOLS, heads: tuple[str, ...] 
                 continue
             params = {**base, "pool": "mean", "head": head, "fuse": list(fuse), "fuse_mode": mode}
             entries.append(GridEntry(entry_name(params), params))
+    return entries
+
+
+def pair_grid(store: Store, pools: tuple[str, ...] | None, heads: tuple[str, ...] | None,
+              task: str = "classification", base: dict[str, Any] | None = None,
+              n_classes: int = 0) -> list[GridEntry]:
+    """Pair heads side by side, the cosine baseline first: by default what `--auto` searches
+    (each text's vectors and, where stored, the pairs' joint encoding), one seed each; with
+    `pools`/`heads`, every pooling x head on each text's vectors and on the joint encoding."""
+    base = dict(base or {})
+    if pools is None and heads is None:
+        cands = pair_candidates(store, task, n_classes, base.get("encoder"), None, 1)
+        return [GridEntry(c.name, {**base, **c.params}) for c in cands]
+    entries = [GridEntry("cosine(mean)", {**base, "pool": "mean", "head": "cosine"})]
+    cross = store.find_derived("cross", store.encoder_entry(
+        store.resolve_encoder(base.get("encoder"), kind="encoder")).fingerprint) is not None
+    for source in ("bi", "cross") if cross else ("bi",):
+        for pool in pools or ("mean",):
+            for head in heads or ("logreg" if task == "classification" else "ridge", "mlp"):
+                if head == "cosine" and pool == "mean" and source == "bi":
+                    continue
+                if not compatible(pool, head, task, unit="pair") or (
+                        source == "cross" and (head in ("cosine", "projection")
+                                               or POOLINGS_BY_NAME[pool].trainable)):
+                    continue
+                params = {**base, "pool": pool, "head": head, "source": source}
+                entries.append(GridEntry(describe_pair(params), params))
     return entries
 
 

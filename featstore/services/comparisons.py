@@ -86,14 +86,18 @@ def _chooser(store: Store, plan: EvaluationPlan, done: list[GridEntry], task: st
         params.update(plan.unit.estimator(task, {**done[0].params}).layout_params(store))
         head = plan.unit.estimator(task, params)
         return head, lambda h: kinds.index(h.kind_) if isinstance(h, SequenceClassifier) else 0
+    pairs = tuple(plan.unit.text_columns) if plan.unit.name == "pair" else None
     selector = HeadSelector(task=task, budget=budget, folds=folds,
                             search_space=[e.params for e in done], label_col=plan.label_col,
-                            allow_ensemble=False, seed=seed)
+                            allow_ensemble=False, pair_cols=pairs, seed=seed)
     return selector, lambda s: s.best_index_
 
 
 def probe_all_layers(store: Store, plan: EvaluationPlan, encoder: str | None, c: float,
                      seed: int = 0, progress: Any = None) -> tuple[str, list[dict[str, Any]]]:
     """The encoder's id and one row per stored layer and feature (see `probe_layers`)."""
+    if plan.unit.name == "pair":
+        raise HeadError("probe-layers probes per-text heads; for a pair dataset, `featstore "
+                        "compare` ranks pair heads")
     enc = store.resolve_encoder(encoder, kind="encoder")
     return enc, probe_layers(store, plan, enc, c=c, seed=seed, progress=progress)

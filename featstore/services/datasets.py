@@ -4,6 +4,7 @@ that is featurized first with the store's encoder; and small tables of rows read
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from featstore.store import default_store_path, open_store
 
 
 def dataset_for(store_path: str | Path | None, value: str | None, model: str | None = None,
-                tokens: bool = False, progress: bool = True, say: Say | None = None
-                ) -> str | None:
-    """A dataset name in the store, featurizing a corpus file first when that is what it is."""
+                tokens: bool = False, progress: bool = True, say: Say | None = None,
+                pair_cols: Sequence[str] | None = None) -> str | None:
+    """A dataset name in the store, featurizing a corpus file first when that is what it is
+    (with `pair_cols`, a pair corpus)."""
     if value is None:
         return None
     root = default_store_path(store_path)
@@ -32,7 +34,7 @@ def dataset_for(store_path: str | Path | None, value: str | None, model: str | N
     options = replace(options_for_store(store, model, tokens), wait=True)  # a side write
     featurize_file(path, root, options, name=name, progress=progress, warn=say,
                    announce=None if say is None else
-                   f"featurizing {path} into {root} as dataset {name!r}")
+                   f"featurizing {path} into {root} as dataset {name!r}", pair_cols=pair_cols)
     return name
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from featstore.featurize.driver import FeaturizeSummary, featurize_corpus, featurize_texts
+from featstore.featurize.driver import (
+    FeaturizeSummary,
+    featurize_corpus,
+    featurize_pairs,
+    featurize_texts,
+)
 from featstore.featurize.model_names import DEFAULT_MODEL
 from featstore.featurize.options import FeaturizeOptions
-from featstore.store import FeatstoreError, Store, clean_text, keys_for, short_model_name
+from featstore.store import FeatstoreError, Store, clean_text, keys_for, pair_key, short_model_name
 
 Say = Callable[[str], None]
 
@@ -27,12 +32,15 @@ def options_for_store(store: Store | None, model: str | None = None,
 def featurize_file(corpus: str | Path, store_path: str | Path | None, options: FeaturizeOptions,
                    name: str | None = None, text_col: str | None = None,
                    progress: bool = True, warn: Say | None = None,
-                   replace: bool = False, announce: str | None = None) -> FeaturizeSummary:
+                   replace: bool = False, announce: str | None = None,
+                   pair_cols: Sequence[str] | None = None) -> FeaturizeSummary:
     """Featurize a corpus file into a store as dataset `name` (default: the file's stem); a
     dataset of that name made from another file is replaced only with `replace`. `announce`
-    is said through `warn` once the corpus and model check out."""
+    is said through `warn` once the corpus and model check out. `pair_cols`: the two text
+    columns of a pair corpus (with `options.cross`, each pair is also encoded jointly)."""
     return featurize_corpus(corpus, store_path, options, name=name, text_col=text_col,
-                            progress=progress, warn=warn, replace=replace, announce=announce)
+                            progress=progress, warn=warn, replace=replace, announce=announce,
+                            pair_cols=pair_cols)
 
 
 def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | None,
@@ -67,6 +75,33 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
     featurize_texts(new, store.root, opts, progress=progress, warn=say or quiet,
                     announce=f"encoding {len(new)} text(s) not yet in the store with "
                              f"{short_model_name(opts.model or DEFAULT_MODEL)}")
+    store.refresh()
+    return len(new)
+
+
+def featurize_missing_pairs(store: Store, pairs: Sequence[tuple[str, str]],
+                            encoder_fingerprint: dict, features: Sequence[str],
+                            progress: bool = False, say: Say | None = None) -> int:
+    """Encode jointly those of `pairs` whose `features` the cross source of the encoder with
+    this fingerprint lacks (with their texts, where the encoder lacks them); `store` is
+    refreshed to see them. Returns how many pairs were encoded."""
+    cross = store.find_derived("cross", encoder_fingerprint)
+    keys = [pair_key(*keys_for(p)) for p in pairs]
+    lacking = ([True] * len(keys) if cross is None
+               else (~store.has(cross, keys, list(features))).tolist())
+    new = list(dict.fromkeys(tuple(p) for p, m in zip(pairs, lacking, strict=True)
+                             if m and clean_text(p[0]) is not None
+                             and clean_text(p[1]) is not None))
+    if not new:
+        return 0
+    try:
+        opts = FeaturizeOptions.from_fingerprint(encoder_fingerprint, wait=True, cross=True)
+    except (KeyError, TypeError):
+        raise FeatstoreError(f"{len(new)} pair(s) are not encoded jointly, and the encoder's "
+                             "fingerprint names no model featstore can load; run featurize "
+                             "--pair-cols A B --cross on them") from None
+    featurize_pairs(new, store.root, opts, progress=progress, warn=say or quiet,
+                    announce=f"encoding {len(new)} pair(s) not yet in the store")
     store.refresh()
     return len(new)
 

@@ -24,10 +24,14 @@ def write_report(store: Store, saved: SavedHead, directory: str | Path,
     paths = report_paths(directory, overwrite)
     Path(directory).mkdir(parents=True, exist_ok=True)
     plan = result.plan
-    texts: dict[str, str] = {}
+    texts: dict[str, str] | None = {}
     for name, rows in ((plan.train_name, plan.train), (plan.eval_name, plan.eval)):
+        if plan.unit.name == "pair":  # the predictions carry both texts already
+            texts = None
+            break
         entry = store.manifest.datasets.get(str(name).split(":")[0]) if name else None
-        if rows is not None and entry is not None and entry.text_column in rows.columns:
+        if rows is not None and entry is not None and entry.text_column in rows.columns and \
+                texts is not None:
             texts.update(zip(rows[KEY_COLUMN], rows[entry.text_column].astype(str),
                              strict=True))
     report = class_report(result.predictions, texts)

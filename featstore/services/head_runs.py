@@ -4,6 +4,7 @@ the `--auto` selection and its saved winner, and the saved heads listed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,19 @@ def plan_data(store_path: str | Path | None, train: str | None = None, eval: str
               cv: int | None = None, label_col: str | None = None,
               task: str = "classification", model: str | None = None, tokens: bool = False,
               progress: bool = True, say: Say | None = None, unit: Unit = TEXT,
-              allow_unseen_labels: bool = False) -> tuple[Store, EvaluationPlan]:
-    """The store and the evaluation plan; --train/--eval corpus files are featurized first;
-    `allow_unseen_labels`: evaluation labels the training rows never show are scored as errors."""
+              allow_unseen_labels: bool = False, pair_cols: Sequence[str] | None = None
+              ) -> tuple[Store, EvaluationPlan]:
+    """The store and the evaluation plan; --train/--eval corpus files are featurized first
+    (with `pair_cols`, as pair corpora). A pair dataset to train on makes the plan's unit a
+    pair. `allow_unseen_labels`: evaluation labels the training rows never show are scored as
+    errors."""
     DECLARED["task"].check(task)
     if eval is not None and cv is not None:
         raise HeadError("use either --eval or --cv, not both")
     for value in (train, eval):  # a file's examples are checked before it is featurized
         check_examples_file(store_path, value, unit, label_col)
-    train_name = dataset_for(store_path, train, model, tokens, progress, say)
-    eval_name = dataset_for(store_path, eval, model, tokens, progress, say)
+    train_name = dataset_for(store_path, train, model, tokens, progress, say, pair_cols)
+    eval_name = dataset_for(store_path, eval, model, tokens, progress, say, pair_cols)
     store = open_store(store_path)
     return store, plan_evaluation(store, train_name, eval_name, cv, label_col, task, unit,
                                   allow_unseen_labels)

@@ -21,7 +21,7 @@ from featstore.heads.units import Unit, unit_of
 from featstore.services.datasets import read_rows_file
 from featstore.services.featurizing import Say
 from featstore.services.head_sources import featurize_sources
-from featstore.store import KEY_COLUMN, Store, clean_text
+from featstore.store import KEY_COLUMN, PAIR_KEY_COLUMNS, Store, clean_text
 
 TEXT = "text"
 
@@ -44,15 +44,52 @@ def input_rows(store: Store, value: str | None = None, text_col: str | None = No
 
 def prediction_input(store: Store, unit: Unit, value: str | None = None,
                      text_col: str | None = None, texts: Sequence[str] = (),
-                     name: str = "the head", say: Say | None = None) -> PredictInput:
+                     name: str = "the head", say: Say | None = None,
+                     pairs: Sequence[tuple[str, str]] = ()) -> PredictInput:
     """The rows a head of `unit` predicts from: for texts, `input_rows`; for examples made of
-    several rows (a sequence), a dataset or a file of rows as they are, never lone texts; a
-    file's rows without text are left out (as featurize leaves them out) and counted."""
+    several texts (a sequence, a pair), a dataset or a file of rows as they are (and for pairs,
+    `pairs` given inline), never lone texts; a file's rows without text in every text column
+    are left out (as featurize leaves them out) and counted."""
     if unit.lone_texts:
+        if pairs:
+            raise HeadError(f"{name} is a per-text head: pass texts with --text (--text-a and "
+                            "--text-b are for pair heads)")
         return input_rows(store, value, text_col, texts)
-    if value is None or value == "-" or texts:
+    if unit.name == "pair":
+        if texts or value == "-":
+            raise HeadError(f"{name} is a pair head: name a dataset or a file with columns "
+                            f"{' and '.join(map(repr, unit.text_columns))}, or pass "
+                            "--text-a A --text-b B (not --text or stdin)")
+        if value is None and not pairs:
+            raise HeadError("nothing to predict: name a dataset or file, or pass --text-a A "
+                            "--text-b B")
+    elif value is None or value == "-" or texts or pairs:
         raise HeadError(f"{name} is a {unit.name} head: name a dataset or a file of rows with "
                         "its group column (--text, stdin and --top-k are for per-text heads)")
+    frames = []
+    skipped = 0
+    if value is not None:
+        got = _example_rows(store, unit, value, say)
+        frames.append(got.rows)
+        skipped = got.skipped
+    if pairs:
+        cols = unit.text_columns
+        kept = [p for p in pairs
+                if clean_text(p[0]) is not None and clean_text(p[1]) is not None]
+        if len(kept) < len(pairs):
+            raise HeadError(f"{len(pairs) - len(kept)} pair(s) given inline have an empty side; "
+                            "a pair needs both texts")
+        frames.append(pd.DataFrame({cols[0]: [p[0] for p in kept],
+                                    cols[1]: [p[1] for p in kept]}))
+    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:
+        rows = rows.drop(columns=[c for c in (KEY_COLUMN, *PAIR_KEY_COLUMNS)
+                                  if c in rows.columns])
+    return PredictInput(rows, skipped)
+
+
+def _example_rows(store: Store, unit: Unit, value: str, say: Say | None) -> PredictInput:
+    """A dataset's rows, or a file's rows with text in every text column of the unit."""
     if value in store.manifest.datasets:
         return PredictInput(store.dataset(value))
     rows = read_rows_file(value, "input")
@@ -171,28 +208,32 @@ def keep_input_columns(rows: pd.DataFrame, added: Sequence[str]) -> tuple[pd.Dat
 
 def predict_frame(store: Store, head: StoreHead, rows: pd.DataFrame | Sequence[str],
                   progress: bool = False, say: Say | None = None, name: str = "the head",
-                  top_k: int | None = None, laser_dir: str | None = None) -> pd.DataFrame:
+                  top_k: int | None = None, laser_dir: str | None = None,
+                  unit: Unit | None = None) -> pd.DataFrame:
     """What the head's unit prints per example of `rows` (texts, or a frame with a `text`
     column; a sequence head's rows): `prediction` and, for classifiers, `p_CLASS` per class,
     or with `top_k`, `label_1, p_1, ... label_K, p_K`; an input column of one of those names is
     kept as NAME_given. Texts the store lacks are encoded and stored first, with every source the
     head reads (its encoder, a fused encoder, LASER, found in `laser_dir`); texts an imported
-    source lacks are refused before anything is encoded."""
+    source lacks are refused before anything is encoded; a pair's joint encoding is the head's
+    own to make. `unit`: the head's own unless given (a pair head reading other text columns)."""
     head.check_fitted()
+    unit = unit or unit_of(head)
     out = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame({TEXT: list(rows)})
-    if unit_of(head).lone_texts:  # a row per text: its columns travel with its prediction
+    if unit.name != "sequence":  # a row per example: its columns travel with its prediction
         out, renamed = keep_input_columns(out, output_columns(head, top_k))
         if renamed and say is not None:
             say("input column(s) " + ", ".join(f"{a!r} kept as {b!r}"
                                                for a, b in renamed.items())
                 + " (predict writes those names)")
-    unit = unit_of(head)
     texts = [] if KEY_COLUMN in out.columns else \
         [t for c in unit.text_columns if c in out.columns for t in out[c].astype(str)]
-    for layout in head.layouts_:  # type: ignore[attr-defined]
+    layouts = [layout for layout in head.layouts_  # type: ignore[attr-defined]
+               if layout.encoder_fingerprint.get("kind") != "cross"]  # the head encodes pairs
+    for layout in layouts:
         find_by_fingerprint(store, layout.encoder_fingerprint, name)
-    layouts = [layout.bind(store) for layout in head.layouts_]  # type: ignore[attr-defined]
+    bound = [layout.bind(store) for layout in layouts]
     if texts:  # rows with keys were read from the store: it holds them
-        featurize_sources(store, texts, [n for layout in layouts for n in layout.needs()],
+        featurize_sources(store, texts, [n for layout in bound for n in layout.needs()],
                           progress=progress, say=say, laser_dir=laser_dir)
     return unit.prediction_table(store, head, out, top_k)

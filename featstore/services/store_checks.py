@@ -72,8 +72,8 @@ def repair_advice(store: Store, dropped: dict) -> list[str]:
 
 def featurize_command(store: Store, name: str, laser: bool = False) -> str:
     """The featurize command line that makes dataset `name` again (its table, and the rows of
-    its encoder, or with `laser` its LASER vectors), with the settings that give the same
-    fingerprint."""
+    its encoder, or with `laser` its LASER vectors; a pair dataset's pairs, jointly encoded
+    again where it has a cross source), with the settings that give the same fingerprint."""
     entry = store.manifest.datasets[name]
     if entry.source.startswith("<"):
         return f"featurize its rows again: store.featurize(frame, name={name!r})"
@@ -83,5 +83,9 @@ def featurize_command(store: Store, name: str, laser: bool = False) -> str:
     fp = next((f for f in fps if f.get("kind") == "encoder"), None)
     if fp is not None:
         words += featurize_flags(fp)
+    if entry.pair_columns:
+        words += ["--pair-cols", *entry.pair_columns]
+        if any(f.get("kind") == "cross" for f in fps):
+            words.append("--cross")
     words.append("--laser" if laser else "--no-laser")
     return shlex.join(words)

@@ -19,6 +19,7 @@ from featstore.services.encoding import encode_texts
 from featstore.services.featurizing import (
     featurize_file,
     featurize_missing,
+    featurize_missing_pairs,
     options_for_store,
     quiet,
 )
@@ -35,6 +36,12 @@ class StoreFeaturizer:
                           features: Sequence[str], model: str | None, progress: bool) -> int:
         return featurize_missing(store, list(texts), fingerprint, features, progress=progress,
                                  model=model)
+
+    def featurize_missing_pairs(self, store: Store, pairs: Sequence[tuple[str, str]],
+                                encoder_fingerprint: dict, features: Sequence[str],
+                                progress: bool) -> int:
+        return featurize_missing_pairs(store, list(pairs), encoder_fingerprint, features,
+                                       progress=progress)
 
     def featurize_sources(self, store: Store, texts: Sequence[str],
                           needs: Sequence[tuple[dict, Sequence[str]]], progress: bool,

@@ -18,7 +18,15 @@ from featstore.store.errors import (
     StoreError,
 )
 from featstore.store.hashing import fingerprint_id
-from featstore.store.keys import KEY_COLUMN, clean_text, keys_for, normalize_text, text_key
+from featstore.store.keys import (
+    KEY_COLUMN,
+    PAIR_KEY_COLUMNS,
+    clean_text,
+    keys_for,
+    normalize_text,
+    pair_key,
+    text_key,
+)
 from featstore.store.location import default_store_path
 from featstore.store.manifest import (
     FORMAT_VERSION,
@@ -35,10 +43,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "FORMAT_VERSION", "KEY_COLUMN", "DamagedShardError", "FeatstoreError", "FormatVersionError",
-    "LockedError", "StoreError", "check_name", "clean_text", "default_store_path",
-    "fingerprint_id", "fingerprints_match", "keys_for", "normalize_text", "short_model_name",
-    "text_key", *_LAZY,
+    "FORMAT_VERSION", "KEY_COLUMN", "PAIR_KEY_COLUMNS", "DamagedShardError", "FeatstoreError",
+    "FormatVersionError", "LockedError", "StoreError", "check_name", "clean_text",
+    "default_store_path", "fingerprint_id", "fingerprints_match", "keys_for", "normalize_text",
+    "pair_key", "short_model_name", "text_key", *_LAZY,
 ]
 
 

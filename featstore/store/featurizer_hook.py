@@ -31,6 +31,12 @@ class Featurizer(Protocol):
                normalize: bool | None, encoder: str | None, progress: bool) -> Any:
         """float32 vectors of `texts`, those the store lacks encoded first (`Store.encode`)."""
 
+    def featurize_missing_pairs(self, store: Any, pairs: Sequence[tuple[str, str]],
+                                encoder_fingerprint: dict, features: Sequence[str],
+                                progress: bool) -> int:
+        """Encode jointly those of `pairs` the cross source of this encoder lacks (and their
+        texts the encoder lacks); how many pairs were encoded."""
+
     def featurize_data(self, store: Any, data: Any, name: str | None, text_col: str | None,
                        model: str | None, progress: bool, replace: bool,
                        options: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 KEY_WIDTH = 32
 KEY_COLUMN = "_key"  # the key's column in every dataset table
+# a pair dataset's table: `_key` is the pair's key, these the keys of its two texts, in order
+PAIR_KEY_COLUMNS = ("_key_a", "_key_b")
 
 
 def normalize_text(text: str) -> str:
@@ -38,3 +40,10 @@ def text_key(text: str) -> str:
 def keys_for(texts: Iterable[str]) -> list[str]:
     """Keys of raw texts (normalised first)."""
     return [text_key(normalize_text(t)) for t in texts]
+
+
+def pair_key(key_a: str, key_b: str) -> str:
+    """Key of an ordered pair of texts: the BLAKE2b-128 digest of their two keys, first then
+    second (64 ASCII hex digits). (a, b) and (b, a) are two pairs: a joint encoding sees the
+    order."""
+    return hashlib.blake2b((key_a + key_b).encode("ascii"), digest_size=16).hexdigest()

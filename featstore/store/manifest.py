@@ -123,6 +123,8 @@ class DatasetEntry:
     encoders: list[str] = field(default_factory=list)
     skipped: int = 0
     updated: str = ""
+    # a pair dataset: the two columns whose texts make each row's pair (written only when set)
+    pair_columns: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -162,6 +164,9 @@ class Manifest:
         data = asdict(self)
         if not data["indexes"]:
             del data["indexes"]
+        for d in data["datasets"].values():
+            if not d["pair_columns"]:
+                del d["pair_columns"]  # a text dataset's entry reads as it always did
         data["checksum"] = manifest_checksum(data)
         return data
 
@@ -251,7 +256,9 @@ def _check_dataset(name: str, d: DatasetEntry) -> None:
     texts = (d.file, d.sha256, d.text_column, d.source, d.updated)
     if not (all(isinstance(x, int) and x >= 0 for x in ints)
             and all(isinstance(x, str) for x in texts)
-            and isinstance(d.encoders, list) and all(isinstance(x, str) for x in d.encoders)):
+            and isinstance(d.encoders, list) and all(isinstance(x, str) for x in d.encoders)
+            and isinstance(d.pair_columns, list) and len(d.pair_columns) in (0, 2)
+            and all(isinstance(x, str) for x in d.pair_columns)):
         raise ValueError(f"dataset {name} entry is inconsistent")
 
 

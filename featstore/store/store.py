@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from featstore.store.errors import DamagedIndexError, DamagedShardError, StoreError
 from featstore.store.featurizer_hook import installed_featurizer
 from featstore.store.hashing import sha256_file
-from featstore.store.keys import KEY_COLUMN, keys_for
+from featstore.store.keys import KEY_COLUMN, PAIR_KEY_COLUMNS, keys_for
 from featstore.store.location import default_store_path  # noqa: F401  (re-exported)
 from featstore.store.manifest import (
     EncoderEntry,
     IndexEntry,
     Manifest,
     check_relpath,
+    fingerprint_with_defaults,
     read_manifest,
     short_model_name,
 )
@@ -32,6 +33,9 @@ if TYPE_CHECKING:  # numpy, h5py, pandas and pyarrow load when rows or tables ar
     from featstore.store.shards import ShardReader
 
 VECTOR = "vector"  # the one feature of a vector source (LASER, imported vectors)
+# what makes two encoder fingerprints the same vectors, wherever the model's files lie
+SAME_FILES = ("kind", "weights_sha256", "tokenizer_sha256", "max_length", "stride", "truncate",
+              "dtype", "layers", "featurizer_version", "model_type", "hidden", "cls_position")
 
 
 def names_model(given: str, recorded: object) -> bool:
@@ -183,6 +187,19 @@ class Store:
             self.refresh()
         return n
 
+    def featurize_missing_pairs(self, pairs: Sequence[tuple[str, str]],
+                                encoder_fingerprint: dict,
+                                features: Sequence[str] = ("cls", "mean", "max"),
+                                progress: bool = False) -> int:
+        """Encode jointly those of `pairs` (two texts each, in order) that the cross source of
+        the encoder with this fingerprint lacks, creating that source if need be; the handle is
+        refreshed when anything was encoded. Returns how many pairs were."""
+        n = installed_featurizer().featurize_missing_pairs(self, pairs, encoder_fingerprint,
+                                                           features, progress)
+        if n:
+            self.refresh()
+        return n
+
     def neighbors(self, queries: str | Sequence[str], dataset: str, k: int = 10, *,
                   pool: str = "mean", layers: int | Sequence[int] | None = None,
                   of: str | None = None, layer_start: int | None = None,
@@ -226,7 +243,8 @@ class Store:
         return [
             {"name": name, "rows": d.rows, "bytes": d.bytes, "source": d.source,
              "text_column": d.text_column, "encoders": list(d.encoders),
-             "skipped": d.skipped, "updated": d.updated}
+             "skipped": d.skipped, "updated": d.updated,
+             **({"pair_columns": list(d.pair_columns)} if d.pair_columns else {})}
             for name, d in self.manifest.datasets.items()
         ]
 
@@ -261,6 +279,20 @@ class Store:
     def find_encoder(self, fingerprint: dict) -> str | None:
         """The id under which this store holds features of exactly this fingerprint, if any."""
         return self.manifest.find_encoder(fingerprint)
+
+    def find_derived(self, kind: str, encoder_fingerprint: dict) -> str | None:
+        """The id of a source of `kind` computed from the encoder with this fingerprint (a
+        cross source's fingerprint holds its encoder's under `encoder`): the same weights,
+        tokenizer and settings, wherever the model's files lie."""
+        want = fingerprint_with_defaults(encoder_fingerprint)
+        for enc_id, e in self.manifest.encoders.items():
+            nested = e.fingerprint.get("encoder")
+            if e.kind != kind or not isinstance(nested, dict):
+                continue
+            nested = fingerprint_with_defaults(nested)
+            if all(nested.get(k) == want.get(k) for k in SAME_FILES):
+                return enc_id
+        return None
 
     def resolve_encoder(self, encoder: str | None = None, kind: str | None = None) -> str:
         """Encoder id from an id, a model name, or nothing (the only encoder of that kind)."""
@@ -483,9 +515,12 @@ class Store:
         layers: int | Sequence[int] | str | None = -1,
         encoder: str | None = None,
         dtype: Any = "float32",
+        side: str | None = None,
     ) -> np.ndarray:
         """Features of a dataset (by name, in its row order) or of a list of texts, as float32
-        (what scikit-learn computes in; `dtype="float16"` or None keeps the stored precision).
+        (what scikit-learn computes in; `dtype="float16"` or None keeps the stored precision);
+        of a pair dataset, the first (`side="a"`) or second (`"b"`) texts' features, or the
+        pairs' with `encoder` naming its cross source.
 
         `kind` is a stored feature (cls, mean, max, pooler, ...), the kind of another
         vector source such as "laser", or the name of imported vectors; vector sources come
@@ -503,9 +538,20 @@ class Store:
         if out_dtype is not None and out_dtype.kind != "f":
             raise StoreError(f"dtype={dtype!r}: features are floating point; give float32, "
                              "float16 or float64 (None keeps the stored precision)")
-        keys = (self.dataset(data)[KEY_COLUMN].tolist() if isinstance(data, str)
-                else keys_for(data))
         source, feature = self.feature_source(kind, encoder)
+        if isinstance(data, str):
+            table = self.dataset(data)
+            column = KEY_COLUMN
+            if self.manifest.datasets[data].pair_columns:
+                joint = self.encoder_entry(source).kind == "cross"
+                if side not in ("a", "b") and not joint:
+                    raise StoreError(f"dataset {data!r} holds pairs: read the first or second "
+                                     "texts with side='a' or side='b', or the pairs' joint "
+                                     "encoding with encoder=<the cross source's id>")
+                column = KEY_COLUMN if joint else PAIR_KEY_COLUMNS[side == "b"]
+            keys = table[column].tolist()
+        else:
+            keys = keys_for(data)
         out = self.gather(source, keys, feature, layers if feature != VECTOR else None)
         return out if out_dtype is None else out.astype(out_dtype, copy=False)
 

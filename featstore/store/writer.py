@@ -307,8 +307,10 @@ class StoreWriter:
     # -- datasets -----------------------------------------------------------------------------
     def commit_dataset(self, name: str, table: pa.Table | Path, *, text_column: str,
                        source: str, encoders: list[str], skipped: int,
-                       may_replace: bool = True) -> DatasetEntry:
-        """Replace (or add) a dataset table, given in memory or as a Parquet file under tmp/.
+                       may_replace: bool = True,
+                       pair_columns: list[str] | None = None) -> DatasetEntry:
+        """Replace (or add) a dataset table, given in memory or as a Parquet file under tmp/;
+        `pair_columns` names the two text columns of a pair dataset.
 
         A table identical to the committed one is not written again: the committed file stays,
         and only a changed description (encoders, source, ...) is committed. Encoders that
@@ -344,7 +346,7 @@ class StoreWriter:
             return old  # the rows are already recorded; a description change can wait
         if same:
             entry = replace(old, text_column=text_column, source=source, encoders=merged,
-                            skipped=skipped)
+                            skipped=skipped, pair_columns=list(pair_columns or []))
             if entry == old:
                 self.commit_pending()
                 return old
@@ -353,7 +355,8 @@ class StoreWriter:
             entry = DatasetEntry(file=f"datasets/{fname}", rows=rows,
                                  bytes=final.stat().st_size, sha256=sha,
                                  text_column=text_column, source=source, encoders=merged,
-                                 skipped=skipped, updated=_now())
+                                 skipped=skipped, updated=_now(),
+                                 pair_columns=list(pair_columns or []))
         self.manifest.datasets[name] = entry
         self._commit()
         # The replaced table stays until the next writer's orphan sweep, so a reader holding
