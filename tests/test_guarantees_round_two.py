@@ -396,3 +396,26 @@ def test_a_no_op_featurize_works_on_a_read_only_store(capsys, base, store, monke
                                                    base["model"]))
     assert code == 2 and "read-only" in one_line_error(err)
     assert tree_digest(store) == digest
+
+
+def test_an_interrupt_inside_a_finalizer_still_stops_the_command(capsys, monkeypatch, tmp_path):
+    """Ctrl-C landing in a `__del__` is not printed as an ignored exception and lost: the
+    command stops with its one line and exit 130, and the hook is the caller's again after."""
+    import featstore.cli.store_commands as store_commands
+
+    class Finalized:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    def command(args):
+        Finalized()  # collected at once: the interrupt is raised inside __del__
+        for _ in range(10_000):  # where the interrupt, raised again, is delivered
+            pass
+        return 0
+
+    monkeypatch.setattr(store_commands, "cmd_info", command)
+    before = sys.unraisablehook
+    code, _, err = run_cli(capsys, "info", "--store", tmp_path / "s")
+    assert code == 130 and "Traceback" not in err and "Exception ignored" not in err
+    assert err.strip().splitlines() == ["interrupted; everything committed so far is kept"]
+    assert sys.unraisablehook is before

@@ -8,16 +8,20 @@ that needs them, so `--help` is instant.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from featstore.cli import head_commands, inspection_commands, store_commands
 from featstore.cli.flags import EXIT_USAGE, OneLineParser
 from featstore.store.errors import FeatstoreError
 
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted; everything committed so far is kept"
 DEBUG_ENV = "FEATSTORE_DEBUG"
 
 
@@ -59,7 +63,57 @@ def _is_param_error(exc: BaseException) -> bool:
     return module is not None and isinstance(exc, module.ParamError)
 
 
+class _FinalizerInterrupts:
+    """Ctrl-C that lands inside a finalizer (`__del__`) is printed by Python as an ignored
+    exception with a traceback, and lost. While a command runs, such an interrupt is raised
+    again in the main thread a moment later (outside the finalizer), so `main` ends the command
+    with its one line; one the command outran is reported when it returns."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.lost = False
+        self.previous = sys.unraisablehook
+
+    def __enter__(self) -> _FinalizerInterrupts:
+        sys.unraisablehook = self.hook
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.unraisablehook = self.previous
+        with self.lock:
+            self.done = True
+
+    def hook(self, unraisable: Any) -> None:
+        if unraisable.exc_type is None or not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.previous(unraisable)
+            return
+        self.lost = True
+        timer = threading.Timer(0.01, self._interrupt)
+        timer.daemon = True
+        timer.start()
+
+    def _interrupt(self) -> None:
+        with self.lock:
+            if not self.done:
+                self.lost = False
+                _thread.interrupt_main()
+
+
 def main(argv: Sequence[str] | None = None, shortcut: str | None = None) -> int:
+    try:
+        with _FinalizerInterrupts() as interrupts:
+            code = _main(argv, shortcut)
+    except KeyboardInterrupt:  # raised again just as the command returned
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if interrupts.lost:  # the command finished before the interrupt could be raised again
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _main(argv: Sequence[str] | None, shortcut: str | None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -73,7 +127,7 @@ def main(argv: Sequence[str] | None = None, shortcut: str | None = None) -> int:
         print(f"error: {_error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; everything committed so far is kept", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (`| head`): stop quietly, as Unix tools do
