@@ -42,6 +42,8 @@ from featstore.heads.training import (
     TrainOptions,
     as_lazy,
     forward_all,
+    networks_from_state,
+    networks_state,
     pick_threads,
     torch_threads,
     train_network,
@@ -280,10 +282,7 @@ class HeadEstimator(StoreHead):
         tensors = self.inputs_.state()
         if self.head_kind_ == "logreg":
             tensors.update(logreg_state(self.model_))
-        for i, net in enumerate(self.networks_):
-            prefix = "net." if i == 0 else f"net{i}."
-            tensors.update({f"{prefix}{k}": v.detach().cpu().numpy().copy()
-                            for k, v in net.state_dict().items()})
+        tensors.update(networks_state(self.networks_))
         doc: dict[str, Any] = {**self.inputs_.layout.to_json(), "input_dims": self.inputs_.dims}
         if self.task == "classification":
             doc["labels"] = self.labels_.classes
@@ -311,17 +310,8 @@ class HeadEstimator(StoreHead):
         fit_info = doc.get("fit", {})
         if head.head_kind_ == "logreg":
             head.model_ = logreg_from_state(tensors, float(fit_info.get("C", 1.0)))
-        for i in range(head.seeds if head.head_kind_ != "logreg" else 0):
-            prefix = "net." if i == 0 else f"net{i}."
-            net = head._network()
-            state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items()
-                     if k.startswith(prefix)}
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise HeadError(f"head {name}: weights do not fit its configuration "
-                                f"({str(exc).splitlines()[0]})") from None
-            head.networks_.append(net.eval())
+        head.networks_.extend(networks_from_state(
+            tensors, head.seeds if head.head_kind_ != "logreg" else 0, head._network, name))
         head.fit_info_ = fit_info
         return head
 

@@ -59,6 +59,8 @@ from featstore.heads.splits import holdout
 from featstore.heads.training import (
     TrainOptions,
     forward_all,
+    networks_from_state,
+    networks_state,
     pick_threads,
     torch_threads,
     train_network,
@@ -428,10 +430,7 @@ class PairEstimator(StoreHead):
                             for k, v in logreg_state(self.calibration_).items()})
         elif self.calibration_ is not None:
             calibration = list(self.calibration_)
-        for i, net in enumerate(self.networks_):
-            prefix = "net." if i == 0 else f"net{i}."
-            tensors.update({f"{prefix}{k}": v.detach().cpu().numpy().copy()
-                            for k, v in net.state_dict().items()})
+        tensors.update(networks_state(self.networks_))
         doc: dict[str, Any] = {"pair": {"columns": list(self.text_columns_),
                                         "layouts": self.inputs_.layouts_json(),
                                         "calibration": calibration},
@@ -486,17 +485,8 @@ class PairEstimator(StoreHead):
         elif pair.get("calibration") is not None:
             head.calibration_ = tuple(float(v) for v in pair["calibration"])
         torch_kind = head.head_kind_ not in ("logreg", "ridge", "cosine")
-        for i in range(head.seeds if torch_kind else 0):
-            prefix = "net." if i == 0 else f"net{i}."
-            net = head._network()
-            state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items()
-                     if k.startswith(prefix)}
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise HeadError(f"head {name}: weights do not fit its configuration "
-                                f"({str(exc).splitlines()[0]})") from None
-            head.networks_.append(net.eval())
+        head.networks_.extend(networks_from_state(
+            tensors, head.seeds if torch_kind else 0, head._network, name))
         head.fit_info_ = fit_info
         return head
 

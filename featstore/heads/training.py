@@ -245,3 +245,32 @@ def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Te
     if best_state is not None:
         net.load_state_dict(best_state)
     return TrainResult(best_epoch=best_epoch or epoch, epochs_run=epoch, history=history)
+
+
+def _net_prefix(i: int) -> str:
+    return "net." if i == 0 else f"net{i}."
+
+
+def networks_state(networks: list[nn.Module]) -> dict[str, np.ndarray]:
+    """The networks' weights as named arrays for a head file: `net.`, then `net1.`, ..."""
+    return {f"{_net_prefix(i)}{k}": v.detach().cpu().numpy().copy()
+            for i, net in enumerate(networks) for k, v in net.state_dict().items()}
+
+
+def networks_from_state(tensors: dict[str, np.ndarray], count: int,
+                        make: Callable[[], nn.Module], name: str) -> list[nn.Module]:
+    """`count` networks made by `make` and given the weights `networks_state` wrote; weights
+    that do not fit the configuration are one line naming the head."""
+    out = []
+    for i in range(count):
+        prefix = _net_prefix(i)
+        net = make()
+        state = {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items()
+                 if k.startswith(prefix)}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise HeadError(f"head {name}: weights do not fit its configuration "
+                            f"({str(exc).splitlines()[0]})") from None
+        out.append(net.eval())
+    return out

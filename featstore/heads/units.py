@@ -145,21 +145,7 @@ class TextUnit(Unit):
                          top_k: int | None = None) -> pd.DataFrame:
         out = rows.copy()
         keys = pd.DataFrame({KEY_COLUMN: keys_for(out["text"].astype(str).tolist())})
-        if head.task == "regression":
-            out["prediction"] = head.predict(store, keys)
-            return out
-        proba = np.asarray(head.predict_proba(store, keys), dtype=np.float64)  # type: ignore[attr-defined]
-        classes = list(head.classes_)  # type: ignore[attr-defined]
-        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-        if top_k is None:
-            for i, c in enumerate(classes):
-                out[f"p_{c}"] = proba[:, i].round(6)
-            return out
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
-        for j in range(order.shape[1]):
-            out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
-            out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
-        return out
+        return with_predictions(out, store, head, keys, top_k)
 
 
 @dataclass(eq=False)
@@ -308,21 +294,28 @@ class PairUnit(Unit):
         out = rows.copy()
         data: Any = rows if all(c in rows.columns for c in PAIR_KEY_COLUMNS) else \
             list(zip(rows[self.a].astype(str), rows[self.b].astype(str), strict=True))
-        if head.task == "regression":
-            out["prediction"] = head.predict(store, data)
-            return out
-        proba = np.asarray(head.predict_proba(store, data), dtype=np.float64)  # type: ignore[attr-defined]
-        classes = list(head.classes_)  # type: ignore[attr-defined]
-        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-        if top_k is None:
-            for i, c in enumerate(classes):
-                out[f"p_{c}"] = proba[:, i].round(6)
-            return out
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
-        for j in range(order.shape[1]):
-            out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
-            out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
+        return with_predictions(out, store, head, data, top_k)
+
+
+def with_predictions(out: pd.DataFrame, store: Store, head: StoreHead, data: Any,
+                     top_k: int | None) -> pd.DataFrame:
+    """`out` with the head's `prediction` for `data` and, for classifiers, `p_CLASS` per class
+    or, with `top_k`, `label_1, p_1, ... label_K, p_K`: what `predict` prints per example."""
+    if head.task == "regression":
+        out["prediction"] = head.predict(store, data)
         return out
+    proba = np.asarray(head.predict_proba(store, data), dtype=np.float64)  # type: ignore[attr-defined]
+    classes = list(head.classes_)  # type: ignore[attr-defined]
+    out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
+    if top_k is None:
+        for i, c in enumerate(classes):
+            out[f"p_{c}"] = proba[:, i].round(6)
+        return out
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, len(classes))]
+    for j in range(order.shape[1]):
+        out[f"label_{j + 1}"] = [classes[i] for i in order[:, j]]
+        out[f"p_{j + 1}"] = proba[np.arange(len(proba)), order[:, j]].round(6)
+    return out
 
 
 def with_probabilities(frame: pd.DataFrame, proba: np.ndarray, classes: list[str]

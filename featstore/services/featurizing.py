@@ -54,8 +54,7 @@ def featurize_missing(store: Store, texts: Sequence[str], fingerprint: dict | No
         fingerprint = _fingerprint_of(store, model)
     enc = store.find_encoder(fingerprint) if fingerprint is not None else None
     keys = keys_for(texts)
-    lacking = ([True] * len(keys) if enc is None
-               else (~store.has(enc, keys, list(features))).tolist())
+    lacking = _lacking_per_key(store, enc, keys, features)
     new = list(dict.fromkeys(t for t, m in zip(texts, lacking, strict=True)
                              if m and clean_text(t) is not None))
     if not new:
@@ -87,8 +86,7 @@ def featurize_missing_pairs(store: Store, pairs: Sequence[tuple[str, str]],
     refreshed to see them. Returns how many pairs were encoded."""
     cross = store.find_derived("cross", encoder_fingerprint)
     keys = [pair_key(*keys_for(p)) for p in pairs]
-    lacking = ([True] * len(keys) if cross is None
-               else (~store.has(cross, keys, list(features))).tolist())
+    lacking = _lacking_per_key(store, cross, keys, features)
     new = list(dict.fromkeys(tuple(p) for p, m in zip(pairs, lacking, strict=True)
                              if m and clean_text(p[0]) is not None
                              and clean_text(p[1]) is not None))
@@ -104,6 +102,14 @@ def featurize_missing_pairs(store: Store, pairs: Sequence[tuple[str, str]],
                     announce=f"encoding {len(new)} pair(s) not yet in the store")
     store.refresh()
     return len(new)
+
+
+def _lacking_per_key(store: Store, source: str | None, keys: list[str],
+                     features: Sequence[str]) -> list[bool]:
+    """Per key, whether `source` (None: not in the store yet) lacks any of `features`."""
+    if source is None:
+        return [True] * len(keys)
+    return (~store.has(source, keys, list(features))).tolist()
 
 
 def _fingerprint_of(store: Store, model: str | None) -> dict:

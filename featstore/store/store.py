@@ -336,8 +336,8 @@ class Store:
                 out.append(str(fp.get("name") or e.kind))
         return out
 
-    def dataset(self, name: str) -> pd.DataFrame:
-        """A featurized corpus: `_key` plus its columns, in file order."""
+    def _table_file(self, name: str) -> tuple[Path, str | None]:
+        """A dataset's table file and its checksum; an unknown or vanished dataset refused."""
         entry = self.manifest.datasets.get(name)
         if entry is None:
             known = ", ".join(self.manifest.datasets) or "none"
@@ -345,18 +345,17 @@ class Store:
         path = check_relpath(entry.file, self.root)
         if not path.exists():
             raise self._gone(entry.file, "dataset table")
-        return read_table(path, sha256=entry.sha256)
+        return path, entry.sha256
+
+    def dataset(self, name: str) -> pd.DataFrame:
+        """A featurized corpus: `_key` plus its columns, in file order."""
+        path, sha256 = self._table_file(name)
+        return read_table(path, sha256=sha256)
 
     def dataset_columns(self, name: str) -> list[str]:
         """A dataset's column names (`_key` first), read from the table's schema alone."""
-        entry = self.manifest.datasets.get(name)
-        if entry is None:
-            known = ", ".join(self.manifest.datasets) or "none"
-            raise StoreError(f"store {self.root} has no dataset {name!r} (it has: {known})")
-        path = check_relpath(entry.file, self.root)
-        if not path.exists():
-            raise self._gone(entry.file, "dataset table")
-        return read_columns(path, sha256=entry.sha256)
+        path, sha256 = self._table_file(name)
+        return read_columns(path, sha256=sha256)
 
     # -- features -----------------------------------------------------------------------------
     def _reader(self, encoder_id: str, i: int) -> ShardReader:

@@ -28,6 +28,16 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    raw = _checked_bytes(path, sha256)
+    try:
+        return numpy_backed(pq.read_table(pa.BufferReader(raw)).to_pandas())
+    except (OSError, pa.ArrowException) as exc:
+        raise DamagedShardError(f"dataset table {path} is damaged ({exc}); "
+                                "run `featstore repair`") from None
+
+
+def _checked_bytes(path: Path, sha256: str | None) -> bytes:
+    """A table file's bytes, refused when missing, unreadable or (with `sha256`) changed."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -38,11 +48,7 @@ def read_table(path: Path, sha256: str | None = None) -> pd.DataFrame:
     if sha256 is not None and sha256_bytes(raw) != sha256:
         raise DamagedShardError(f"dataset table {path} fails its checksum (damaged); "
                                 "run `featstore repair`")
-    try:
-        return numpy_backed(pq.read_table(pa.BufferReader(raw)).to_pandas())
-    except (OSError, pa.ArrowException) as exc:
-        raise DamagedShardError(f"dataset table {path} is damaged ({exc}); "
-                                "run `featstore repair`") from None
+    return raw
 
 
 def read_columns(path: Path, sha256: str | None = None) -> list[str]:
@@ -51,16 +57,7 @@ def read_columns(path: Path, sha256: str | None = None) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DamagedShardError(f"dataset table {path} is missing; run `featstore repair`"
-                                ) from None
-    except OSError as exc:
-        raise DamagedShardError(f"dataset table {path} cannot be read ({exc.strerror})") from None
-    if sha256 is not None and sha256_bytes(raw) != sha256:
-        raise DamagedShardError(f"dataset table {path} fails its checksum (damaged); "
-                                "run `featstore repair`")
+    raw = _checked_bytes(path, sha256)
     try:
         return list(pq.read_schema(pa.BufferReader(raw)).names)
     except (OSError, pa.ArrowException) as exc:

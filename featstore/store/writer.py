@@ -62,6 +62,19 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+
+def check_space(directory: Path, need: int, what: str) -> None:
+    """Refuse, before writing, a file of about `need` bytes that `directory`'s disk cannot
+    take (a disk that cannot say how full it is is given the benefit of the doubt)."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return
+    if free < need:
+        raise StoreError(f"no space left on device for {what}: it needs about "
+                         f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; everything "
+                         "committed so far is kept")
+
 def write_shard_file(
     root: str | os.PathLike,
     encoder_id: str,
@@ -81,15 +94,7 @@ def write_shard_file(
     check_name(encoder_id, "encoder")
     name = f"shard-{uuid.uuid4().hex[:16]}.h5"
     tmp = real_dir(root, TMP_DIR) / f"{name}.part"
-    need = shard_nbytes(keys, features, ragged, meta)
-    try:
-        free = shutil.disk_usage(tmp.parent).free
-    except OSError:
-        free = need
-    if free < need:
-        raise StoreError(f"no space left on device for a shard in {root}: it needs about "
-                         f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; everything "
-                         "committed so far is kept")
+    check_space(tmp.parent, shard_nbytes(keys, features, ragged, meta), f"a shard in {root}")
     try:
         write_shard(tmp, keys, features, ragged, meta, attrs)
         final = real_dir(root, ENCODERS_DIR, encoder_id, create=True) / name
@@ -373,15 +378,8 @@ class StoreWriter:
         self._refuse_read_only(f"keep index {index_id}")
         name = f"{index_id}.{uuid.uuid4().hex[:8]}.h5"
         tmp = self.tmp / f"{name}.part"
-        need = int(blob.nbytes) + 32 * len(keys) + 64 * 1024
-        try:
-            free = shutil.disk_usage(tmp.parent).free
-        except OSError:
-            free = need
-        if free < need:
-            raise StoreError(f"no space left on device for index {index_id} in {self.root}: it "
-                             f"needs about {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; "
-                             "everything committed so far is kept")
+        check_space(tmp.parent, int(blob.nbytes) + 32 * len(keys) + 64 * 1024,
+                    f"index {index_id} in {self.root}")
         try:
             write_index_file(tmp, keys, blob, dict(attrs))
             final = real_dir(self.root, INDEXES_DIR, create=True) / name
