@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -94,6 +95,31 @@ def test_pair_corpus_keeps_both_keys_and_encodes_each_text_once(tiny_model_dir, 
                                                    "b", "--json"))
     assert code == 0 and json.loads(out)["new"] == 0
     assert (store / "manifest.json").read_bytes() == before  # a no-op re-run commits nothing
+
+
+def _bar_ends(err: str) -> list[str]:
+    """The last state of each progress bar tqdm drew on stderr: 'desc: done/total'."""
+    states = [part.strip() for part in err.replace("\n", "\r").split("\r") if "|" in part]
+    return [re.sub(r":\s+\d+%\|.*\|\s*", ": ", s).split(" [")[0] for s in states][-1:]
+
+
+def test_the_cross_progress_bar_counts_each_pair_beside_its_texts(pairs_store, tmp_path,
+                                                                  capsys):
+    """A --cross pass encodes texts and then pairs: one bar counts both, and ends full both on
+    a first pass and on a re-run that finds everything stored."""
+    df = pairs_store["df"].head(12)
+    corpus = tmp_path / "p12.csv"
+    df.to_csv(corpus, index=False)
+    store = tmp_path / "store"
+    args = [a for a in featurize_args(corpus, store, pairs_store["model"], "--pair-cols", "a",
+                                      "b", "--cross", "--compute-dtype", "float32")
+            if a != "--no-progress"]
+    for _ in range(2):  # new work, then all stored
+        code, _, err = run_cli(capsys, *args)
+        assert code == 0, err
+        assert _bar_ends(err) == [f"featurize texts+pairs: {3 * 12}/{3 * 12}"]
+    code, _, err = run_cli(capsys, *[a for a in args if a != "--cross"])
+    assert code == 0 and _bar_ends(err) == [f"featurize: {2 * 12}/{2 * 12}"]
 
 
 def test_cross_source_is_keyed_by_ordered_pair_and_equals_a_joint_forward(pairs_store):

@@ -15,8 +15,8 @@ from featstore.heads import HeadClassifier, load_head
 from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.errors import HeadError
 from featstore.heads.protocols import plan_evaluation
-from featstore.selection.auto import HeadSelector, auto_protocol
-from featstore.selection.candidates import default_candidates
+from featstore.selection.auto import HeadSelector, Trial, auto_protocol, next_fold_seconds
+from featstore.selection.candidates import Candidate, default_candidates
 from featstore.selection.ensemble_selection import select_ensemble
 from featstore.selection.recipes import FEW, STRONG, grown_recipe
 from featstore.selection.self_training import pseudo_labels
@@ -99,6 +99,22 @@ def test_budget_is_kept(tmp_path):
     longest = max(r["seconds"] / max(1, r["folds"]) for r in mid.cv_results_)
     assert mid.search_seconds_ <= budget + longest + 0.5
     assert any(r["status"].startswith("out of budget") for r in mid.cv_results_)
+
+
+def test_a_head_not_run_yet_is_budgeted_as_the_slowest_fold_so_far():
+    """The budget check before a fold: a candidate's own folds, else its head's slowest fold,
+    else (a head never run) the slowest fold of any: never nothing, which let an MLP start a
+    fold the budget had no room for."""
+    def trial(head, seconds=0.0, folds=0):
+        return Trial(Candidate(head, {"head": head}), scores=[0.5] * folds, seconds=seconds)
+
+    fast, slow = trial("logreg", 2.0, 2), trial("logreg", 9.0, 3)
+    mlp, fresh = trial("mlp", 40.0, 1), trial("mlp")
+    assert next_fold_seconds(fast, [fast, slow]) == 1.0  # its own folds
+    assert next_fold_seconds(trial("logreg"), [fast, slow, mlp]) == 3.0  # its head's slowest
+    assert next_fold_seconds(fresh, [fast, slow, mlp]) == 40.0
+    assert next_fold_seconds(fresh, [fast, slow]) == 3.0  # no MLP scored: the slowest of any
+    assert next_fold_seconds(fresh, [trial("logreg")]) == 0.0  # nothing scored: the first runs
 
 
 def test_winner_is_refitted_and_saved_with_its_search(tmp_path, capsys):

@@ -251,7 +251,10 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
     store = writer.store()
     finders = {spec.role: NewTextFinder(store, ids[spec.role], spec.wanted)
                for spec in sources.specs}
-    bar = tqdm(total=total, unit="text", desc="featurize", disable=not progress,
+    # with a cross source the bar counts each pair's joint encoding beside the texts
+    cross = CROSS in finders
+    bar = tqdm(total=total, unit="item" if cross else "text",
+               desc="featurize texts+pairs" if cross else "featurize", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     try:
         engine.open(writer, sources, ids, bar.update)
@@ -269,6 +272,8 @@ def _run_pass(writer: StoreWriter, engine: Engine, sources: PassSources,
                                          f"write access to add {todo} new text(s)")
                 if role == ENCODER:
                     bar.update(len(keyed.keys) - todo)
+                elif role == CROSS:
+                    bar.update(len(keyed.pair_keys or []) - todo)
                 for only, new_keys, new_texts in groups:
                     engine.submit(role, new_keys, new_texts, only)
         report = engine.finish()
@@ -399,7 +404,8 @@ def featurize_corpus(
         chunks = (keyed_pairs(chunk, pairs) if pairs else keyed_rows(chunk, corpus.text_column)
                   for chunk in corpus.chunks(options.chunk_rows))
         texts = (rows - skipped) * (2 if pairs else 1)
-        result = _run_pass(writer, engine, sources, chunks, table, texts, progress)
+        items = texts + (rows - skipped if options.cross else 0)  # the cross pass's pairs
+        result = _run_pass(writer, engine, sources, chunks, table, items, progress)
         entry = writer.commit_dataset(
             name, table.path, text_column=corpus.text_column,
             source=source or str(corpus.path.resolve()), encoders=list(result.ids.values()),
@@ -474,7 +480,8 @@ def _featurize_chunk(keyed: KeyedChunk, rows: int, kept: int, pairs: int,
         warn(announce)
     root = default_store_path(store_path)
     with StoreWriter(root, wait=options.wait) as writer:
-        result = _run_pass(writer, engine, sources, [keyed], None, kept, progress)
+        items = kept + (pairs if options.cross else 0)
+        result = _run_pass(writer, engine, sources, [keyed], None, items, progress)
         if result.report.workers:
             writer.remove_orphans()
     seconds = time.perf_counter() - start

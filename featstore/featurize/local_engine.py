@@ -114,6 +114,7 @@ class LocalEngine:
             committer.submit(self._ids[sources.CROSS], shard.keys, shard.features, None,
                              shard.meta, shard.attrs)
             self.report.cross_new += len(shard.keys)
+            self._progress(len(shard.keys))
             t0 = time.perf_counter()
 
     def finish(self) -> EngineReport:

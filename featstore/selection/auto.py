@@ -187,7 +187,7 @@ class HeadSelector(StoreHead):
         for k, (tr, te) in enumerate(folds):
             for t in alive:
                 spent = time.perf_counter() - start
-                if any(x.scores for x in found) and spent + _estimate(t, found) \
+                if any(x.scores for x in found) and spent + next_fold_seconds(t, found) \
                         + _refit_estimate(_leader(found)) > self.budget:
                     t.status = "out of budget" if k == 0 else f"out of budget after fold {k}"
                     continue
@@ -450,14 +450,17 @@ def _each_member(params: dict[str, Any], change: Callable[[dict[str, Any]], dict
     return change(params)
 
 
-def _estimate(t: Trial, found: list[Trial]) -> float:
+def next_fold_seconds(t: Trial, found: list[Trial]) -> float:
     """Seconds one more fold of `t` should take: its own last folds, else the slowest fold of
-    a scored candidate with the same head."""
+    a scored candidate with the same head, else (a head not run yet: candidates run cheapest
+    first, so it is likely no faster) the slowest fold of any scored candidate."""
     if t.scores:
         return t.fold_seconds()
     kind = t.candidate.params.get("head")
-    return max((x.fold_seconds() for x in found
-                if x.scores and x.candidate.params.get("head") == kind), default=0.0)
+    scored = [x.fold_seconds() for x in found if x.scores]
+    same = [x.fold_seconds() for x in found
+            if x.scores and x.candidate.params.get("head") == kind]
+    return max(same or scored, default=0.0)
 
 
 def _refit_estimate(leader: Trial | None) -> float:
