@@ -19,7 +19,12 @@ from featstore.heads.sequence_estimator import SequenceClassifier
 from featstore.heads.sequence_inputs import SequenceBatches, summarize_sequences
 from featstore.heads.sequence_networks import build_sequence_network, masked_mean_max
 from featstore.heads.sequences import group_rows, time_buckets
-from featstore.heads.training import TrainOptions, torch_threads, train_network
+from featstore.heads.training import (
+    TrainOptions,
+    schedule_epochs,
+    torch_threads,
+    train_network,
+)
 
 # every epoch trained (no early stop): a small fixed budget that still learns each task
 QUICK = {"epochs": 25, "valid_fraction": 0.0, "batch_size": 32}
@@ -81,6 +86,31 @@ def test_transformer_learns_order_where_the_mean_cannot(order_task):
                               candidates=("mean", "transformer"), **QUICK).fit(store, train)
     assert auto.kind_ == "transformer"
     assert auto.fit_info_["inner_cv"]["transformer"] > auto.fit_info_["inner_cv"]["mean"] + 0.2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_default_schedule_learns_order_from_a_few_hundred_sequences(order_task, seed):
+    """240 training sequences are 4 minibatches an epoch: 10 epochs (40 steps) left the
+    transformer at ~85%; its default of at least 160 steps trains 40 epochs. The GRU, which
+    reads order from its recurrence, keeps the plain 10."""
+    store, train, test = order_task
+    transformer = SequenceClassifier("transformer", "seq", "turn", store=store, seed=seed)
+    assert transformer.fit(store, train).score(store, test) >= 0.95
+    assert transformer.fit_info_["epochs_run"] == 40
+    gru = SequenceClassifier("gru", "seq", "turn", store=store, seed=seed).fit(store, train)
+    assert gru.fit_info_["epochs_run"] == 10 and gru.score(store, test) >= 0.95
+
+
+def test_a_schedule_of_at_least_min_steps_adds_epochs_only_where_they_are_fewer():
+    for rows, batch, epochs, min_steps, want in [
+            (240, 64, 10, 160, 40),     # 4 steps an epoch
+            (756, 64, 10, 160, 14),     # 12 steps an epoch: 13.3, rounded up
+            (5000, 64, 10, 160, 10),    # 79 steps an epoch: epochs already give more
+            (240, 64, 10, 0, 10),       # no minimum
+            (10, 64, 3, 160, 160),      # one minibatch (of all 10 rows) an epoch
+            (0, 64, 5, 160, 160)]:      # nothing to train on: one (empty) step an epoch
+        opts = TrainOptions(epochs=epochs, min_steps=min_steps, batch_size=batch)
+        assert schedule_epochs(opts, rows) == want, (rows, batch, epochs, min_steps)
 
 
 def _order_batches(store, rows, time_col=None):

@@ -173,6 +173,8 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
     _p("hidden", INT, 512, "MLP width; the LSTM uses at most 128", low=1),
     _p("dropout", FLOAT, 0.5, "dropout in [0, 1)", **FRACTION),
     _p("epochs", INT, 40, "torch head epochs", low=1),
+    _p("min_steps", INT, 0, "sequence transformer: at least this many optimizer steps (more "
+       "epochs on a small training set)", low=0, cli=False),
     _p("lr", FLOAT, 1e-3, "learning rate", positive=True),
     _p("weight_decay", FLOAT, 1e-2, "AdamW weight decay", low=0.0, cli=False),
     _p("batch_size", INT, 256, "torch head minibatch", low=1),
@@ -354,12 +356,15 @@ TEXT_HEAD = ParamSet(
 SEQUENCE_HEAD = ParamSet(
     ["seq_head", "group_by", "order_by", "time_col", "store", "label_col", "pool", "layers", "of",
      "fuse", "normalize", "encoder", "width", "depth", "n_heads", "classifier", "dropout",
-     "epochs", "lr", "weight_decay", "batch_size", "patience", "valid_fraction", "max_len", "C",
-     "max_iter", "inner_cv", "candidates", "seed"], positional=4,
+     "epochs", "min_steps", "lr", "weight_decay", "batch_size", "patience", "valid_fraction",
+     "max_len", "C", "max_iter", "inner_cv", "candidates", "seed"], positional=4,
     # a short fixed schedule on every training sequence: on conversation sets, early stopping
-    # on a held-out 15% stopped near epoch 5 on a noisy score and lost to it (docs/HEADS.md)
-    defaults={"pool": None, "dropout": 0.3, "epochs": 10, "lr": 1e-3, "weight_decay": 0.05,
-              "batch_size": 64, "patience": 6, "valid_fraction": 0.0, "max_iter": 200})
+    # on a held-out 15% stopped near epoch 5 on a noisy score and lost to it; the transformer
+    # takes at least 160 steps, or on a few hundred sequences (4 minibatches an epoch) it
+    # learns order only half-way (the GRU needs no more, and overfits with them; docs/HEADS.md)
+    defaults={"pool": None, "dropout": 0.3, "epochs": 10, "min_steps": 160, "lr": 1e-3,
+              "weight_decay": 0.05, "batch_size": 64, "patience": 6, "valid_fraction": 0.0,
+              "max_iter": 200})
 PAIR_HEAD = ParamSet(
     ["head", "pool", "store", "source", "combine", "symmetric", "layers", "layer_start", "of",
      "fuse", "fuse_mode", "normalize", "hidden", "dropout", "epochs", "lr", "weight_decay",

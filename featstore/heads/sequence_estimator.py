@@ -289,7 +289,11 @@ class SequenceClassifier(ClassifierMixin, StoreHead):
                 train_x, train_y = batches.subset(fit_idx), yt[fit_idx]
         torch.manual_seed(self.seed)
         net = self._network(kind, matrix.shape[1])
-        opts = TrainOptions(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay,
+        # attention learns order from small position embeddings, so the transformer needs
+        # more steps than a GRU, which reads order from its recurrence (docs/HEADS.md)
+        min_steps = self.min_steps if kind == "transformer" else 0
+        opts = TrainOptions(epochs=self.epochs, min_steps=min_steps, lr=self.lr,
+                            weight_decay=self.weight_decay,
                             batch_size=self.batch_size, patience=self.patience, seed=self.seed)
         with torch_threads(1):
             result = train_network(net, "classification", train_x, train_y, valid, opts)

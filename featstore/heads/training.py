@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class TrainOptions:
     smoothing unless asked."""
 
     epochs: int = DECLARED["epochs"].default
+    min_steps: int = DECLARED["min_steps"].default
     lr: float = DECLARED["lr"].default
     weight_decay: float = DECLARED["weight_decay"].default
     batch_size: int = DECLARED["batch_size"].default
@@ -195,21 +197,30 @@ def _valid_score(task: str, out: torch.Tensor, y: torch.Tensor) -> float:
     return acc - 1e-4 * float(nn.functional.cross_entropy(out, y))
 
 
+def schedule_epochs(opts: TrainOptions, rows: int) -> int:
+    """Epochs a training set of `rows` gets: `epochs`, or more where that is fewer than
+    `min_steps` optimizer steps (a small set's few minibatches per epoch would leave a
+    network half trained)."""
+    per_epoch = math.ceil(rows / max(1, min(opts.batch_size, rows))) if rows else 1
+    return max(opts.epochs, math.ceil(opts.min_steps / per_epoch))
+
+
 def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Tensor,
                   valid: tuple[Inputs | LazyInputs, torch.Tensor] | None, opts: TrainOptions,
                   progress: object | None = None) -> TrainResult:
     """Train `net` in place. With `valid`, keep the weights of the best validation epoch and
     stop after `patience` epochs without improvement; without it, train all `epochs`."""
     loss_fn = _loss_fn(task, opts.label_smoothing)
-    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(1, opts.epochs))
-    gen = torch.Generator().manual_seed(opts.seed)
     n = len(x)
     batch = max(1, min(opts.batch_size, n))
+    epochs = schedule_epochs(opts, n)
+    optim = torch.optim.AdamW(net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=max(1, epochs))
+    gen = torch.Generator().manual_seed(opts.seed)
     best, best_epoch, best_state, stale = -np.inf, 0, None, 0
     history: list[float] = []
     epoch = 0
-    for epoch in range(1, opts.epochs + 1):
+    for epoch in range(1, epochs + 1):
         net.train()
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, batch):
