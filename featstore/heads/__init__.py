@@ -33,6 +33,7 @@ _LAZY = {
     "PairRegressor": "featstore.heads.pair_estimator",
     "make_pair_head": "featstore.heads.pair_estimator",
     "HeadEnsemble": "featstore.heads.ensemble",
+    "EnsembleRegressor": "featstore.heads.ensemble_regressor",
     "load_head": "featstore.heads.loading",
     "StoredVectors": "featstore.heads.text_vectors",
     "list_heads": "featstore.heads.artifacts",

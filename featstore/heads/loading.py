@@ -1,5 +1,6 @@
 """`load_head`: whichever head is saved under a name, of any kind: a per-text classifier or
-regressor, a sequence head, a pair classifier or regressor, or an ensemble of heads."""
+regressor, a sequence head, a pair classifier or regressor, or an ensemble of classifiers or
+of regressors."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from featstore.heads.base import StoreHead
 from featstore.heads.ensemble import HeadEnsemble
+from featstore.heads.ensemble_regressor import EnsembleRegressor
 from featstore.heads.estimator import HeadClassifier, HeadRegressor
 from featstore.heads.pair_estimator import PairClassifier, PairRegressor
 from featstore.heads.sequence_estimator import SequenceClassifier
@@ -14,7 +16,7 @@ from featstore.store import Store
 
 # every kind `load` can build; importing their modules registers them
 KINDS = (HeadClassifier, HeadRegressor, SequenceClassifier, PairClassifier, PairRegressor,
-         HeadEnsemble)
+         HeadEnsemble, EnsembleRegressor)
 
 
 def load_head(store: Store | str | Path, name: str) -> StoreHead:

@@ -225,8 +225,10 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        choices=kinds.SEQUENCE_KINDS, cli=False),
     # ensembles of heads
     _p("members", ANY, (), "the members' parameter dicts", cli=False),
-    _p("weights", ANY, None, "one positive weight per member (default: equal)", optional=True,
-       cli=False),
+    _p("weights", ANY, None, "one weight per member (default: equal): positive for a classifier "
+       "ensemble, of any sign for a regression stack", optional=True, cli=False),
+    _p("intercept", FLOAT, 0.0, "what a regression stack adds to its members' weighted "
+       "predictions", cli=False),
     _p("unit", TEXT, "text", "what each member reads: a text, or a pair of texts",
        choices=("text", "pair"), cli=False),
     # choosing a head by inner cross-validation
@@ -373,6 +375,8 @@ PAIR_HEAD = ParamSet(
     defaults={"head": None})
 HEAD_ENSEMBLE = ParamSet(["members", "weights", "store", "label_col", "unit", "seed"],
                          positional=2)
+ENSEMBLE_REGRESSOR = ParamSet(["members", "weights", "intercept", "store", "label_col", "unit",
+                               "seed"], positional=3)
 HEAD_SELECTOR = ParamSet(
     ["store", "task", "budget", "folds", "search_space", "encoder", "fuse", "label_col", "seeds",
      "allow_ensemble", "pair_cols", "seed"], positional=1, defaults={"seeds": 5, "fuse": None})

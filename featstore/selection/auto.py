@@ -33,9 +33,10 @@ import pandas as pd
 
 from featstore.heads.base import StoreHead
 from featstore.heads.ensemble import HeadEnsemble
+from featstore.heads.ensemble_regressor import EnsembleRegressor
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
-from featstore.heads.labels import LabelMap, label_column
+from featstore.heads.labels import LabelMap, label_column, regression_targets
 from featstore.heads.metrics import primary_metric, scores
 from featstore.heads.pair_estimator import make_pair_head
 from featstore.heads.pair_rows import pair_rows
@@ -49,7 +50,7 @@ from featstore.selection.candidates import (
     describe,
     pair_candidates,
 )
-from featstore.selection.ensemble_selection import select_ensemble
+from featstore.selection.ensemble_selection import select_ensemble, stack_regressors
 from featstore.selection.recipes import grown_recipe
 from featstore.selection.self_training import class_probs, self_training_check, with_pseudo
 from featstore.store import KEY_COLUMN, PAIR_KEY_COLUMNS, Store
@@ -162,10 +163,12 @@ class HeadSelector(StoreHead):
             raise HeadError("unlabeled rows serve self-training of per-text heads; pair heads "
                             "take none")
         rows, col = self._rows(store, data, y)
-        labels, codes = None, None
+        labels, codes, targets = None, None, None
         if self.task == "classification":
             labels = LabelMap.fit(rows[col])
             codes = labels.encode(rows[col], "the training rows")
+        else:
+            targets = regression_targets(rows[col], col, "the training rows")
         folds = inner_folds(codes, len(rows), int(self.folds), self.seed)
         if not folds:
             _no_inner_folds(codes, len(rows))
@@ -196,7 +199,7 @@ class HeadSelector(StoreHead):
                     head = self._make(self._fixed(t.candidate.params, col))
                     head.fit(store, rows.iloc[tr].reset_index(drop=True))
                     s = self._score_fold(t, head, store, rows.iloc[te].reset_index(drop=True),
-                                         te, labels, codes, metric)
+                                         te, labels, codes, targets, metric)
                 except HeadError as exc:
                     t.status = f"skipped: {exc}"
                     continue
@@ -223,13 +226,19 @@ class HeadSelector(StoreHead):
                 t.status = "all folds"
         best.status = "winner"
         self.ensemble_ = self._mix(found, best, codes, len(folds),
-                                   self.budget - (time.perf_counter() - start))
+                                   self.budget - (time.perf_counter() - start)) \
+            if targets is None else self._stack(found, best, targets, folds, metric,
+                                                self.budget - (time.perf_counter() - start))
         self.best_name_ = best.candidate.name
         self.best_score_ = best.mean
         if self.ensemble_.get("chosen"):
-            self.best_params_ = {
-                "members": [self._fixed(m["params"], col) for m in self.ensemble_["members"]],
-                "weights": [m["picks"] for m in self.ensemble_["members"]]}
+            members = self.ensemble_["members"]
+            self.best_params_ = {"members": [self._fixed(m["params"], col) for m in members]}
+            if targets is None:
+                self.best_params_["weights"] = [m["picks"] for m in members]
+            else:
+                self.best_params_["weights"] = [m["weight"] for m in members]
+                self.best_params_["intercept"] = self.ensemble_["intercept"]
             self.best_name_ = self.ensemble_["name"]
             self.best_score_ = self.ensemble_["inner_score"]
         else:
@@ -265,11 +274,17 @@ class HeadSelector(StoreHead):
 
     def _score_fold(self, t: Trial, head: HeadEstimator, store: Store, held: pd.DataFrame,
                     te: np.ndarray, labels: LabelMap | None, codes: np.ndarray | None,
-                    metric: str) -> float:
-        """The fold's score; for classification, the held-out rows' probabilities are kept
-        in `t.oof` (columns in the order of all training rows' classes) for the ensemble."""
+                    targets: np.ndarray | None, metric: str) -> float:
+        """The fold's score; the held-out rows' outputs are kept in `t.oof` for a mix:
+        probabilities for classification (columns in the order of all training rows'
+        classes), predictions for regression."""
         if labels is None or codes is None:
-            return head.evaluate(store, held)[metric]
+            truth, out = head.truth_and_output(store, held, None)
+            if targets is not None:
+                if t.oof is None:
+                    t.oof = np.zeros(len(targets), dtype=np.float64)
+                t.oof[te] = out
+            return scores(self.task, truth, out)[metric]
         if t.oof is None:
             t.oof = np.zeros((len(codes), len(labels.classes)), dtype=np.float32)
         t.oof[te] = class_probs(head, store, held, labels)
@@ -322,9 +337,57 @@ class HeadSelector(StoreHead):
                     t.status = f"in the ensemble ({names[t.candidate.name]}/{total})"
         return record
 
-    def _estimator(self, params: dict[str, Any], col: str) -> HeadEstimator | HeadEnsemble:
+    def _stack(self, found: list[Trial], best: Trial, targets: np.ndarray,
+               folds: list[tuple[np.ndarray, np.ndarray]], metric: str, left: float
+               ) -> dict[str, Any]:
+        """The regression stack's record: a ridge regression over the out-of-fold predictions
+        of the candidates scored on every inner fold (`stack_regressors`), chosen only when
+        its own out-of-fold score beats the best single candidate's on the same rows and its
+        members' refits fit the budget (or, within ENSEMBLE_SLACK, the winner's reserve)."""
+        if not self.allow_ensemble:
+            return {"chosen": False, "why": "ensembles are off"}
+        finalists = sorted((t for t in found if len(t.scores) == len(folds)
+                            and t.oof is not None), key=_rank)
+        if len(finalists) < 2:
+            return {"chosen": False, "why": "fewer than two candidates were scored on every fold"}
+        def score(truth: np.ndarray, pred: np.ndarray) -> float:
+            return float(scores(self.task, truth, pred)[metric])
+
+        weights, intercept, stacked = stack_regressors([t.oof for t in finalists], targets,
+                                                       folds, score)
+        single = score(targets, finalists[0].oof)
+        # each member refitted as it would win alone (torch heads with all their seeds)
+        members = [{"name": t.candidate.name,
+                    "params": {**t.candidate.params, **t.candidate.refit},
+                    "weight": float(w)} for t, w in zip(finalists, weights, strict=True)]
+        cost = sum(REFIT_FACTOR * t.fold_seconds() * t.candidate.refit.get("seeds", 1)
+                   / t.candidate.params.get("seeds", 1) for t in finalists)
+        record: dict[str, Any] = {
+            "method": "ridge regression (stacking) over the out-of-fold predictions of the "
+                      "candidates scored on every inner fold, scored out of fold itself",
+            "inner_score": round(stacked, 6), "single_best_inner_score": round(single, 6),
+            "members": members, "intercept": intercept, "chosen": False,
+            "refit_estimate_seconds": round(cost, 3),
+            "name": "stack of " + " + ".join(f"{m['name']} ({m['weight']:+.3g})"
+                                             for m in members)}
+        if stacked <= single:
+            record["why"] = "the stack did not beat the best single candidate on the inner folds"
+        elif cost > max(left, ENSEMBLE_SLACK * _refit_estimate(best)):
+            record["why"] = f"its refit (about {cost:.0f} s) would not fit the budget"
+        else:
+            record["chosen"] = True
+            for t, m in zip(finalists, members, strict=True):
+                t.status = f"in the stack (weight {m['weight']:+.3g})"
+        return record
+
+    def _estimator(self, params: dict[str, Any], col: str
+                   ) -> HeadEstimator | HeadEnsemble | EnsembleRegressor:
         """An unfitted winner from parameters shaped as `best_params_` (one head's, or an
-        ensemble's `members` and `weights`)."""
+        ensemble's `members` and `weights`, and a regression stack's `intercept`)."""
+        if "members" in params and self.task == "regression":
+            return EnsembleRegressor(params["members"], params["weights"], params["intercept"],
+                                     store=self.store, label_col=col,
+                                     unit="pair" if self.pairs_ else "text", seed=self.seed)
         if "members" in params:
             return HeadEnsemble(params["members"], params["weights"], store=self.store,
                                 label_col=col, unit="pair" if self.pairs_ else "text",

@@ -1,10 +1,12 @@
-"""Choosing a weighted mix of candidates from their out-of-fold probabilities (Caruana et al.,
-2004: greedy forward selection with replacement), never from evaluation rows; what `--auto`
-turns into a `HeadEnsemble` when the mix beats every single candidate."""
+"""Choosing a mix of candidates from their out-of-fold outputs on the training rows, never
+from evaluation rows: for classifiers, greedy forward selection with replacement over their
+probabilities (Caruana et al., 2004), what `--auto` turns into a `HeadEnsemble`; for
+regressors, a ridge regression over their predictions (stacking), an `EnsembleRegressor`. Each
+replaces the winner only when it beats every single candidate."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,3 +34,32 @@ def select_ensemble(probas: Sequence[np.ndarray], truth: np.ndarray,
         if accs[pick] > best_acc:
             best_acc, best_counts = accs[pick], list(counts)
     return best_counts, best_acc
+
+
+STACK_ALPHA = 1.0  # ridge strength on standardised member predictions: a handful of highly
+# correlated columns, so the weights stay stable without a search
+
+
+def stack_regressors(preds: Sequence[np.ndarray], truth: np.ndarray,
+                     folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                     score: Callable[[np.ndarray, np.ndarray], float]
+                     ) -> tuple[np.ndarray, float, float]:
+    """(weights per candidate, intercept, score of the stack): a ridge regression of the truth
+    on the candidates' out-of-fold predictions. Its score is itself out of fold: for each
+    inner fold the stack is fitted on the other folds' rows and predicts the fold's, so it
+    competes with the single candidates' out-of-fold scores on equal terms."""
+    from sklearn.linear_model import Ridge
+
+    if not preds:
+        raise HeadError("no candidate predictions to stack")
+    x = np.column_stack([np.asarray(p, dtype=np.float64) for p in preds])
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = (x - mu) / sd
+    crossed = np.zeros(len(truth), dtype=np.float64)
+    for tr, te in folds:
+        crossed[te] = Ridge(alpha=STACK_ALPHA).fit(z[tr], truth[tr]).predict(z[te])
+    model = Ridge(alpha=STACK_ALPHA).fit(z, truth)
+    weights = model.coef_ / sd  # on the members' own scales
+    intercept = float(model.intercept_ - np.sum(model.coef_ * mu / sd))
+    return weights, intercept, float(score(truth, crossed))

@@ -53,6 +53,11 @@ def describe_head(doc: dict[str, Any]) -> str:
     if kind == "ensemble":
         members = doc.get("members", [])
         weights = cfg.get("weights") or [1 / max(1, len(members))] * len(members)
+        if cfg.get("task") == "regression":  # a stack: signed weights and an intercept
+            parts = [f"{w:+.3g} x {single_description(m.get('config', {}), m)}"
+                     for w, m in zip(weights, members, strict=False)]
+            return (f"stack of {len(members)}, intercept {cfg.get('intercept', 0.0):+.3g}: "
+                    + "; ".join(parts))
         parts = [f"{w:.2f} {single_description(m.get('config', {}), m)}"
                  for w, m in sorted(zip(weights, members, strict=False), key=lambda x: -x[0])]
         return f"ensemble of {len(members)}: " + "; ".join(parts)
