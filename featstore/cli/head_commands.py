@@ -589,7 +589,8 @@ def _fit_auto(args: argparse.Namespace) -> int:
     print(table(["candidate", f"inner {first.metric_}", "folds", "s", "status"], rows))
     mix = first.ensemble_
     if "inner_score" in mix:
-        print(f"ensemble  inner {score(args.task, mix['inner_score'])} vs best single "
+        label = "stack" if args.task == "regression" else "ensemble"
+        print(f"{label:<9} inner {score(args.task, mix['inner_score'])} vs best single "
               f"{score(args.task, mix['single_best_inner_score'])}: "
               + ("chosen" if mix["chosen"] else f"not chosen, {mix['why']}"))
     st = first.self_training_
