@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from test_guarantees_support import run_cli
 from test_heads_support import HIDDEN, LAYERS, build_store
 
-from featstore.heads import HeadRegressor, ParamError, load_head
+from featstore.heads import HeadClassifier, HeadError, HeadRegressor, ParamError, load_head
 from featstore.heads.ensemble_regressor import EnsembleRegressor
 from featstore.heads.pair_estimator import PairRegressor
 from featstore.selection.auto import HeadSelector
@@ -177,3 +177,14 @@ def test_pair_regression_stacks_too(tmp_path):
                                    stack.intercept + sum(w * p for w, p in
                                                          zip(stack.weights_, members,
                                                              strict=True)), atol=1e-6)
+
+
+def test_a_stack_whose_member_is_not_a_regressor_is_refused_as_damaged(halves):
+    store, train, _ = halves
+    clf = HeadClassifier(pool="mean", head="logreg", C=1.0).fit(store, train,
+                                                                (train["y"] > 0).tolist())
+    arrays, member = clf.artifact()
+    doc = {"config": {"weights": [1.0], "intercept": 0.0, "label_col": "y", "unit": "text"},
+           "members": [member]}
+    with pytest.raises(HeadError, match=r"^head bad: member 0 is not a regressor \(damaged\)$"):
+        EnsembleRegressor.restore(doc, {f"m0.{k}": v for k, v in arrays.items()}, "bad", store)
