@@ -188,3 +188,19 @@ def test_a_stack_whose_member_is_not_a_regressor_is_refused_as_damaged(halves):
            "members": [member]}
     with pytest.raises(HeadError, match=r"^head bad: member 0 is not a regressor \(damaged\)$"):
         EnsembleRegressor.restore(doc, {f"m0.{k}": v for k, v in arrays.items()}, "bad", store)
+
+
+def test_fit_head_auto_on_a_regression_task_says_it_stacked(halves, capsys):
+    store, _, _ = halves
+    code, out, err = run_cli(capsys, "fit-head", "--store", store.root, "--label-col", "y",
+                             "--task", "regression", "--auto", "--budget", "60",
+                             "--out", "cli-stack", "--no-progress")
+    assert code == 0, err
+    lines = out.splitlines()
+    stack = next(line for line in lines if line.startswith("stack "))
+    assert stack.endswith(": chosen")
+    winner = next(line for line in lines if line.startswith("winner "))
+    assert winner.split(None, 1)[1].startswith("stack of ")
+    spearman = next(line for line in lines if line.startswith("spearman "))
+    assert float(spearman.split()[-1]) > 0.9  # each half alone reaches about 0.7
+    assert isinstance(load_head(store, "cli-stack"), EnsembleRegressor)
