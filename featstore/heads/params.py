@@ -238,8 +238,8 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        "compare --save-best", low=2),
     _p("search_space", ANY, None, "parameter dicts to choose among (default: the candidates "
        "for the store)", optional=True, cli=False),
-    _p("allow_ensemble", BOOL, True, "let a weighted mix of the finalists replace the winner "
-       "when the inner folds prefer it (classification)", cli=False),
+    _p("allow_ensemble", BOOL, True, "let a weighted mix of the finalists (regression: a "
+       "stack) replace the winner when the inner folds prefer it", cli=False),
 )}
 
 

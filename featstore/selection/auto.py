@@ -11,9 +11,11 @@ The winner (best mean over the most folds any candidate completed) is refitted o
 rows and saved with the whole search record. For classification, the held-out probabilities
 of the candidates that completed every fold then go through greedy ensemble selection: a
 weighted mix (`HeadEnsemble`) replaces the winner only when it is more accurate on those inner
-folds than the winner alone. Given unlabeled rows, self-training (see `self_training`) is
-scored on the same inner folds and kept only when it beats the winner alone there. The
-candidates come from `candidates` (their recipes from `recipes`).
+folds than the winner alone; for regression, a ridge over their held-out predictions (a stack,
+`EnsembleRegressor`) does, when its own out-of-fold score is higher. Given unlabeled rows,
+self-training (see `self_training`) is scored on the same inner folds and kept only when it
+beats the winner alone there. The candidates come from `candidates` (their recipes from
+`recipes`).
 
 With a budget that cuts the search short, which candidates were scored depends on the
 machine's speed; with a budget that lets it finish, the same seed gives the same choice.
@@ -98,12 +100,13 @@ class HeadSelector(StoreHead):
     `default_candidates` for the store, whose torch heads are scored with one seed and refitted
     averaging `seeds`); `budget`: seconds for the search and the refit (estimated; at least one
     candidate is scored on one fold); `folds`: inner folds; `allow_ensemble`: let a mix of the
-    finalists replace the winner when the inner folds say it is better (classification). After
-    `fit`: `best_params_`, `best_estimator_` (a fitted `HeadClassifier`, `HeadRegressor` or
-    `HeadEnsemble`), `ensemble_` (the selection's record), `cv_results_` (one dict per
-    candidate), `search_seconds_`, `refit_seconds_`; `predict`, `predict_proba`, `score` and
-    `save` use the winner. The evaluation rows are never seen: `fit` is given training rows
-    only. Its parameters are `HEAD_SELECTOR`'s (featstore.heads.params).
+    finalists (regression: a stack) replace the winner when the inner folds say it is better.
+    After `fit`: `best_params_`, `best_estimator_` (a fitted `HeadClassifier`, `HeadRegressor`,
+    `HeadEnsemble` or `EnsembleRegressor`), `ensemble_` (the selection's record),
+    `cv_results_` (one dict per candidate), `search_seconds_`, `refit_seconds_`; `predict`,
+    `predict_proba`, `score` and `save` use the winner. The evaluation rows are never seen:
+    `fit` is given training rows only. Its parameters are `HEAD_SELECTOR`'s
+    (featstore.heads.params).
     """
 
     params: ClassVar[ParamSet] = HEAD_SELECTOR
