@@ -60,8 +60,8 @@ class EnsembleRegressor(RegressorMixin, MemberHeads):
 
     def truth_and_output(self, store: Store, data: Any, y: Any, allow_unseen: bool = False
                          ) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [m.truth_and_output(store, data, y, allow_unseen) for m in self.members_]
-        return pairs[0][0], self.combine([out for _, out in pairs])
+        each = [m.truth_and_output(store, data, y, allow_unseen) for m in self.members_]
+        return each[0][0], self.combine([out for _, out in each])
 
     # -- save and load ------------------------------------------------------------------------
     def saved_config(self) -> dict[str, Any]:
