@@ -204,3 +204,22 @@ def test_fit_head_auto_on_a_regression_task_says_it_stacked(halves, capsys):
     spearman = next(line for line in lines if line.startswith("spearman "))
     assert float(spearman.split()[-1]) > 0.9  # each half alone reaches about 0.7
     assert isinstance(load_head(store, "cli-stack"), EnsembleRegressor)
+
+
+def test_a_regression_search_scores_every_candidate_on_every_fold_for_the_stack(halves):
+    """Racing would drop the weakest candidate after the first fold; the stack may still give
+    it weight, so with mixes allowed every candidate runs every fold (the budget permitting),
+    and without them the better half goes on as before."""
+    store, train, _ = halves
+    weak = {"pool": "max", "head": "linear", "lr": 0.03, "epochs": 60, "valid_fraction": 0.0}
+    space = [CLS, MEAN, weak]
+    kept = HeadSelector(store, task="regression", label_col="y", folds=3, budget=120,
+                        search_space=space).fit(store, train)
+    assert [r["folds"] for r in kept.cv_results_] == [3, 3, 3]
+    assert len(kept.ensemble_["members"]) == 3
+    raced = HeadSelector(store, task="regression", label_col="y", folds=3, budget=120,
+                         search_space=space, allow_ensemble=False).fit(store, train)
+    folds = {r["name"]: r["folds"] for r in raced.cv_results_}
+    assert sorted(folds.values()) == [1, 3, 3]
+    weakest = min(raced.cv_results_, key=lambda r: r["mean"])
+    assert folds[weakest["name"]] == 1 and weakest["status"] == "dropped after fold 1"

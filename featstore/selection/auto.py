@@ -5,8 +5,10 @@ Every candidate trains from stored rows in seconds, so an honest search is cheap
 (poolings x heads x a few hyperparameters, plus fusion sources the store holds) are scored on
 stratified inner folds of the training rows, never on evaluation rows. The budget is spent by
 racing: every candidate, cheapest first, is scored on the first fold; those within two
-standard errors of the leader go on to the next fold (the better half, for regression), and so
-on, so a hopeless candidate costs one fold and the last fold is spent on the few that can win.
+standard errors of the leader go on to the next fold (for regression, every candidate while
+the budget allows, since the stack may weigh any of them, or the better half when mixes are
+off), and so on, so a hopeless candidate costs one fold and the last fold is spent on the few
+that can win.
 The winner (best mean over the most folds any candidate completed) is refitted on all training
 rows and saved with the whole search record. For classification, the held-out probabilities
 of the candidates that completed every fold then go through greedy ensemble selection: a
@@ -216,7 +218,11 @@ class HeadSelector(StoreHead):
                 break
             ranked = sorted(scored, key=_rank)
             held = sum(len(te) for _, te in folds[:k + 1])
-            keep = len(scored) if k == len(folds) - 1 else _survivors(ranked, held, self.task)
+            # a regression stack can give weight to a weaker candidate that errs differently:
+            # every candidate stays while the budget allows
+            stacking = self.task == "regression" and self.allow_ensemble
+            keep = len(scored) if k == len(folds) - 1 or stacking else \
+                _survivors(ranked, held, self.task)
             for t in ranked[keep:]:
                 t.status = f"dropped after fold {k + 1}"
             alive = ranked[:keep]
