@@ -23,6 +23,7 @@ from featstore.heads.logreg import c_path
 from featstore.heads.sequence_inputs import summarize_sequences
 from featstore.heads.sequence_layouts import MessageLayout, MessageVectors, learn_layer_weights
 from featstore.heads.sequences import Sequences
+from featstore.heads.splits import FoldScores
 
 # logistic regression's C for sequence heads: sequence sets are small and weakly signalled,
 # and on them the best C sat at 0.001-0.003, below the per-text grid's smallest (0.01)
@@ -38,7 +39,7 @@ def summary_kind(kind: str) -> bool:
 
 
 @dataclass
-class SequenceCandidate:
+class SequenceCandidate(FoldScores):
     """One configuration auto scored: a layout, a head kind, and C for the summary heads."""
 
     layout: MessageLayout
@@ -51,14 +52,6 @@ class SequenceCandidate:
     def name(self) -> str:
         c = f" · C {self.C:g}" if self.C is not None else ""
         return f"{self.kind} · {self.layout.describe()}{c}"
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.scores)) if self.scores else float("nan")
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.scores)) if self.scores else float("nan")
 
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "seq_head": self.kind, "layout": self.layout.describe(),

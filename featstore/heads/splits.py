@@ -11,6 +11,23 @@ from sklearn.model_selection import StratifiedKFold
 from featstore.heads.errors import HeadError
 from featstore.heads.training_data import SPLIT_COLUMN
 
+
+class FoldScores:
+    """A candidate's scores over inner folds (a `scores` list), summarised: what the text and
+    pair search (`selection.auto.Trial`) and the sequence search (`SequenceCandidate`) rank
+    by."""
+
+    scores: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores)) if self.scores else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores)) if self.scores else float("nan")
+
+
 TRAIN_SPLITS = ("train",)
 DEV_SPLITS = ("dev", "validation", "valid", "val")
 TEST_SPLITS = ("test",)

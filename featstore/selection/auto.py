@@ -47,7 +47,7 @@ from featstore.heads.pair_rows import pair_rows
 from featstore.heads.params import HEAD_SELECTOR, ParamSet
 from featstore.heads.protocols import EvaluationPlan, ProtocolResult, run_protocol, trials
 from featstore.heads.rows import Data, keys_and_labels
-from featstore.heads.splits import inner_folds
+from featstore.heads.splits import FoldScores, inner_folds
 from featstore.selection.candidates import (
     Candidate,
     default_candidates,
@@ -66,22 +66,15 @@ ENSEMBLE_SLACK = 1.25
 
 
 @dataclass
-class Trial:
+class Trial(FoldScores):
     """A candidate's inner-CV record."""
 
     candidate: Candidate
     scores: list[float] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "not run"  # scored on all folds | dropped after fold k | out of budget | skipped
-    oof: np.ndarray | None = None  # class probabilities of each row from the fold that held it out
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.scores)) if self.scores else float("nan")
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.scores)) if self.scores else float("nan")
+    # each row's output from the fold that held it out: class probabilities, or a prediction
+    oof: np.ndarray | None = None
 
     def fold_seconds(self) -> float:
         return self.seconds / len(self.scores) if self.scores else 0.0
@@ -192,6 +185,9 @@ class HeadSelector(StoreHead):
         found = [Trial(cands[i]) for i in order]
         metric = primary_metric(self.task)
         alive = list(found)
+        # a regression stack can give weight to a weaker candidate that errs differently: every
+        # candidate stays while the budget allows
+        stacking = self.task == "regression" and self.allow_ensemble
         for k, (tr, te) in enumerate(folds):
             for t in alive:
                 spent = time.perf_counter() - start
@@ -218,9 +214,6 @@ class HeadSelector(StoreHead):
                 break
             ranked = sorted(scored, key=_rank)
             held = sum(len(te) for _, te in folds[:k + 1])
-            # a regression stack can give weight to a weaker candidate that errs differently:
-            # every candidate stays while the budget allows
-            stacking = self.task == "regression" and self.allow_ensemble
             keep = len(scored) if k == len(folds) - 1 or stacking else \
                 _survivors(ranked, held, self.task)
             for t in ranked[keep:]:
