@@ -2,12 +2,14 @@
 SICK-R and entailment SICK-E), with the bundled all-MiniLM-L6-v2, frozen.
 
 Featurizes each split as a pair dataset (`--pair-cols`, with `--cross`: every text once, and
-every pair jointly) into a temporary store (or --store), printing the featurize cost of the
-texts (bi) beside the joint encoding of the pairs (cross). Then, per task, from the same stored
+every pair jointly; with `--tokens`: each text's token states too) into a temporary store (or
+--store), printing the featurize cost of the texts (bi) beside the joint encoding of the pairs
+(cross). Then, per task, from the same stored
 vectors, prints the score and fit time of: the cosine baseline, a linear head (ridge or
 logistic regression) on SentEval's [u, v, |u-v|, u*v], the learned projection scored by cosine
 (CoSENT; for SICK-E, a three-class task, it is not a classifier and is left out), a linear head
-on the pairs' joint encoding (cross), and `--auto` (inner CV on the training rows only; the
+on the pairs' joint encoding (cross), boosted trees on how the two texts' token states align
+beside every layer's cosines (align), and `--auto` (inner CV on the training rows only; the
 test rows are scored once). Regression: Spearman and Pearson x100; classification: accuracy and
 macro-F1 x100. Targets: STS-B Spearman >= 85.0 and auto never below the cosine; SICK-R Pearson
 >= 88.4; SICK-E accuracy >= 86.3.
@@ -71,7 +73,8 @@ def featurize(root: Path, data: Path, limit: int | None) -> tuple[Store, list[di
                 table = table.head(limit)
             path = Path(tmp) / f"{name}.csv"
             table.to_csv(path, index=False)
-            s = featurize_file(path, root, FeaturizeOptions(laser=False, cross=True), name=name,
+            s = featurize_file(path, root, FeaturizeOptions(laser=False, cross=True,
+                                                                  tokens=True), name=name,
                                progress=False, pair_cols=cols)
             costs.append({"dataset": name, "pairs": s.pairs, "new_texts": s.new,
                           "texts_per_s": s.texts_per_s, "text_seconds": s.encode_seconds,
@@ -99,6 +102,10 @@ def heads(task: str) -> dict[str, dict]:
         out["projection (CoSENT)"] = {"pool": "mean", "head": "projection", "lr": 1e-4,
                                       "symmetric": True}
     out["cross + " + linear] = {"pool": "mean-max", "source": "cross", "head": linear}
+    # every layer of MiniLM (embeddings + 6)
+    out["align + cos + boosting"] = {"pool": "concat", "of": "mean-max",
+                                     "layers": list(range(7)), "head": "boosting",
+                                     "combine": ["align", "cosine"]}
     return out
 
 

@@ -22,9 +22,10 @@ OF_CHOICES = ("cls", "mean", "max", "mean-max", "cls-mean")
 FEATURES_OF = {"cls": ("cls",), "mean": ("mean",), "max": ("max",), "mean-max": ("mean", "max"),
                "cls-mean": ("cls", "mean"), "pooler": ("pooler",), "tokens": ("tokens",)}
 # a pair head: what it reads (each text's vectors, the pair's joint encoding, or both) and how
-# two texts' vectors u and v become one row (SentEval's u, v, |u-v|, u*v, and their cosine)
+# two texts' vectors u and v become one row (SentEval's u, v, |u-v|, u*v, and their cosine),
+# and how their token states align (`align`: read from `--tokens`)
 PAIR_SOURCES = ("bi", "cross", "both")
-PAIR_PARTS = ("u", "v", "absdiff", "product", "cosine")
+PAIR_PARTS = ("u", "v", "absdiff", "product", "cosine", "align")
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ class HeadKind:
     """A model over pooled vectors. `unit`: the example it reads (a text, a sequence of texts,
     or only a pair of texts; per-text kinds also read a pair's combined row); `tasks`: what it
     can learn; `trained_by`: `logreg` (scikit-learn on fixed vectors: logistic regression, ridge
-    regression, or none for the cosine) or `torch` (trained jointly with any trainable pooling
-    and projection); `chooses`: it picks another kind by inner cross-validation."""
+    regression, boosted trees, or none for the cosine) or `torch` (trained jointly with any
+    trainable pooling and projection); `chooses`: it picks another kind by inner
+    cross-validation."""
 
     name: str
     unit: str
@@ -120,6 +122,9 @@ HEAD_KINDS: dict[str, HeadKind] = {k.name: k for k in (
              "(classification), rescaled to the targets (regression)"),
     HeadKind("ridge", "pair", ("regression",), "logreg",
              "ridge regression on the pair's row, its strength by inner CV"),
+    HeadKind("boosting", "pair", TASKS, "logreg",
+             "gradient-boosted trees on the pair's row; for a few dozen features (align, "
+             "cosine), not for whole vectors"),
     HeadKind("projection", "pair", TASKS, "torch",
              "a learned projection of each text's vector, scored by cosine, trained with a "
              "similarity (CoSENT) loss"),

@@ -9,8 +9,10 @@ dataset (`featurize --pair-cols A B`). Parameters are `PAIR_HEAD`'s (featstore.h
   (`pool`, `layers`, `of`, `fuse`); `cross` reads the pair's joint encoding (`featurize
   --cross`, with a sequence classifier's logits); `both` reads both.
 - `combine`: how the two vectors u, v become one row: u, v, absdiff (|u-v|), product (u*v),
-  cosine (per layer, feature and source, of the vectors as stored).
-- `head`: any per-text head (logreg, linear, mlp) over that row, ridge (regression), `cosine`
+  cosine (per layer, feature and source, of the vectors as stored), align (how the two texts'
+  token states align in each layer read: `featurize --tokens`; heads/alignment.py).
+- `head`: any per-text head (logreg, linear, mlp) over that row, ridge (regression), boosting
+  (gradient-boosted trees, for a narrow row such as align + cosine), `cosine`
   (the plain cosine of u and v: thresholds learned on the training pairs for classes, a linear
   rescaling for values; the baseline every pair head should beat), or `projection` (a learned
   projection of u and v scored by cosine, trained with the CoSENT similarity loss).
@@ -34,6 +36,7 @@ import torch
 from sklearn.base import ClassifierMixin, RegressorMixin
 
 from featstore.heads.base import StoreHead, saved_as
+from featstore.heads.boosting import BoostedTrees, fit_boosting
 from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.inputs import HeadInputs, InputLayout
 from featstore.heads.kinds import (
@@ -98,6 +101,9 @@ class PairEstimator(StoreHead):
         if not self.combine and self.source == "bi":
             raise ParamError("{combine} names no part of the pair's row; name some of: u v "
                              "absdiff product cosine")
+        if "align" in self.combine and self.source == "cross":
+            raise ParamError("{combine} align compares each text's token states; it needs "
+                             "{source=}bi or both")
         if self.source != "bi" and head in ("cosine", "projection"):
             raise ParamError(f"{{head=}}{head} compares each text's vectors; it needs "
                              "{source=}bi")
@@ -240,6 +246,10 @@ class PairEstimator(StoreHead):
             x = self.inputs_.matrix(store, train, fit=True)
             self.model_, fitted = fit_ridge(x, y_train, self.C)
             info.update(fitted)
+        elif kind == "boosting":
+            x = self.inputs_.matrix(store, train, fit=True)
+            self.model_, fitted = fit_boosting(x, y_train, self.task, self.seed)
+            info.update(fitted)
         else:
             info.update(self._train_networks(store, rows, targets, valid, valid_y, progress))
         info["train_seconds"] = round(time.perf_counter() - start, 3)
@@ -360,6 +370,8 @@ class PairEstimator(StoreHead):
             return self.model_.predict_proba(inputs.matrix(store, rows))
         if kind == "ridge":
             return self.model_.predict(inputs.matrix(store, rows)).astype(np.float64)
+        if kind == "boosting":
+            return self.model_.predict(inputs.matrix(store, rows))
         x = inputs.batches(store, rows)
         with torch.inference_mode(), torch_threads(pick_threads(len(x) * x.width)):
             outs = [forward_all(net, x).double() for net in self.networks_]
@@ -424,6 +436,8 @@ class PairEstimator(StoreHead):
             tensors.update(logreg_state(self.model_))
         if self.head_kind_ == "ridge":
             tensors.update(ridge_state(self.model_))
+        if self.head_kind_ == "boosting":
+            tensors.update(self.model_.state())
         calibration: Any = None
         if self.calibration_ is not None and self.task == "classification":
             tensors.update({f"calibration.{k}": v
@@ -478,13 +492,18 @@ class PairEstimator(StoreHead):
             head.model_ = logreg_from_state(tensors, float(fit_info.get("C", 1.0)))
         if head.head_kind_ == "ridge":
             head.model_ = ridge_from_state(tensors, float(fit_info.get("alpha", 1.0)))
+        if head.head_kind_ == "boosting":
+            head.model_ = BoostedTrees.from_state(tensors, "regression" if head.task ==
+                                                  "regression" else "binary" if
+                                                  len(head.labels_.classes) == 2 else
+                                                  "multiclass")
         if head.task == "classification" and "calibration.logreg.coef" in tensors:
             mine = {k[len("calibration."):]: v for k, v in tensors.items()
                     if k.startswith("calibration.")}
             head.calibration_ = logreg_from_state(mine, CALIBRATION_C)
         elif pair.get("calibration") is not None:
             head.calibration_ = tuple(float(v) for v in pair["calibration"])
-        torch_kind = head.head_kind_ not in ("logreg", "ridge", "cosine")
+        torch_kind = head.head_kind_ not in ("logreg", "ridge", "boosting", "cosine")
         head.networks_.extend(networks_from_state(
             tensors, head.seeds if torch_kind else 0, head._network, name))
         head.fit_info_ = fit_info

@@ -1,6 +1,7 @@
 """A pair head's inputs: each text's stored vectors (the bi-encoder side), pooled and fused as a
 per-text head pools and fuses them, and the pair's joint encoding (the cross source); a pair's
-row made from them (`combine`: u, v, |u-v|, u*v, cosines).
+row made from them (`combine`: u, v, |u-v|, u*v, cosines, and `align`: how the two texts'
+stored token states align, layer by layer, see heads/alignment.py).
 
 The side's normaliser is fitted on the training pairs' texts, each text once whichever side it
 is on, so both sides are scaled alike and u, v stay comparable. Cosines compare the vectors as
@@ -11,14 +12,17 @@ encoder, by pair key, and its logits (a sequence classifier's) join its vectors.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from featstore.heads.errors import HeadError
-from featstore.heads.fusion_sources import FusionSource, encoder_layers
+from featstore.heads.alignment import alignment_block
+from featstore.heads.errors import HeadError, ParamError, literal
+from featstore.heads.fusion_sources import FusionSource, encoder_layers, featurize_flags
+from featstore.heads.gather import check_present
 from featstore.heads.inputs import HeadInputs, InputLayout
 from featstore.heads.pair_rows import PairRows
 from featstore.heads.poolings import choose_layers, stored_features
@@ -155,6 +159,26 @@ class PairInputs:
         whole = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         return per, _cosine(whole[ia], whole[ib])
 
+    def alignments(self, store: Store, rows: PairRows) -> np.ndarray:
+        """[pairs, width]: how each pair's token states align in the side's layers."""
+        if self.side is None:
+            raise HeadError("token alignments compare each text's token states; they need "
+                            "{source=}bi or both")
+        layout = self.side.layout.bind(store)
+        enc = layout.encoder_id
+        keys, ia, ib = self._unique(rows)
+        if "tokens" not in store.encoder_entry(enc).feature_shapes:
+            flags = ["--store", str(store.root), *featurize_flags(layout.encoder_fingerprint)]
+            cols = ["--pair-cols", *rows.columns] if rows.columns else []
+            raise ParamError("{combine} align compares token states, which encoder "
+                             f"{literal(enc)} did not store; run `featurize --tokens "
+                             f"{literal(shlex.join(cols))} CORPUS {literal(shlex.join(flags))}` "
+                             f"on the corpus of {literal(rows.where)}")
+        check_present(store, enc, keys, ["tokens"], rows.where)
+        positions = store.layer_positions(enc, layout.layers)
+        tokens = [t[:, positions] for t in store.gather_ragged(enc, keys, "tokens")]
+        return alignment_block(tokens, ia, ib)
+
     # -- the pair's row -----------------------------------------------------------------------
     def _cross(self, store: Store, rows: PairRows, fit: bool) -> np.ndarray | None:
         if self.cross is None:
@@ -165,10 +189,13 @@ class PairInputs:
 
     def _extra(self, store: Store, rows: PairRows, fit: bool, flat_side: bool
                ) -> np.ndarray | None:
-        """The per-pair block: cosines as stored (fixed poolings) and the cross block."""
+        """The per-pair block: cosines as stored (fixed poolings), token alignments and the
+        cross block."""
         blocks = []
         if "cosine" in self.parts and self.side is not None and flat_side:
             blocks.append(self.cosines(store, rows)[0])
+        if "align" in self.parts:
+            blocks.append(self.alignments(store, rows))
         cross = self._cross(store, rows, fit)
         if cross is not None:
             blocks.append(cross)

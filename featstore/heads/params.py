@@ -196,7 +196,8 @@ DECLARED: dict[str, Param] = {p.name: p for p in (
        "(the pair encoded jointly: featurize --cross) or both", choices=kinds.PAIR_SOURCES,
        what="--source", searched=True),
     _p("combine", NAMES, ("u", "v", "absdiff", "product"), "how a pair's two vectors u, v make "
-       "its row: u v absdiff (|u-v|) product (u*v) cosine (per layer, feature and source)",
+       "its row: u v absdiff (|u-v|) product (u*v) cosine (per layer, feature and source) align "
+       "(how their token states align, per layer: featurize --tokens)",
        choices=kinds.PAIR_PARTS, searched=True),
     _p("symmetric", BOOL, False, "the pair's order does not matter: train on both orders and "
        "average the predictions of both"),

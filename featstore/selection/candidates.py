@@ -35,7 +35,7 @@ def _default(name: str) -> Any:
 def describe(params: dict[str, Any]) -> str:
     """A short readable name for a configuration: what differs from the declared defaults."""
     if "combine" in params or "source" in params or \
-            params.get("head") in ("cosine", "projection", "ridge"):
+            params.get("head") in ("cosine", "projection", "ridge", "boosting"):
         return describe_pair(params)
     name = params.get("pool", _default("pool"))
     if params.get("of"):
@@ -64,7 +64,8 @@ def describe(params: dict[str, Any]) -> str:
     return name
 
 
-PART_NAMES = {"u": "u", "v": "v", "absdiff": "|u-v|", "product": "u*v", "cosine": "cos"}
+PART_NAMES = {"u": "u", "v": "v", "absdiff": "|u-v|", "product": "u*v", "cosine": "cos",
+              "align": "align"}
 
 
 def describe_pair(params: dict[str, Any]) -> str:
@@ -163,9 +164,10 @@ def pair_candidates(store: Store, task: str = "classification", n_classes: int =
                     seeds: int = 5) -> list[Candidate]:
     """What `--auto` searches for pairs: the cosine baseline; linear models on the SentEval
     row [u, v, |u-v|, u*v] and on the cosines of every stored layer; an MLP over both; the
-    learned projection of the top layer's mean scored by cosine (regression, two classes); and,
-    where the store holds the pairs' joint encoding, heads on it alone and beside the texts'
-    vectors."""
+    learned projection of the top layer's mean scored by cosine (regression, two classes);
+    where the texts' token states are stored (`--tokens`), boosted trees on how they align
+    beside every layer's cosines; and, where the store holds the pairs' joint encoding, heads on
+    it alone and beside the texts' vectors."""
     enc = store.resolve_encoder(encoder, kind="encoder")
     layers = encoder_layers(store, enc)
     stored = set(store.encoder_entry(enc).feature_shapes)
@@ -193,6 +195,8 @@ def pair_candidates(store: Store, task: str = "classification", n_classes: int =
         # the weights, and one inner fold of it costs minutes where this costs seconds
         out.append(_seeded({"pool": "mean", "head": "projection", "lr": 1e-4,
                             "symmetric": True}, 4.0, seeds))
+    if "tokens" in stored:
+        out.append(_cand({**every, "head": "boosting", "combine": ["align", "cosine"]}, 2.0))
     if cross:
         out.append(_cand({"pool": "mean-max", "source": "cross", "head": linear,
                           **({"C": 0.1} if task == "classification" else {})}, 1.5))
