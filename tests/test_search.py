@@ -15,7 +15,13 @@ from featstore.heads import HeadClassifier, load_head
 from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.errors import HeadError
 from featstore.heads.protocols import plan_evaluation
-from featstore.selection.auto import HeadSelector, Trial, auto_protocol, next_fold_seconds
+from featstore.selection.auto import (
+    HeadSelector,
+    Trial,
+    auto_protocol,
+    input_width,
+    next_fold_seconds,
+)
 from featstore.selection.candidates import Candidate, default_candidates
 from featstore.selection.ensemble_selection import select_ensemble
 from featstore.selection.recipes import FEW, STRONG, grown_recipe
@@ -115,6 +121,22 @@ def test_a_head_not_run_yet_is_budgeted_as_the_slowest_fold_so_far():
     assert next_fold_seconds(fresh, [fast, slow, mlp]) == 40.0
     assert next_fold_seconds(fresh, [fast, slow]) == 3.0  # no MLP scored: the slowest of any
     assert next_fold_seconds(fresh, [trial("logreg")]) == 0.0  # nothing scored: the first runs
+
+
+@pytest.mark.parametrize("wide,factor", [
+    ({"pool": "concat", "of": "mean-max", "layers": [0, 1, 2, 3, 4, 5, 6]}, 14),
+    ({"pool": "mean-max"}, 2), ({"pool": "concat"}, 4),  # concat: the top four layers
+    ({"pool": "mean", "combine": ["u", "v", "absdiff", "product"]}, 4),
+    ({"pool": "mean-max", "combine": ["absdiff", "cosine", "align"]}, 2),
+    ({"pool": "cls"}, 1)])
+def test_a_wider_candidate_of_a_scored_head_is_budgeted_by_its_width(wide, factor):
+    """A candidate reading k times the stored vectors of a scored candidate with the same
+    head is budgeted at k times its folds, never less than them."""
+    narrow = Trial(Candidate("n", {"pool": "mean", "head": "mlp"}), scores=[0.5, 0.5],
+                   seconds=6.0)
+    fresh = Trial(Candidate("w", {**wide, "head": "mlp"}))
+    assert next_fold_seconds(fresh, [narrow]) == pytest.approx(3.0 * factor)
+    assert input_width({**wide, "head": "mlp"}) == factor
 
 
 def test_winner_is_refitted_and_saved_with_its_search(tmp_path, capsys):

@@ -40,6 +40,7 @@ from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.ensemble_regressor import EnsembleRegressor
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
+from featstore.heads.kinds import pooling
 from featstore.heads.labels import LabelMap, label_column, regression_targets
 from featstore.heads.metrics import primary_metric, scores
 from featstore.heads.pair_estimator import make_pair_head
@@ -515,16 +516,29 @@ def _each_member(params: dict[str, Any], change: Callable[[dict[str, Any]], dict
     return change(params)
 
 
+def input_width(params: dict[str, Any]) -> int:
+    """How many stored vectors a candidate's row is made of (layers x features read, times
+    the parts a pair row repeats them in): what a head's fold time grows with."""
+    pool = params.get("pool") or "mean"
+    kind = pooling(pool)
+    layers = len(params.get("layers") or ()) or (
+        4 if kind.layers == "top4" else 1)
+    parts = [p for p in params.get("combine") or () if p in ("u", "v", "absdiff", "product")]
+    return layers * len(kind.features(params.get("of"))) * max(1, len(parts))
+
+
 def next_fold_seconds(t: Trial, found: list[Trial]) -> float:
     """Seconds one more fold of `t` should take: its own last folds, else the slowest fold of
-    a scored candidate with the same head, else (a head not run yet: candidates run cheapest
-    first, so it is likely no faster) the slowest fold of any scored candidate."""
+    a scored candidate with the same head, scaled up by how many more stored vectors `t`
+    reads (`input_width`), else (a head not run yet: candidates run cheapest first, so it is
+    likely no faster) the slowest fold of any scored candidate."""
     if t.scores:
         return t.fold_seconds()
     kind = t.candidate.params.get("head")
+    width = input_width(t.candidate.params)
     scored = [x.fold_seconds() for x in found if x.scores]
-    same = [x.fold_seconds() for x in found
-            if x.scores and x.candidate.params.get("head") == kind]
+    same = [x.fold_seconds() * max(1.0, width / input_width(x.candidate.params))
+            for x in found if x.scores and x.candidate.params.get("head") == kind]
     return max(same or scored, default=0.0)
 
 
