@@ -216,3 +216,21 @@ def test_align_needs_each_texts_states(token_pairs):
     with pytest.raises(ParamError, match="align"):
         PairClassifier("logreg", "mean", source="cross", combine=["align"]).fit(
             token_pairs["store"], token_pairs["train"])
+
+
+def test_new_texts_are_encoded_with_their_token_states_to_be_aligned(token_pairs, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(token_pairs["store"].root, root)
+    store = featstore.open(root)
+    reg = PairRegressor("boosting", "concat", of="mean", layers=[0, 1, 2],
+                        combine=["align"], label_col="score").fit(store, "para")
+    new = [("zebra quartz violin", "violin quartz zebra"), ("zebra quartz", "lantern moss")]
+    got = reg.predict(store, new)
+    assert got.shape == (2,) and np.isfinite(got).all()
+    enc = store.resolve_encoder(None, kind="encoder")
+    toks = store.gather_ragged(enc, featstore.store.keys_for(["zebra quartz violin"]), "tokens")
+    assert toks[0].shape[1:] == (3, 32)
+    # the same pairs once stored give the same prediction
+    np.testing.assert_array_equal(reg.predict(store, new), got)

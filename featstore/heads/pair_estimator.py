@@ -139,7 +139,8 @@ class PairEstimator(StoreHead):
         if self.source in ("bi", "both"):
             layout = InputLayout.resolve(store, self.pool, self.of, self.layers,
                                          self.layer_start, self.fuse, self.encoder)
-            self._encode_texts(store, rows, layout.encoder_fingerprint, layout.features)
+            self._encode_texts(store, rows, layout.encoder_fingerprint,
+                               self._text_features(layout))
             side = HeadInputs(layout, self.pool, flat, flat and self.fuse_mode == "concat",
                               self.normalize)
         if self.source in ("cross", "both"):
@@ -189,8 +190,13 @@ class PairEstimator(StoreHead):
                 self._encode_pairs(store, rows, layout.encoder_fingerprint.get("encoder", {}),
                                    layout.features)
             else:
-                self._encode_texts(store, rows, layout.encoder_fingerprint, layout.features)
+                self._encode_texts(store, rows, layout.encoder_fingerprint,
+                                   self._text_features(layout))
         return inputs
+
+    def _text_features(self, layout: InputLayout) -> list[str]:
+        """What each text needs stored: the layout's features, and token states to align."""
+        return layout.features + (["tokens"] if "align" in self.combine else [])
 
     def check_inputs(self, store: Store, data: Any, where: str) -> None:
         """Fail fast, before any training, if these parameters or the store cannot serve
