@@ -20,7 +20,13 @@ import featstore
 from featstore.cli import main
 from featstore.heads import load_head
 from featstore.heads.alignment import STATS, alignment_width, pair_alignment
-from featstore.heads.boosting import LEARNING_RATE, MAX_ITER, BoostedTrees, fit_boosting
+from featstore.heads.boosting import (
+    LEARNING_RATE,
+    MAX_ITER,
+    BoostedTrees,
+    fit_boosting,
+    min_leaf,
+)
 from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.pair_estimator import PairClassifier, PairRegressor
 from featstore.selection.candidates import pair_candidates
@@ -81,7 +87,7 @@ def test_exported_trees_predict_what_scikit_learn_predicts(task, classes):
     kind = HistGradientBoostingRegressor if task == "regression" else \
         HistGradientBoostingClassifier
     ref = kind(learning_rate=LEARNING_RATE, max_iter=MAX_ITER, early_stopping=False,
-               random_state=0).fit(x, y)
+               min_samples_leaf=20, random_state=0).fit(x, y)
     probe = rng.normal(size=(300, 6))
     probe[rng.random(probe.shape) < 0.05] = np.nan
     want = ref.predict(probe) if task == "regression" else ref.predict_proba(probe)
@@ -92,6 +98,17 @@ def test_exported_trees_predict_what_scikit_learn_predicts(task, classes):
     if task == "regression":  # they learned the signal, not noise
         assert np.corrcoef(trees.predict(x[~np.isnan(x).any(1)]),
                            y[~np.isnan(x).any(1)])[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("rows,leaf", [(8, 2), (40, 4), (128, 12), (200, 20), (6000, 20)])
+def test_small_sets_get_smaller_leaves_so_the_trees_still_split(rows, leaf):
+    assert min_leaf(rows) == leaf
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, 2))
+    trees, info = fit_boosting(x, x[:, 0], "regression")
+    assert info["min_leaf"] == leaf
+    pred = trees.predict(x)
+    assert np.corrcoef(pred, x[:, 0])[0, 1] > 0.8  # not a constant
 
 
 def test_damaged_tree_arrays_are_refused():
@@ -153,7 +170,8 @@ def test_an_align_boosting_head_equals_the_pipeline_built_by_hand(token_pairs, t
     x_tr = np.concatenate([c_tr, a_tr], axis=1)
     x_te = np.concatenate([c_te, a_te], axis=1)
     hand = HistGradientBoostingRegressor(learning_rate=LEARNING_RATE, max_iter=MAX_ITER,
-                                         early_stopping=False, random_state=0)
+                                         early_stopping=False, random_state=0,
+                                         min_samples_leaf=min_leaf(len(train)))
     hand.fit(x_tr, train.score.to_numpy(float))
     got = head.predict(store, test)
     np.testing.assert_allclose(got, hand.predict(x_te), rtol=1e-4, atol=1e-4)
