@@ -9,10 +9,10 @@ vectors, prints the score and fit time of: the cosine baseline, a linear head (r
 logistic regression) on SentEval's [u, v, |u-v|, u*v], the learned projection scored by cosine
 (CoSENT; for SICK-E, a three-class task, it is not a classifier and is left out), a linear head
 on the pairs' joint encoding (cross), boosted trees on how the two texts' token states align
-beside every layer's cosines (align), and `--auto` (inner CV on the training rows only; the
-test rows are scored once). Regression: Spearman and Pearson x100; classification: accuracy and
-macro-F1 x100. Targets: STS-B Spearman >= 85.0 and auto never below the cosine; SICK-R Pearson
->= 88.4; SICK-E accuracy >= 86.3.
+beside every layer's CLS and mean cosines (align), and `--auto` (inner CV on the training rows
+only; the test rows are scored once). Regression: Spearman and Pearson x100; classification:
+accuracy and macro-F1 x100. Targets: STS-B Spearman >= 85.0 and auto never below the cosine;
+SICK-R Pearson >= 88.4; SICK-E accuracy >= 86.3.
 
     .venv/bin/python bench/pairs.py --data ../shared/data [--store DIR] [--budget 600]
 """
@@ -103,7 +103,7 @@ def heads(task: str) -> dict[str, dict]:
                                       "symmetric": True}
     out["cross + " + linear] = {"pool": "mean-max", "source": "cross", "head": linear}
     # every layer of MiniLM (embeddings + 6)
-    out["align + cos + boosting"] = {"pool": "concat", "of": "mean-max",
+    out["align + cos + boosting"] = {"pool": "concat", "of": "cls-mean",
                                      "layers": list(range(7)), "head": "boosting",
                                      "combine": ["align", "cosine"]}
     return out

@@ -200,6 +200,7 @@ def test_the_search_tries_alignments_only_where_token_states_are_stored(token_pa
     boost = next(c for c in with_tokens if c.params.get("head") == "boosting")
     assert boost.params["combine"] == ["align", "cosine"]
     assert boost.params["layers"] == [0, 1, 2]  # every stored layer
+    assert boost.params["of"] == "cls-mean"
     plain = tmp_path / "plain"
     assert main(featurize_args(token_pairs["corpus"], plain, token_pairs["model"],
                                "--pair-cols", "a", "b", "--compute-dtype", "float32")) == 0

@@ -166,8 +166,8 @@ def pair_candidates(store: Store, task: str = "classification", n_classes: int =
     row [u, v, |u-v|, u*v] and on the cosines of every stored layer; an MLP over both; the
     learned projection of the top layer's mean scored by cosine (regression, two classes);
     where the texts' token states are stored (`--tokens`), boosted trees on how they align
-    beside every layer's cosines; and, where the store holds the pairs' joint encoding, heads on
-    it alone and beside the texts' vectors."""
+    beside every layer's CLS and mean cosines; and, where the store holds the pairs' joint
+    encoding, heads on it alone and beside the texts' vectors."""
     enc = store.resolve_encoder(encoder, kind="encoder")
     layers = encoder_layers(store, enc)
     stored = set(store.encoder_entry(enc).feature_shapes)
@@ -196,7 +196,11 @@ def pair_candidates(store: Store, task: str = "classification", n_classes: int =
         out.append(_seeded({"pool": "mean", "head": "projection", "lr": 1e-4,
                             "symmetric": True}, 4.0, seeds))
     if "tokens" in stored:
-        out.append(_cand({**every, "head": "boosting", "combine": ["align", "cosine"]}, 2.0))
+        # beside the alignments, every layer's CLS and mean cosines (chosen over mean-max on
+        # the inner folds of STS-B and SICK training rows)
+        of = "cls-mean" if {"cls", "mean"} <= stored else every["of"]
+        out.append(_cand({**every, "of": of, "head": "boosting", "combine": ["align", "cosine"]},
+                         2.0))
     if cross:
         out.append(_cand({"pool": "mean-max", "source": "cross", "head": linear,
                           **({"C": 0.1} if task == "classification" else {})}, 1.5))
