@@ -5,8 +5,9 @@ For each layer every token of one text is matched to its most similar token of t
 the F1 of the two directions' mean match (each floored just above 0), the weaker and the
 stronger direction, the worst match on each side (a negation, a changed noun), the 10/25/50%
 quantiles of all matches and the share of near-identical ones (cosine > 0.9); then the two
-lengths and their relative difference. Every feature is symmetric in the two texts, so either
-order gives the same row. Plain numpy on token arrays: no tokenizer, no model.
+lengths (as log(1 + tokens), so a linear head reads them on the scale of the rest; trees split
+them the same either way) and their relative difference. Every feature is symmetric in the two
+texts, so either order gives the same row. Plain numpy on token arrays: no tokenizer, no model.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def pair_alignment(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                       np.maximum(worst_a, worst_b), q[0], q[1], q[2],
                       (both > MATCHED).mean(axis=1)], axis=1)  # [layers, STATS]
     na, nb = float(len(a)), float(len(b))
-    lengths = [min(na, nb), max(na, nb), abs(na - nb) / max(na, nb)]
+    lengths = [np.log1p(min(na, nb)), np.log1p(max(na, nb)), abs(na - nb) / max(na, nb)]
     return np.concatenate([stats.reshape(-1), lengths]).astype(np.float32)
 
 
