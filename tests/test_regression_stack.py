@@ -17,7 +17,9 @@ from test_heads_support import HIDDEN, LAYERS, build_store
 from featstore.heads import HeadClassifier, HeadError, HeadRegressor, ParamError, load_head
 from featstore.heads.ensemble_regressor import EnsembleRegressor
 from featstore.heads.pair_estimator import PairRegressor
-from featstore.selection.auto import HeadSelector
+from featstore.heads.splits import inner_folds
+from featstore.selection.auto import HeadSelector, Trial
+from featstore.selection.candidates import Candidate
 from featstore.selection.ensemble_selection import STACK_ALPHA, stack_regressors
 from featstore.store import open_store
 
@@ -223,3 +225,41 @@ def test_a_regression_search_scores_every_candidate_on_every_fold_for_the_stack(
     assert sorted(folds.values()) == [1, 3, 3]
     weakest = min(raced.cv_results_, key=lambda r: r["mean"])
     assert folds[weakest["name"]] == 1 and weakest["status"] == "dropped after fold 1"
+
+
+def _trial(name: str, oof: np.ndarray, fold_seconds: float, folds: int = 3) -> Trial:
+    scores = [0.5] * folds
+    return Trial(Candidate(name, {"pool": "mean", "head": "ridge"}), scores=scores,
+                 seconds=fold_seconds * folds, status="all folds", oof=oof)
+
+
+@pytest.mark.parametrize("left,kept,dropped", [
+    (1000.0, ["a", "b", "slow"], []),  # everything fits
+    (30.0, ["a", "b"], ["slow"]),  # the slow member leaves; the rest still beats each alone
+    (0.5, None, ["slow"])])  # two left and still too slow: no stack
+def test_a_stack_too_slow_to_refit_sheds_its_costliest_members(left, kept, dropped):
+    """Under a tight budget the costliest refits leave the stack one at a time, the ridge
+    refitted on the rest, before the stack is given up."""
+    rng = np.random.default_rng(0)
+    n = 300
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = a + b
+    folds = inner_folds(None, n, 3, 0)
+    trials = [_trial("a", a + 0.1 * rng.normal(size=n), 1.0),
+              _trial("b", b + 0.1 * rng.normal(size=n), 1.0),
+              _trial("slow", a + 0.5 * rng.normal(size=n), 100.0)]
+    sel = HeadSelector(None, task="regression", label_col="y")
+    rec = sel._stack(trials, trials[0], y, folds, "spearman", left)
+    assert rec["left_out_for_budget"] == dropped
+    if kept is None:
+        assert not rec["chosen"] and "would not fit the budget" in rec["why"]
+        return
+    assert rec["chosen"], rec.get("why")
+    assert [m["name"] for m in rec["members"]] == kept
+    assert rec["inner_score"] > rec["single_best_inner_score"]
+    # the weights are the ridge over the members kept, not over all three
+    w, _, _ = stack_regressors([t.oof for t in trials if t.candidate.name in kept], y, folds,
+                               lambda t, p: float(spearmanr(t, p)[0]))
+    np.testing.assert_allclose([m["weight"] for m in rec["members"]], w)
+    if dropped:
+        assert trials[2].status.startswith("left out of the stack")

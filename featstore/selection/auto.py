@@ -346,7 +346,9 @@ class HeadSelector(StoreHead):
         """The regression stack's record: a ridge regression over the out-of-fold predictions
         of the candidates scored on every inner fold (`stack_regressors`), chosen only when
         its own out-of-fold score beats the best single candidate's on the same rows and its
-        members' refits fit the budget (or, within ENSEMBLE_SLACK, the winner's reserve)."""
+        members' refits fit the budget (or, within ENSEMBLE_SLACK, the winner's reserve).
+        Where they do not, the costliest refits leave the stack one by one (the ridge refitted
+        on the rest) until it fits or two members are left."""
         if not self.allow_ensemble:
             return {"chosen": False, "why": "ensembles are off"}
         finalists = sorted((t for t in found if len(t.scores) == len(folds)
@@ -356,31 +358,44 @@ class HeadSelector(StoreHead):
         def score(truth: np.ndarray, pred: np.ndarray) -> float:
             return float(scores(self.task, truth, pred)[metric])
 
+        def refit_cost(t: Trial) -> float:  # torch heads refit with all their seeds
+            return REFIT_FACTOR * t.fold_seconds() * t.candidate.refit.get("seeds", 1) \
+                / t.candidate.params.get("seeds", 1)
+
+        single = score(targets, finalists[0].oof)
+        allowed = max(left, ENSEMBLE_SLACK * _refit_estimate(best))
+        left_out: list[str] = []
+        while sum(refit_cost(t) for t in finalists) > allowed and len(finalists) > 2:
+            costliest = max(finalists, key=refit_cost)
+            finalists = [t for t in finalists if t is not costliest]
+            left_out.append(costliest.candidate.name)
         weights, intercept, stacked = stack_regressors([t.oof for t in finalists], targets,
                                                        folds, score)
-        single = score(targets, finalists[0].oof)
         # each member refitted as it would win alone (torch heads with all their seeds)
         members = [{"name": t.candidate.name,
                     "params": {**t.candidate.params, **t.candidate.refit},
                     "weight": float(w)} for t, w in zip(finalists, weights, strict=True)]
-        cost = sum(REFIT_FACTOR * t.fold_seconds() * t.candidate.refit.get("seeds", 1)
-                   / t.candidate.params.get("seeds", 1) for t in finalists)
+        cost = sum(refit_cost(t) for t in finalists)
         record: dict[str, Any] = {
             "method": "ridge regression (stacking) over the out-of-fold predictions of the "
                       "candidates scored on every inner fold, scored out of fold itself",
             "inner_score": round(stacked, 6), "single_best_inner_score": round(single, 6),
             "members": members, "intercept": intercept, "chosen": False,
             "refit_estimate_seconds": round(cost, 3),
+            "left_out_for_budget": left_out,
             "name": "stack of " + " + ".join(f"{m['name']} ({m['weight']:+.3g})"
                                              for m in members)}
         if stacked <= single:
             record["why"] = "the stack did not beat the best single candidate on the inner folds"
-        elif cost > max(left, ENSEMBLE_SLACK * _refit_estimate(best)):
+        elif cost > allowed:
             record["why"] = f"its refit (about {cost:.0f} s) would not fit the budget"
         else:
             record["chosen"] = True
             for t, m in zip(finalists, members, strict=True):
                 t.status = f"in the stack (weight {m['weight']:+.3g})"
+            for t in found:
+                if t.candidate.name in left_out:
+                    t.status = "left out of the stack: its refit would not fit the budget"
         return record
 
     def _estimator(self, params: dict[str, Any], col: str
