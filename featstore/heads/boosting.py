@@ -36,7 +36,7 @@ class BoostedTrees:
     value: np.ndarray  # float64 [nodes]
     offsets: np.ndarray  # int64 [trees + 1]
     baseline: np.ndarray  # float64 [per_round]
-    task: str  # regression | binary | multiclass
+    task: str  # regression | classification
 
     @property
     def per_round(self) -> int:
@@ -65,7 +65,7 @@ class BoostedTrees:
         raw = self.raw(x)
         if self.task == "regression":
             return raw[:, 0]
-        if self.task == "binary":
+        if self.per_round == 1:  # two classes: one tree a round, the second class's log-odds
             p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
             return np.column_stack([1.0 - p, p])
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
@@ -123,21 +123,21 @@ def fit_boosting(x: np.ndarray, y: np.ndarray, task: str, seed: int = 0
 
     kind = HistGradientBoostingRegressor if task == "regression" else \
         HistGradientBoostingClassifier
+    leaf = min_leaf(len(x))
     model = kind(learning_rate=LEARNING_RATE, max_iter=MAX_ITER, early_stopping=False,
-                 min_samples_leaf=min_leaf(len(x)), random_state=seed)
+                 min_samples_leaf=leaf, random_state=seed)
     with threadpool_limits(2):
         model.fit(np.asarray(x, dtype=np.float64), y)
     if task != "regression" and len(model.classes_) != int(np.max(y)) + 1:
         raise HeadError("gradient-boosted trees need every class among the training rows")
-    trees = _export(model, task if task == "regression" else
-                    "binary" if len(model.classes_) == 2 else "multiclass")
+    trees = _export(model, task)
     probe = np.asarray(x[:256], dtype=np.float64)
     theirs = model.predict(probe) if task == "regression" else model.predict_proba(probe)
     if not np.allclose(trees.predict(probe), theirs, rtol=1e-6, atol=1e-9):
         raise HeadError("this scikit-learn version's boosted trees did not survive their "
                         "export; install scikit-learn 1.3 to 1.9")
     return trees, {"rounds": int(model.n_iter_), "learning_rate": LEARNING_RATE,
-                   "min_leaf": min_leaf(len(x))}
+                   "min_leaf": leaf}
 
 
 def _export(model: object, task: str) -> BoostedTrees:

@@ -26,6 +26,7 @@ FEATURES_OF = {"cls": ("cls",), "mean": ("mean",), "max": ("max",), "mean-max": 
 # and how their token states align (`align`: read from `--tokens`)
 PAIR_SOURCES = ("bi", "cross", "both")
 PAIR_PARTS = ("u", "v", "absdiff", "product", "cosine", "align")
+VECTOR_PARTS = PAIR_PARTS[:4]  # the parts that repeat a text's whole vector in the row
 
 
 @dataclass(frozen=True)

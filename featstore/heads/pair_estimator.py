@@ -40,6 +40,7 @@ from featstore.heads.boosting import BoostedTrees, fit_boosting
 from featstore.heads.errors import HeadError, ParamError
 from featstore.heads.inputs import HeadInputs, InputLayout
 from featstore.heads.kinds import (
+    HEAD_KINDS,
     check_combination,
     default_pair_head,
     pooled_while_read,
@@ -499,17 +500,14 @@ class PairEstimator(StoreHead):
         if head.head_kind_ == "ridge":
             head.model_ = ridge_from_state(tensors, float(fit_info.get("alpha", 1.0)))
         if head.head_kind_ == "boosting":
-            head.model_ = BoostedTrees.from_state(tensors, "regression" if head.task ==
-                                                  "regression" else "binary" if
-                                                  len(head.labels_.classes) == 2 else
-                                                  "multiclass")
+            head.model_ = BoostedTrees.from_state(tensors, head.task)
         if head.task == "classification" and "calibration.logreg.coef" in tensors:
             mine = {k[len("calibration."):]: v for k, v in tensors.items()
                     if k.startswith("calibration.")}
             head.calibration_ = logreg_from_state(mine, CALIBRATION_C)
         elif pair.get("calibration") is not None:
             head.calibration_ = tuple(float(v) for v in pair["calibration"])
-        torch_kind = head.head_kind_ not in ("logreg", "ridge", "boosting", "cosine")
+        torch_kind = HEAD_KINDS[head.head_kind_].trained_by == "torch"
         head.networks_.extend(networks_from_state(
             tensors, head.seeds if torch_kind else 0, head._network, name))
         head.fit_info_ = fit_info

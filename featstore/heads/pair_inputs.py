@@ -24,6 +24,7 @@ from featstore.heads.errors import HeadError, ParamError, literal
 from featstore.heads.fusion_sources import FusionSource, encoder_layers, featurize_flags
 from featstore.heads.gather import check_present
 from featstore.heads.inputs import HeadInputs, InputLayout
+from featstore.heads.kinds import VECTOR_PARTS
 from featstore.heads.pair_rows import PairRows
 from featstore.heads.poolings import choose_layers, stored_features
 from featstore.heads.training import Inputs, LazyInputs, as_lazy
@@ -31,7 +32,6 @@ from featstore.store import Store
 
 LOGITS = "logits"  # what a cross source of a sequence-classification model stores besides
 CROSS_KIND = "cross"
-SIDE_PARTS = ("u", "v", "absdiff", "product")
 
 
 def cross_layout(store: Store, encoder_fingerprint: dict, pool: str, of: str | None,
@@ -160,10 +160,8 @@ class PairInputs:
         return per, _cosine(whole[ia], whole[ib])
 
     def alignments(self, store: Store, rows: PairRows) -> np.ndarray:
-        """[pairs, width]: how each pair's token states align in the side's layers."""
-        if self.side is None:
-            raise HeadError("token alignments compare each text's token states; they need "
-                            "{source=}bi or both")
+        """[pairs, width]: how each pair's token states align in the side's layers (the
+        estimator refuses `align` without a side)."""
         layout = self.side.layout.bind(store)
         enc = layout.encoder_id
         keys, ia, ib = self._unique(rows)
@@ -206,7 +204,7 @@ class PairInputs:
     def matrix(self, store: Store, rows: PairRows, fit: bool = False) -> np.ndarray:
         """[pairs, width]: the combined side parts, cosines and cross block."""
         blocks = []
-        if self.side is not None and any(p in SIDE_PARTS for p in self.parts):
+        if self.side is not None and any(p in VECTOR_PARTS for p in self.parts):
             x, ia, ib, _ = self._side(store, rows, fit)
             m = as_lazy(x).matrix()
             u, v = m[ia], m[ib]

@@ -40,7 +40,7 @@ from featstore.heads.ensemble import HeadEnsemble
 from featstore.heads.ensemble_regressor import EnsembleRegressor
 from featstore.heads.errors import HeadError
 from featstore.heads.estimator import HeadEstimator, make_head
-from featstore.heads.kinds import pooling
+from featstore.heads.kinds import VECTOR_PARTS, pooling
 from featstore.heads.labels import LabelMap, label_column, regression_targets
 from featstore.heads.metrics import primary_metric, scores
 from featstore.heads.pair_estimator import make_pair_head
@@ -358,24 +358,21 @@ class HeadSelector(StoreHead):
         def score(truth: np.ndarray, pred: np.ndarray) -> float:
             return float(scores(self.task, truth, pred)[metric])
 
-        def refit_cost(t: Trial) -> float:  # torch heads refit with all their seeds
-            return REFIT_FACTOR * t.fold_seconds() * t.candidate.refit.get("seeds", 1) \
-                / t.candidate.params.get("seeds", 1)
-
         single = score(targets, finalists[0].oof)
         allowed = max(left, ENSEMBLE_SLACK * _refit_estimate(best))
         left_out: list[str] = []
-        while sum(refit_cost(t) for t in finalists) > allowed and len(finalists) > 2:
-            costliest = max(finalists, key=refit_cost)
+        while sum(_refit_estimate(t) for t in finalists) > allowed and len(finalists) > 2:
+            costliest = max(finalists, key=_refit_estimate)
             finalists = [t for t in finalists if t is not costliest]
             left_out.append(costliest.candidate.name)
         weights, intercept, stacked = stack_regressors([t.oof for t in finalists], targets,
                                                        folds, score)
-        # each member refitted as it would win alone (torch heads with all their seeds)
+        # each member refitted as it would win alone (torch heads with all their seeds:
+        # `_refit_estimate` counts them)
         members = [{"name": t.candidate.name,
                     "params": {**t.candidate.params, **t.candidate.refit},
                     "weight": float(w)} for t, w in zip(finalists, weights, strict=True)]
-        cost = sum(refit_cost(t) for t in finalists)
+        cost = sum(_refit_estimate(t) for t in finalists)
         record: dict[str, Any] = {
             "method": "ridge regression (stacking) over the out-of-fold predictions of the "
                       "candidates scored on every inner fold, scored out of fold itself",
@@ -536,9 +533,8 @@ def input_width(params: dict[str, Any]) -> int:
     the parts a pair row repeats them in): what a head's fold time grows with."""
     pool = params.get("pool") or "mean"
     kind = pooling(pool)
-    layers = len(params.get("layers") or ()) or (
-        4 if kind.layers == "top4" else 1)
-    parts = [p for p in params.get("combine") or () if p in ("u", "v", "absdiff", "product")]
+    layers = len(params.get("layers") or ()) or (4 if kind.layers == "top4" else 1)
+    parts = [p for p in params.get("combine") or () if p in VECTOR_PARTS]
     return layers * len(kind.features(params.get("of"))) * max(1, len(parts))
 
 
@@ -557,12 +553,13 @@ def next_fold_seconds(t: Trial, found: list[Trial]) -> float:
     return max(same or scored, default=0.0)
 
 
-def _refit_estimate(leader: Trial | None) -> float:
-    """Seconds the leader's refit on all rows should take (more rows, more seeds)."""
-    if leader is None:
+def _refit_estimate(t: Trial | None) -> float:
+    """Seconds a candidate's refit on all rows should take (more rows, more seeds): the
+    leader's, or a stack member's."""
+    if t is None:
         return 0.0
-    seeds = leader.candidate.refit.get("seeds", 1) / leader.candidate.params.get("seeds", 1)
-    return REFIT_FACTOR * leader.fold_seconds() * seeds
+    seeds = t.candidate.refit.get("seeds", 1) / t.candidate.params.get("seeds", 1)
+    return REFIT_FACTOR * t.fold_seconds() * seeds
 
 
 RACE_Z = 2.0  # standard errors behind the leader at which a classifier candidate is dropped

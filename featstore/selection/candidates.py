@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featstore.heads.fusion_sources import encoder_layers
+from featstore.heads.kinds import HEAD_KINDS
 from featstore.heads.params import PAIR_HEAD, TEXT_HEAD
 from featstore.selection.recipes import FEW, STRONG
 from featstore.store import Store
@@ -34,8 +35,8 @@ def _default(name: str) -> Any:
 
 def describe(params: dict[str, Any]) -> str:
     """A short readable name for a configuration: what differs from the declared defaults."""
-    if "combine" in params or "source" in params or \
-            params.get("head") in ("cosine", "projection", "ridge", "boosting"):
+    head = HEAD_KINDS.get(params.get("head") or "")
+    if "combine" in params or "source" in params or (head is not None and head.unit == "pair"):
         return describe_pair(params)
     name = params.get("pool", _default("pool"))
     if params.get("of"):
