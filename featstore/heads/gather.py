@@ -116,8 +116,13 @@ def pool_layers(pool: str, block: np.ndarray) -> np.ndarray:
     return block.astype(np.float32).mean(axis=1)
 
 
-def gather_tokens(store: Store, encoder_id: str, keys: list[str], layer: int) -> list[np.ndarray]:
-    """Per-text [T_i, dim] float32 token states of one stored layer."""
-    pos = store.layer_positions(encoder_id, [layer])[0]
+def gather_tokens(store: Store, encoder_id: str, keys: list[str], layers: list[int]
+                  ) -> list[np.ndarray]:
+    """Per-text [T_i, dim] float32 token states: the mean of the stored `layers`' states."""
+    pos = store.layer_positions(encoder_id, layers)
     rows = store.gather_ragged(encoder_id, keys, "tokens")
-    return [r[:, pos].astype(np.float32) if r.ndim == 3 else r.astype(np.float32) for r in rows]
+    if rows and rows[0].ndim != 3:
+        return [r.astype(np.float32) for r in rows]
+    if len(pos) == 1:
+        return [r[:, pos[0]].astype(np.float32) for r in rows]
+    return [r[:, pos].astype(np.float32).mean(axis=1) for r in rows]

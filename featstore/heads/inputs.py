@@ -149,7 +149,8 @@ class HeadInputs:
         encoder's and each fusion source's."""
         layout.check(store, keys, where)
         if self.kind.reads_tokens:
-            enc: Any = gather_tokens(store, layout.encoder_id, keys, layout.layers[-1])
+            read = layout.layers if self.kind.averages_token_layers else layout.layers[-1:]
+            enc: Any = gather_tokens(store, layout.encoder_id, keys, read)
         elif not self.kind.layered:
             enc = gather_features(store, layout.encoder_id, keys, layout.features, None)
         else:

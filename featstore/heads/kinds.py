@@ -33,10 +33,10 @@ VECTOR_PARTS = PAIR_PARTS[:4]  # the parts that repeat a text's whole vector in 
 class PoolingKind:
     """How per-layer, per-text rows become one vector. `reads`: the stored rows (a key of
     FEATURES_OF), or None when `--of` says (default `default_of`); `layers`: which layers by
-    default (`top`, `top4`, `from-middle`, `from-first`, or `none` for the pooler, which has no
-    layer axis); `trainable`: a torch module trained with the head (else numpy, applied while
-    rows are read); `averages_for_logreg`: under logistic regression it becomes the plain
-    average of its layers."""
+    default (`top`, `top4`, `from-middle`, `from-first`, `every`, or `none` for the pooler,
+    which has no layer axis); `trainable`: a torch module trained with the head (else numpy,
+    applied while rows are read); `averages_for_logreg`: under logistic regression it becomes
+    the plain average of its layers."""
 
     name: str
     reads: str | None
@@ -46,6 +46,8 @@ class PoolingKind:
     default_of: str | None = None
     averages_for_logreg: bool = False
     fixed_for_sequences: bool = False
+    pairs_only: bool = False  # it reads both texts of a pair at once
+    averages_token_layers: bool = False  # token states: the mean of its layers, else the last
 
     def features(self, of: str | None = None) -> list[str]:
         """The stored features read, side by side along the vector axis."""
@@ -84,6 +86,9 @@ POOLINGS_BY_NAME: dict[str, PoolingKind] = {k.name: k for k in (
                 default_of="cls"),
     PoolingKind("attention", "tokens", "top", True, "learned additive attention over token "
                 "states"),
+    PoolingKind("soft-align", "tokens", "every", True, "pairs: each token state (the mean of "
+                "every layer's) compared with its soft match in the other text (decomposable "
+                "attention), then mean and max", pairs_only=True, averages_token_layers=True),
 )}
 POOLINGS = tuple(POOLINGS_BY_NAME)
 FIXED_POOLINGS = tuple(k for k, p in POOLINGS_BY_NAME.items() if not p.trainable)
@@ -189,6 +194,10 @@ def check_combination(pool: str, head: str, task: str = "classification",
                       fuse_mode: str = "concat", unit: str = "text") -> None:
     """Refuse a per-text (or pair) head that cannot take this pooling, task or fusion mode."""
     kind, model = pooling(pool), HEAD_KINDS[head]
+    if kind.pairs_only and unit != "pair":
+        raise ParamError(f"{{pool=}}{pool} compares the two texts of a pair; fit it on a pair "
+                         "dataset (featurize --pair-cols A B --tokens), or use {pool=}attention "
+                         "for single texts")
     if model.unit == "pair" and unit != "pair":
         raise ParamError(f"{{head=}}{head} compares the two texts of a pair; fit it on a pair "
                          "dataset (featurize --pair-cols A B)")
@@ -211,6 +220,9 @@ def check_sequence_pooling(pool: str | None) -> None:
     if pool is None:
         return
     kind = pooling(pool)
+    if kind.pairs_only:
+        raise ParamError(f"{{pool=}}{pool} compares the two texts of a pair; sequence heads "
+                         "read one fixed vector per message (cls, mean, mean-max, concat...)")
     if kind.trainable and not kind.fixed_for_sequences:
         raise ParamError(f"{{pool=}}{pool} is trained with a per-text head; sequence heads "
                          "read one fixed vector per message (cls, mean, mean-max, concat, "

@@ -197,7 +197,8 @@ class PairEstimator(StoreHead):
 
     def _text_features(self, layout: InputLayout) -> list[str]:
         """What each text needs stored: the layout's features, and token states to align."""
-        return layout.features + (["tokens"] if "align" in self.combine else [])
+        return list(dict.fromkeys(layout.features + (["tokens"] if "align" in self.combine
+                                                      else [])))
 
     def check_inputs(self, store: Store, data: Any, where: str) -> None:
         """Fail fast, before any training, if these parameters or the store cannot serve
@@ -207,6 +208,7 @@ class PairEstimator(StoreHead):
         if rows.texts is not None:
             return  # given as texts: encoded when fitted
         inputs = self._resolve(store, rows)
+        inputs.check_tokens(store, rows)
         for h in (inputs.side, inputs.cross):
             if h is not None:
                 keys = rows.pair_keys if h is inputs.cross else \

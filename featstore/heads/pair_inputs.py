@@ -133,6 +133,7 @@ class PairInputs:
         if self.side is None:
             raise HeadError("this pair head reads no per-text vectors")
         keys, ia, ib = self._unique(rows)
+        self.check_tokens(store, rows)
         x = self.side.fit_transform(store, keys, rows.where) if fit else \
             self.side.transform(store, keys, rows.where)
         return x, ia, ib, keys
@@ -159,19 +160,34 @@ class PairInputs:
         whole = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         return per, _cosine(whole[ia], whole[ib])
 
+    def check_tokens(self, store: Store, rows: PairRows) -> None:
+        """Refuse, naming the pair featurize run that adds them, where these inputs read token
+        states (`--pool soft-align`, `--combine align`) that the side's encoder did not store."""
+        if self.side is None:
+            return
+        if self.side.kind.reads_tokens:
+            what = f"{{pool=}}{self.side.pool}"
+        elif "align" in self.parts:
+            what = "{combine} align"
+        else:
+            return
+        layout = self.side.layout.bind(store)
+        enc = layout.encoder_id
+        if "tokens" in store.encoder_entry(enc).feature_shapes:
+            return
+        flags = ["--store", str(store.root), *featurize_flags(layout.encoder_fingerprint)]
+        cols = ["--pair-cols", *rows.columns] if rows.columns else []
+        raise ParamError(f"{what} compares token states, which encoder {literal(enc)} did not "
+                         f"store; run `featurize --tokens {literal(shlex.join(cols))} CORPUS "
+                         f"{literal(shlex.join(flags))}` on the corpus of {literal(rows.where)}")
+
     def alignments(self, store: Store, rows: PairRows) -> np.ndarray:
         """[pairs, width]: how each pair's token states align in the side's layers (the
         estimator refuses `align` without a side)."""
         layout = self.side.layout.bind(store)
         enc = layout.encoder_id
         keys, ia, ib = self._unique(rows)
-        if "tokens" not in store.encoder_entry(enc).feature_shapes:
-            flags = ["--store", str(store.root), *featurize_flags(layout.encoder_fingerprint)]
-            cols = ["--pair-cols", *rows.columns] if rows.columns else []
-            raise ParamError("{combine} align compares token states, which encoder "
-                             f"{literal(enc)} did not store; run `featurize --tokens "
-                             f"{literal(shlex.join(cols))} CORPUS {literal(shlex.join(flags))}` "
-                             f"on the corpus of {literal(rows.where)}")
+        self.check_tokens(store, rows)
         check_present(store, enc, keys, ["tokens"], rows.where)
         positions = store.layer_positions(enc, layout.layers)
         tokens = [t[:, positions] for t in store.gather_ragged(enc, keys, "tokens")]

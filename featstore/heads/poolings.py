@@ -22,6 +22,8 @@ CONCAT_DEFAULT_LAYERS = 4
 # The LSTM's width. Its recurrence runs step by step on the CPU; at 512 units it costs about 2 s
 # per epoch per 1k rows on two cores, at 128 about 7x less, with no loss on a handful of layers.
 LSTM_WIDTH = 128
+# soft-align's projected token width: 128 matched 256 on the inner folds of STS-B and SICK
+SOFT_ALIGN_WIDTH = 128
 
 
 def stored_features(pool: str, of: str | None) -> list[str]:
@@ -35,7 +37,7 @@ def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
 
     --layers wins; else cls/mean/max/... and attention use the top layer, `concat` the top four,
     `weighted` the layers from --layer-start (default: the middle layer) to the top, `lstm` every
-    layer from --layer-start (default: the first transformer layer).
+    layer from --layer-start (default: the first transformer layer), `soft-align` every layer.
     """
     if not stored:
         raise HeadError("the encoder's fingerprint lists no layers")
@@ -47,6 +49,8 @@ def choose_layers(pool: str, stored: list[int], layers: list[int] | None,
         return [top + 1 + i if i < 0 else i for i in layers]
     if rule == "top4":
         return stored[-CONCAT_DEFAULT_LAYERS:]
+    if rule == "every":
+        return list(stored)
     if rule in ("from-middle", "from-first"):
         if layer_start is None:
             layer_start = top // 2 if rule == "from-middle" else min(1, top)
@@ -116,6 +120,47 @@ class AttentionPooling(nn.Module):
         return torch.einsum("bt,btd->bd", self.attention(x, mask), x)
 
 
+class SoftAlign(nn.Module):
+    """Decomposable attention (Parikh et al. 2016) between the two texts of each pair: every
+    token state, projected, is compared with its attention-weighted match in the other text
+    ([a, match, a - match, a * match] through a small layer), and the comparisons are reduced
+    by masked mean and max. Rows come as pair networks read them: the B first texts, then the
+    B second ones ([2B, T, D] -> [2B, 2 * width]); each text's vector depends on its partner.
+
+    Where the cosines and alignment statistics of `combine` summarise fixed token matches,
+    this learns which tokens to match and what a mismatch means for the label."""
+
+    def __init__(self, dim: int, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.proj = nn.Sequential(nn.Linear(dim, width), nn.GELU())
+        self.compare = nn.Sequential(nn.Linear(4 * width, width), nn.GELU())
+        self.out_dim = 2 * width
+
+    def _side(self, a: torch.Tensor, mask_a: torch.Tensor, b: torch.Tensor,
+              mask_b: torch.Tensor) -> torch.Tensor:
+        scores = a @ b.transpose(1, 2) / self.width ** 0.5  # [B, Ta, Tb]
+        scores = scores.masked_fill(~mask_b[:, None, :], float("-inf"))
+        weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)  # b has no tokens
+        match = weights @ b
+        v = self.compare(torch.cat([a, match, a - match, a * match], dim=-1))
+        m = mask_a[..., None]
+        mean = (v * m).sum(1) / m.sum(1).clamp(min=1)
+        top = v.masked_fill(~m, float("-inf")).max(1).values
+        return torch.cat([mean, torch.where(torch.isfinite(top), top, 0.0)], dim=-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        if x.shape[0] % 2:
+            raise HeadError("soft-align reads pairs: the first texts, then the second ones")
+        used = max(1, int(mask.sum(1).max()))  # the batch's longest text, not the store's
+        h, mask = self.proj(x[:, :used]), mask[:, :used]
+        half = x.shape[0] // 2
+        a, b, ma, mb = h[:half], h[half:], mask[:half], mask[half:]
+        return torch.cat([self._side(a, ma, b, mb), self._side(b, mb, a, ma)])
+
+
 def pooling_module(pool: str, n_layers: int, dim: int, hidden: int) -> nn.Module:
     """The torch module of a trainable pooling and the width it outputs (`out_dim`)."""
     if pool == "weighted":
@@ -126,6 +171,8 @@ def pooling_module(pool: str, n_layers: int, dim: int, hidden: int) -> nn.Module
     elif pool == "attention":
         m = AttentionPooling(dim)
         m.out_dim = dim
+    elif pool == "soft-align":
+        m = SoftAlign(dim, min(hidden, SOFT_ALIGN_WIDTH))
     else:
         raise HeadError(f"pooling {pool!r} has no trainable module")
     return m

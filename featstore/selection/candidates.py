@@ -160,6 +160,13 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
     return out
 
 
+# decomposable attention over the top layer's token states; |va-vb| and va*vb keep it
+# blind to the pair's order, so it needs no training on both orders
+SOFT_ALIGN = {"pool": "soft-align", "head": "mlp", "combine": ["absdiff", "product"],
+              "hidden": 128, "dropout": 0.1, "batch_size": 64, "epochs": 15,
+              "valid_fraction": 0.0}
+
+
 def pair_candidates(store: Store, task: str = "classification", n_classes: int = 0,
                     encoder: str | None = None, fuse: Sequence[str] | None = None,
                     seeds: int = 5) -> list[Candidate]:
@@ -202,6 +209,7 @@ def pair_candidates(store: Store, task: str = "classification", n_classes: int =
         of = "cls-mean" if {"cls", "mean"} <= stored else every["of"]
         out.append(_cand({**every, "of": of, "head": "boosting", "combine": ["align", "cosine"]},
                          2.0))
+        out.append(_cand(SOFT_ALIGN, 7.0))
     if cross:
         out.append(_cand({"pool": "mean-max", "source": "cross", "head": linear,
                           **({"C": 0.1} if task == "classification" else {})}, 1.5))
