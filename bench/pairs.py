@@ -9,7 +9,8 @@ vectors, prints the score and fit time of: the cosine baseline, a linear head (r
 logistic regression) on SentEval's [u, v, |u-v|, u*v], the learned projection scored by cosine
 (CoSENT; for SICK-E, a three-class task, it is not a classifier and is left out), a linear head
 on the pairs' joint encoding (cross), boosted trees on how the two texts' token states align
-beside every layer's CLS and mean cosines (align), and `--auto` (inner CV on the training rows
+beside every layer's CLS and mean cosines (align), decomposable attention between the two
+texts' token states (soft-align, as `--auto` tries it), and `--auto` (inner CV on the training rows
 only; the test rows are scored once). Regression: Spearman and Pearson x100; classification:
 accuracy and macro-F1 x100. Targets: STS-B Spearman >= 85.0 and auto never below the cosine;
 SICK-R Pearson >= 88.4; SICK-E accuracy >= 86.3.
@@ -33,6 +34,7 @@ from sklearn.metrics import f1_score
 
 from featstore.heads.pair_estimator import make_pair_head
 from featstore.selection.auto import HeadSelector
+from featstore.selection.candidates import SOFT_ALIGN
 from featstore.store import Store, open_store
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -106,6 +108,7 @@ def heads(task: str) -> dict[str, dict]:
     out["align + cos + boosting"] = {"pool": "concat", "of": "cls-mean",
                                      "layers": list(range(7)), "head": "boosting",
                                      "combine": ["align", "cosine"]}
+    out["soft-align + mlp"] = dict(SOFT_ALIGN)  # as --auto tries it
     return out
 
 

@@ -133,7 +133,7 @@ class SoftAlign(nn.Module):
     def __init__(self, dim: int, width: int) -> None:
         super().__init__()
         self.width = width
-        self.proj = nn.Sequential(nn.Linear(dim, width), nn.GELU())
+        self.proj = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, width), nn.GELU())
         self.compare = nn.Sequential(nn.Linear(4 * width, width), nn.GELU())
         self.out_dim = 2 * width
 
