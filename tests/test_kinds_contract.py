@@ -60,10 +60,14 @@ def test_every_pooling_learns_predicts_and_round_trips(toy, pool):
     params = {"pool": pool, **({"C": 1.0} if head == "logreg" else FAST)}
     if POOLINGS_BY_NAME[pool].takes_layer_start:
         params["layer_start"] = 0
-    clf = make_head("classification", **params).fit(store, train)
-    _contract(store, clf, test, texts, f"pool-{pool}")
     kind = POOLINGS_BY_NAME[pool]
-    assert clf.inputs_.layout.features == kind.features(None)
+    if kind.pairs_only:  # its contract on pairs: tests/test_pair_soft_align.py
+        with pytest.raises(ParamError, match="pair"):
+            make_head("classification", **params).fit(store, train)
+    else:
+        clf = make_head("classification", **params).fit(store, train)
+        _contract(store, clf, test, texts, f"pool-{pool}")
+        assert clf.inputs_.layout.features == kind.features(None)
     # a trainable pooling is a torch module over [batch, layers, dim]; a fixed one has none
     if kind.trainable:
         module = pooling_module(pool, 4, 16, 32)
@@ -102,7 +106,8 @@ def test_each_head_kinds_rules_are_the_registrys(kind):
                 ok = compatible(pool, kind, task, mode)
                 model = HEAD_KINDS[kind]
                 expected = task in model.tasks and model.accepts(POOLINGS_BY_NAME[pool]) and \
-                    (mode == "concat" or model.trained_by == "torch")
+                    (mode == "concat" or model.trained_by == "torch") and \
+                    not POOLINGS_BY_NAME[pool].pairs_only
                 assert ok == expected, (pool, kind, task, mode)
                 head = make_head(task, pool=pool, head=kind, fuse_mode=mode)
                 if ok:

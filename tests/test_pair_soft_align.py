@@ -171,3 +171,46 @@ def test_soft_align_without_token_states_is_one_line_whose_advice_works(token_pa
     code, out, err = run_cli(capsys, *fit)
     assert code == 0, err
     assert load_head(store, "s").pool == "soft-align"
+
+
+@pytest.mark.parametrize("pool,layers,read", [("soft-align", None, [0, 1, 2]),
+                                              ("soft-align", [0, 2], [0, 2]),
+                                              ("attention", None, [2]),
+                                              ("attention", [0, 1], [1])])
+def test_soft_align_reads_the_mean_of_its_layers_attention_the_last(token_pairs, pool, layers,
+                                                                    read):
+    from featstore.heads.inputs import HeadInputs, InputLayout
+
+    store = token_pairs["store"]
+    keys = list(dict.fromkeys(token_pairs["train"]._key_a))[:5]
+    layout = InputLayout.resolve(store, pool, None, layers, None, [], None)
+    assert layout.layers == (layers or ([0, 1, 2] if pool == "soft-align" else [2]))
+    got, _ = HeadInputs(layout, pool, False, False, "none").gather(layout, store, keys, "t")
+    enc = store.resolve_encoder(None, kind="encoder")
+    pos = store.layer_positions(enc, read)
+    for g, stored in zip(got, store.gather_ragged(enc, keys, "tokens"), strict=True):
+        np.testing.assert_allclose(g, stored[:, pos].astype(np.float32).mean(axis=1),
+                                   rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,batch", [(1, 4), (37, 8), (1000, 16), (2000, 64)])
+def test_batches_of_token_rows_group_similar_lengths(n, batch):
+    from featstore.heads.training import LENGTH_GROUP, batch_order
+
+    plain = batch_order(n, batch, torch.Generator().manual_seed(3))
+    # rows without lengths: the permutation of old, cut in order
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(3))
+    assert [b.tolist() for b in plain] == [order[s:s + batch].tolist()
+                                           for s in range(0, n, batch)]
+    lengths = torch.as_tensor(np.random.default_rng(n).integers(1, 70, size=n))
+    grouped = batch_order(n, batch, torch.Generator().manual_seed(3), lengths)
+    rows = torch.cat(grouped)
+    assert sorted(rows.tolist()) == list(range(n))  # every row once per epoch
+    assert all(len(b) <= batch for b in grouped)
+    padded = sum(len(b) * int(lengths[b].max()) for b in grouped)
+    random = sum(len(b) * int(lengths[b].max()) for b in plain)
+    if n >= batch * LENGTH_GROUP:  # a full group: batches hold rows of near-equal length
+        assert padded < 0.7 * random
+    # each batch comes from one group of rows, sorted within it
+    for b in grouped:
+        assert lengths[b].tolist() == sorted(lengths[b].tolist(), reverse=True)

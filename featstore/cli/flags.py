@@ -242,7 +242,8 @@ FLAGS: dict[str, Flag] = {
                                "(default: all)", str, default=["all"], nargs="+", metavar="L"),
     "--features": Flag(f"comma list of {','.join(FEATURES)} (default: all the model has)",
                        feature_list),
-    "--tokens": Flag("also store token-level states (for attention pooling)", SWITCH,
+    "--tokens": Flag("also store token-level states (for attention pooling; pairs: soft-align, "
+                     "--combine align)", SWITCH,
                      action="store_true"),
     "--laser": Flag("store LASER sentence vectors too; warn when LASER's models are missing "
                     "(default: store them whenever the models are found, silently otherwise)",

@@ -6,7 +6,8 @@ DataFrame of two text columns (or `pair_cols`, or a pair dataset's rows), or the
 dataset (`featurize --pair-cols A B`). Parameters are `PAIR_HEAD`'s (featstore.heads.params):
 
 - `source`: `bi` reads each text's stored vectors, pooled and fused as a per-text head's
-  (`pool`, `layers`, `of`, `fuse`); `cross` reads the pair's joint encoding (`featurize
+  (`pool`, `layers`, `of`, `fuse`; `soft-align` pools each text's token states against its
+  partner's, heads/poolings.py); `cross` reads the pair's joint encoding (`featurize
   --cross`, with a sequence classifier's logits); `both` reads both.
 - `combine`: how the two vectors u, v become one row: u, v, absdiff (|u-v|), product (u*v),
   cosine (per layer, feature and source, of the vectors as stored), align (how the two texts'

@@ -72,6 +72,16 @@ class PairBatches:
         return len(self.ia)
 
     @property
+    def lengths(self) -> torch.Tensor | None:
+        """Each pair's longer text in tokens, where the side rows are token states (training
+        batches pairs of similar length: training.batch_order)."""
+        mask = getattr(self.side, "mask", None)
+        if mask is None:
+            return None
+        tokens = mask.sum(1)
+        return torch.maximum(tokens[self.ia], tokens[self.ib])
+
+    @property
     def width(self) -> int:
         side = 2 * self.side.width if self.side is not None else 0
         return side + (self.extra.shape[1] if self.extra is not None else 0)

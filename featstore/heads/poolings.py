@@ -3,7 +3,8 @@
 Every pooling reads what the store already holds. The store keeps, per text and layer, the CLS
 state and the masked mean and max over tokens; because a weighted average of layers followed by
 CLS or mean equals the weighted average of the per-layer CLS or mean vectors, these rows serve
-every pooling except attention, which needs the token states (`featurize --tokens`).
+every pooling except attention and soft-align (pairs), which need the token states
+(`featurize --tokens`).
 
 Fixed poolings are numpy functions of the gathered [n, layers, dim] array; trainable ones are
 torch modules over it, trained jointly with a torch head. All tensors are batch-first.
@@ -22,7 +23,8 @@ CONCAT_DEFAULT_LAYERS = 4
 # The LSTM's width. Its recurrence runs step by step on the CPU; at 512 units it costs about 2 s
 # per epoch per 1k rows on two cores, at 128 about 7x less, with no loss on a handful of layers.
 LSTM_WIDTH = 128
-# soft-align's projected token width: 128 matched 256 on the inner folds of STS-B and SICK
+# soft-align's projected token width (as the LSTM's): its attention and comparisons grow with
+# it, and at 128 one STS-B fit already takes a minute and a half on two cores
 SOFT_ALIGN_WIDTH = 128
 
 

@@ -21,6 +21,9 @@ from featstore.heads.errors import HeadError
 from featstore.heads.params import DECLARED
 
 SMALL_WORK = 4_000_000  # rows x width below which one thread beats two (thread start-up)
+# rows whose lengths vary (token states) are batched with rows of similar length, drawn from a
+# shuffled group of this many batches (as transformers' LengthGroupedSampler does)
+LENGTH_GROUP = 50
 THREADS_ENV = "FEATSTORE_THREADS"
 
 
@@ -205,6 +208,23 @@ def schedule_epochs(opts: TrainOptions, rows: int) -> int:
     return max(opts.epochs, math.ceil(opts.min_steps / per_epoch))
 
 
+def batch_order(n: int, batch: int, gen: torch.Generator,
+                lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """One epoch's minibatches: a random permutation cut into batches; with `lengths`, each
+    group of LENGTH_GROUP batches is sorted by length before it is cut and the batches are
+    shuffled, so a batch is padded to about its own rows' length, not the longest text's."""
+    order = torch.randperm(n, generator=gen)
+    if lengths is None:
+        return [order[s:s + batch] for s in range(0, n, batch)]
+    out = []
+    group = batch * LENGTH_GROUP
+    for start in range(0, n, group):
+        chunk = order[start:start + group]
+        chunk = chunk[torch.argsort(lengths[chunk], descending=True, stable=True)]
+        out += [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+    return [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
+
+
 def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Tensor,
                   valid: tuple[Inputs | LazyInputs, torch.Tensor] | None, opts: TrainOptions,
                   progress: object | None = None) -> TrainResult:
@@ -222,9 +242,7 @@ def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Te
     epoch = 0
     for epoch in range(1, epochs + 1):
         net.train()
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
+        for idx in batch_order(n, batch, gen, getattr(x, "lengths", None)):
             part = x.take(idx)
             out = net(part.enc, part.sources, part.mask)
             target = y[idx]
