@@ -160,12 +160,12 @@ def default_candidates(store: Store, task: str = "classification", rows_per_clas
     return out
 
 
-# decomposable attention over the top layer's token states; |va-vb| and va*vb keep it
-# blind to the pair's order, so it needs no training on both orders
+# decomposable attention over each text's token states (the mean of every layer's); |va-vb|
+# and va*vb keep it blind to the pair's order, so it needs no training on both orders
 SOFT_ALIGN = {"pool": "soft-align", "head": "mlp", "combine": ["absdiff", "product"],
               "hidden": 128, "dropout": 0.1, "batch_size": 64, "epochs": 15,
               "valid_fraction": 0.0}
-SOFT_ALIGN_SEEDS = 3  # refitted as the average of at most 3 seeds: one costs 30-100 s on STS-B
+SOFT_ALIGN_SEEDS = 3  # refitted as the average of at most 3 seeds: one costs 20-35 s on STS-B
 
 
 def pair_candidates(store: Store, task: str = "classification", n_classes: int = 0,
@@ -175,8 +175,9 @@ def pair_candidates(store: Store, task: str = "classification", n_classes: int =
     row [u, v, |u-v|, u*v] and on the cosines of every stored layer; an MLP over both; the
     learned projection of the top layer's mean scored by cosine (regression, two classes);
     where the texts' token states are stored (`--tokens`), boosted trees on how they align
-    beside every layer's CLS and mean cosines; and, where the store holds the pairs' joint
-    encoding, heads on it alone and beside the texts' vectors."""
+    beside every layer's CLS and mean cosines, and an MLP on their soft alignment; and, where
+    the store holds the pairs' joint encoding, heads on it alone and beside the texts'
+    vectors."""
     enc = store.resolve_encoder(encoder, kind="encoder")
     layers = encoder_layers(store, enc)
     stored = set(store.encoder_entry(enc).feature_shapes)
