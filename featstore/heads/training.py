@@ -240,9 +240,10 @@ def train_network(net: nn.Module, task: str, x: Inputs | LazyInputs, y: torch.Te
     best, best_epoch, best_state, stale = -np.inf, 0, None, 0
     history: list[float] = []
     epoch = 0
+    lengths = getattr(x, "lengths", None)  # token rows: batched by length
     for epoch in range(1, epochs + 1):
         net.train()
-        for idx in batch_order(n, batch, gen, getattr(x, "lengths", None)):
+        for idx in batch_order(n, batch, gen, lengths):
             part = x.take(idx)
             out = net(part.enc, part.sources, part.mask)
             target = y[idx]
