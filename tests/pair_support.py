@@ -1,9 +1,11 @@
-"""Helpers for pair tests: pair corpora for tiny random encoders, synthetic pair stores with a
-planted similarity, and tiny models that are cross-encoders or cannot take pairs."""
+"""Helpers for pair tests: pair corpora for tiny random encoders (and a store of one with token
+states), synthetic pair stores with a planted similarity, tiny models that are cross-encoders or
+cannot take pairs, and following a token-states refusal's advice."""
 
 from __future__ import annotations
 
 import hashlib
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import torch
 from conftest import WORDS, _vocab, build_tiny_model
+from test_guarantees_support import featurize_args, one_line_error, run_cli
 
+import featstore
+from featstore.cli import main
 from featstore.store import StoreWriter, keys_for
 
 HIDDEN = 16
@@ -41,6 +46,38 @@ def paraphrase_pairs(n: int, seed: int = 0) -> pd.DataFrame:
                 b = pool[(pool.index(a) + 1) % len(pool)]
         rows.append((a, b, label, round(score, 3), "test" if i % 5 == 0 else "train"))
     return pd.DataFrame(rows, columns=["a", "b", "label", "score", "split"])
+
+
+def token_pair_store(root: Path, model: Path, seed: int) -> dict:
+    """160 paraphrase pairs featurized with token states (float32): the store, its train and
+    test rows, the corpus and the model."""
+    corpus = root / "para.csv"
+    paraphrase_pairs(160, seed=seed).to_csv(corpus, index=False)
+    assert main(featurize_args(corpus, root / "store", model, "--pair-cols", "a", "b",
+                               "--tokens", "--compute-dtype", "float32")) == 0
+    store = featstore.open(root / "store")
+    df = store.dataset("para")
+    return {"root": root, "model": model, "corpus": corpus, "store": store,
+            "train": df[df.split == "train"].reset_index(drop=True),
+            "test": df[df.split == "test"].reset_index(drop=True)}
+
+
+def follow_token_advice(capsys, pairs: dict, store: Path, fit: tuple, names: str) -> None:
+    """On a store of `pairs`' corpus without token states, the fit `fit` is refused in one
+    line naming `names` and --tokens; the featurize run it advises, run as written, makes the
+    same fit work."""
+    assert main(featurize_args(pairs["corpus"], store, pairs["model"],
+                               "--pair-cols", "a", "b", "--compute-dtype", "float32")) == 0
+    code, out, err = run_cli(capsys, *fit)
+    assert code == 2
+    line = one_line_error(err)
+    assert "--tokens" in line and names in line
+    words = shlex.split(line.split("`")[1])
+    assert words[0] == "featurize"
+    words[words.index("CORPUS")] = str(pairs["corpus"])
+    assert main(words + ["--compute-dtype", "float32"]) == 0
+    code, out, err = run_cli(capsys, *fit)
+    assert code == 0, err
 
 
 def pair_key_of(a: str, b: str) -> str:

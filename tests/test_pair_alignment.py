@@ -8,13 +8,11 @@ the fit work."""
 
 from __future__ import annotations
 
-import shlex
-
 import numpy as np
 import pytest
-from pair_support import paraphrase_pairs
+from pair_support import follow_token_advice, token_pair_store
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from test_guarantees_support import featurize_args, one_line_error, run_cli
+from test_guarantees_support import featurize_args
 
 import featstore
 from featstore.cli import main
@@ -129,17 +127,7 @@ def test_damaged_tree_arrays_are_refused():
 
 @pytest.fixture(scope="module")
 def token_pairs(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("align")
-    model = tiny_model_dir("bert")
-    corpus = root / "para.csv"
-    paraphrase_pairs(160, seed=3).to_csv(corpus, index=False)
-    assert main(featurize_args(corpus, root / "store", model, "--pair-cols", "a", "b",
-                               "--tokens", "--compute-dtype", "float32")) == 0
-    store = featstore.open(root / "store")
-    df = store.dataset("para")
-    return {"root": root, "model": model, "corpus": corpus, "store": store,
-            "train": df[df.split == "train"].reset_index(drop=True),
-            "test": df[df.split == "test"].reset_index(drop=True)}
+    return token_pair_store(tmp_path_factory.mktemp("align"), tiny_model_dir("bert"), seed=3)
 
 
 def _hand_row(store, rows, layers):
@@ -211,23 +199,10 @@ def test_the_search_tries_alignments_only_where_token_states_are_stored(token_pa
 def test_align_without_token_states_is_one_line_whose_advice_works(token_pairs, tmp_path,
                                                                    capsys):
     store = tmp_path / "s"
-    assert main(featurize_args(token_pairs["corpus"], store, token_pairs["model"],
-                               "--pair-cols", "a", "b", "--compute-dtype", "float32")) == 0
-    code, out, err = run_cli(capsys, "fit-head", "--store", store, "--head", "boosting",
-                             "--combine", "align", "cosine", "--task", "regression",
-                             "--label-col", "score", "--out", "b", "--no-progress")
-    assert code == 2
-    line = one_line_error(err)
-    assert "--tokens" in line and "align" in line
-    advice = line.split("`")[1]
-    words = shlex.split(advice)
-    assert words[0] == "featurize"
-    words[words.index("CORPUS")] = str(token_pairs["corpus"])
-    assert main(words + ["--compute-dtype", "float32"]) == 0
-    code, out, err = run_cli(capsys, "fit-head", "--store", store, "--head", "boosting",
-                             "--combine", "align", "cosine", "--task", "regression",
-                             "--label-col", "score", "--out", "b", "--no-progress")
-    assert code == 0, err
+    follow_token_advice(capsys, token_pairs, store,
+                        ("fit-head", "--store", store, "--head", "boosting", "--combine", "align",
+                         "cosine", "--task", "regression", "--label-col", "score", "--out", "b",
+                         "--no-progress"), "align")
     assert load_head(store, "b").head_kind_ == "boosting"
 
 

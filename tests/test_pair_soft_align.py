@@ -8,13 +8,11 @@ advice, run as written, makes the fit work."""
 
 from __future__ import annotations
 
-import shlex
-
 import numpy as np
 import pytest
 import torch
-from pair_support import paraphrase_pairs
-from test_guarantees_support import featurize_args, one_line_error, run_cli
+from pair_support import follow_token_advice, token_pair_store
+from test_guarantees_support import featurize_args
 
 import featstore
 from featstore.cli import main
@@ -74,17 +72,7 @@ def test_soft_align_is_built_by_name_with_a_capped_width():
 
 @pytest.fixture(scope="module")
 def token_pairs(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("softalign")
-    model = tiny_model_dir("bert")
-    corpus = root / "para.csv"
-    paraphrase_pairs(160, seed=5).to_csv(corpus, index=False)
-    assert main(featurize_args(corpus, root / "store", model, "--pair-cols", "a", "b",
-                               "--tokens", "--compute-dtype", "float32")) == 0
-    store = featstore.open(root / "store")
-    df = store.dataset("para")
-    return {"root": root, "model": model, "corpus": corpus, "store": store,
-            "train": df[df.split == "train"].reset_index(drop=True),
-            "test": df[df.split == "test"].reset_index(drop=True)}
+    return token_pair_store(tmp_path_factory.mktemp("softalign"), tiny_model_dir("bert"), seed=5)
 
 
 def _swapped(rows):
@@ -156,20 +144,10 @@ def test_the_search_tries_soft_align_only_where_token_states_are_stored(token_pa
 def test_soft_align_without_token_states_is_one_line_whose_advice_works(token_pairs, tmp_path,
                                                                         capsys):
     store = tmp_path / "s"
-    assert main(featurize_args(token_pairs["corpus"], store, token_pairs["model"],
-                               "--pair-cols", "a", "b", "--compute-dtype", "float32")) == 0
-    fit = ("fit-head", "--store", store, "--pool", "soft-align", "--head", "mlp", "--combine",
-           "absdiff", "product", "--epochs", "2", "--out", "s", "--no-progress")
-    code, out, err = run_cli(capsys, *fit)
-    assert code == 2
-    line = one_line_error(err)
-    assert "--pool soft-align" in line and "--tokens" in line
-    words = shlex.split(line.split("`")[1])
-    assert words[0] == "featurize"
-    words[words.index("CORPUS")] = str(token_pairs["corpus"])
-    assert main(words + ["--compute-dtype", "float32"]) == 0
-    code, out, err = run_cli(capsys, *fit)
-    assert code == 0, err
+    follow_token_advice(capsys, token_pairs, store,
+                        ("fit-head", "--store", store, "--pool", "soft-align", "--head", "mlp",
+                         "--combine", "absdiff", "product", "--epochs", "2", "--out", "s",
+                         "--no-progress"), "--pool soft-align")
     assert load_head(store, "s").pool == "soft-align"
 
 
