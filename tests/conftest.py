@@ -81,6 +81,8 @@ def build_tiny_model(kind: str, directory: Path, seed: int = 0) -> Path:
         DistilBertModel,
         FunnelConfig,
         FunnelModel,
+        MPNetConfig,
+        MPNetModel,
         RobertaConfig,
         RobertaModel,
     )
@@ -123,6 +125,19 @@ def build_tiny_model(kind: str, directory: Path, seed: int = 0) -> Path:
             ),
             DistilBertModel,
         )
+    elif kind == "mpnet":  # relative position bias, explicit attention in transformers
+        config, cls = (
+            MPNetConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=66,
+                relative_attention_num_buckets=32,  # what its position bias reads
+                **common,
+            ),
+            MPNetModel,
+        )
     elif kind == "funnel":
         config, cls = (
             FunnelConfig(
@@ -146,7 +161,8 @@ def build_tiny_model(kind: str, directory: Path, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """tiny_model_dir("bert" | "roberta" | "distilbert" | "funnel") -> saved model directory."""
+    """tiny_model_dir("bert" | "roberta" | "distilbert" | "mpnet" | "funnel") -> saved model
+    directory."""
     built: dict[str, Path] = {}
 
     def get(kind: str) -> Path:

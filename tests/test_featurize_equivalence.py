@@ -1,5 +1,6 @@
-"""The fast featurize path (oneDNN linears, batching, padding, reductions) stores the same values
-as a plain per-text forward pass of the stock model, whatever the batch composition."""
+"""The fast featurize path (oneDNN linears, fused attention, batching, padding, reductions)
+stores the same values as a plain per-text forward pass of the stock model, whatever the batch
+composition."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def stored(store_dir, texts: list[str], kind: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind, compute", [("bert", "float32"), ("roberta", "float32"),
-                                           ("distilbert", "float32"), ("bert", "bfloat16")])
+                                           ("distilbert", "float32"), ("mpnet", "float32"),
+                                           ("bert", "bfloat16"), ("mpnet", "bfloat16")])
 def test_stored_features_equal_a_per_text_forward_for_any_batching(kind, compute, tiny_model_dir,
                                                                     tmp_path):
     model_dir = tiny_model_dir(kind)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from featstore.featurize import cpu_features, openvino_runtime
+from featstore.featurize.attention import use_fused_attention
 from featstore.featurize.errors import EncoderError
 from featstore.featurize.hub_access import check_model_source
 from featstore.featurize.model_names import (
@@ -230,6 +231,7 @@ class Encoder:
         self.runtime: str | None = None  # settled by `prepare`, once
         self._openvino: OpenVinoForward | None = None
         self.fast_linears = 0
+        self.fused_attention = 0
         self.half_weights = False
         if runtime == "torch":
             self.prepare()
@@ -247,6 +249,8 @@ class Encoder:
             self.runtime = "openvino"
             return self.runtime
         self.runtime = "torch"
+        if self.device.type == "cpu":  # checked in float32, before any cast
+            self.fused_attention = use_fused_attention(self.model, self._padded_probe)
         if self.device.type == "cpu" and self.compute_dtype is None:
             self.fast_linears = _use_onednn_linears(self.model, self._probe_states, self._probe)
         # On a CPU, bf16 weights cast once beat autocast, which converts every activation at
@@ -288,6 +292,16 @@ class Encoder:
                                    f"{exc}; pass --runtime torch") from None
             return None
         return ov
+
+    def _padded_probe(self) -> list[torch.Tensor]:
+        """Hidden states of a padded batch at its real positions: what an execution change
+        must leave as it was."""
+        ids, mask = self._pad([self.tokenizer(t)["input_ids"] for t in _PROBE_TEXTS])
+        ids, mask = to_device(ids, self.device), to_device(mask, self.device)
+        with torch.inference_mode():
+            states = self.model(input_ids=ids, attention_mask=mask,
+                                output_hidden_states=True).hidden_states
+        return [h[mask.bool()] for h in states]
 
     def _probe(self) -> tuple[torch.Tensor, ...]:
         """Hidden states of a one-word input: counts layers for any architecture."""
