@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import pickle  # for its error class only: nothing is unpickled here
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,11 +142,16 @@ class Encoder:
         check_model_source(self.name, self.source)
         self.device = _pick_device(device)
         # The fingerprint must describe exactly the weights loaded: the files are hashed
-        # before loading, and refused if any of them changed (by identity, below) from before
-        # the hash until the model is in memory.
+        # while they load (on another core: hashlib and file reads release the GIL; a
+        # base-size model takes ~0.3 s), and refused if any of them changed (by identity,
+        # below) from before the hash began until both the hash and the model are done.
         local = Path(self.source).is_dir()
         before = model_files_state(Path(self.source)) if local else None
-        self._hashes = _hash_model_dir(Path(self.source)) if local else None
+        hashing = None
+        if local:
+            pool = ThreadPoolExecutor(1)
+            hashing = pool.submit(_hash_model_dir, Path(self.source))
+            pool.shutdown(wait=False)
         try:
             config = AutoConfig.from_pretrained(self.source, trust_remote_code=trust_remote_code)
             self.tokenizer = AutoTokenizer.from_pretrained(
@@ -162,6 +168,7 @@ class Encoder:
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EncoderError(f"cannot load model {self.name!r}: {first}") from None
+        self._hashes = hashing.result() if hashing is not None else None
         if local and model_files_state(Path(self.source)) != before:
             raise EncoderError(f"the files of model {self.name} changed while it was loading "
                                "(a training run saving a checkpoint?); nothing was written: run "
