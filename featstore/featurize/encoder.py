@@ -238,7 +238,7 @@ class Encoder:
         self.runtime: str | None = None  # settled by `prepare`, once
         self._openvino: OpenVinoForward | None = None
         self.fast_linears = 0
-        self.fused_attention = 0
+        self.fused_attention = False  # featstore.featurize.attention in use
         self.half_weights = False
         if runtime == "torch":
             self.prepare()
@@ -301,14 +301,20 @@ class Encoder:
         return ov
 
     def _padded_probe(self) -> list[torch.Tensor]:
-        """Hidden states of a padded batch at its real positions: what an execution change
-        must leave as it was."""
-        ids, mask = self._pad([self.tokenizer(t)["input_ids"] for t in _PROBE_TEXTS])
-        ids, mask = to_device(ids, self.device), to_device(mask, self.device)
-        with torch.inference_mode():
-            states = self.model(input_ids=ids, attention_mask=mask,
-                                output_hidden_states=True).hidden_states
-        return [h[mask.bool()] for h in states]
+        """Hidden states of two padded batches, short texts and the same texts thrice (longer
+        than 16 tokens), at their real positions: what an execution change must leave as it
+        was, at the lengths where featstore's attention takes different paths."""
+        out: list[torch.Tensor] = []
+        for times in (1, 3):
+            ids, mask = self._pad([
+                self.tokenizer(" ".join([t] * times), truncation=True,
+                               max_length=self.max_length)["input_ids"] for t in _PROBE_TEXTS])
+            ids, mask = to_device(ids, self.device), to_device(mask, self.device)
+            with torch.inference_mode():
+                states = self.model(input_ids=ids, attention_mask=mask,
+                                    output_hidden_states=True).hidden_states
+            out.extend(h[mask.bool()] for h in states)
+        return out
 
     def _probe(self) -> tuple[torch.Tensor, ...]:
         """Hidden states of a one-word input: counts layers for any architecture."""
