@@ -18,6 +18,7 @@ from typing import Any
 
 from featstore.cli import head_commands, inspection_commands, store_commands
 from featstore.cli.flags import EXIT_USAGE, OneLineParser
+from featstore.featurize.process_memory import keep_freed_memory
 from featstore.store.errors import FeatstoreError
 
 EXIT_INTERRUPTED = 130
@@ -117,6 +118,7 @@ def _main(argv: Sequence[str] | None, shortcut: str | None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    keep_freed_memory()  # the process is featstore's: batches reuse each other's memory
     try:
         try:
             args = build_parser(shortcut).parse_args(argv)

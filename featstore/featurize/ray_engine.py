@@ -26,6 +26,7 @@ import pandas as pd
 from featstore.featurize.engine import EngineReport, opened
 from featstore.featurize.errors import LaserError, RayEngineError
 from featstore.featurize.options import FeaturizeOptions
+from featstore.featurize.process_memory import keep_freed_memory
 from featstore.featurize.shard_encoding import (
     default_batch_tokens,
     encode_shards,
@@ -71,6 +72,7 @@ class ShardWorker:
     def __init__(self, root: str, options: FeaturizeOptions, ids: dict[str, str],
                  encoder: SourceSpec, laser: SourceSpec | None, texts: int | None = None
                  ) -> None:
+        keep_freed_memory()  # the actor's process is featstore's
         self.root = root
         self.options = options
         self.ids = ids
