@@ -6,7 +6,7 @@ maps them again on the next batch, where every 4 KiB page faults and is zeroed: 
 minor faults per pass of 4,000 Banking77 texts through MiniLM, in every pass. With the mmap
 threshold fixed at its largest (32 MiB) and the heap's free top kept up to 512 MiB, the second
 batch on reuses the first one's pages (docs/SCALING.md: 12% on a first pass of short texts, more
-on long ones; peak memory within 5%). The processes featstore owns (the command line, Ray
+on long ones; peak memory up 2-9%). The processes featstore owns (the command line, Ray
 workers) call it; a notebook may too, knowing it tunes its whole process.
 """
 
