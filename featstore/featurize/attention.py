@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from featstore.featurize.precision import same_up_to_summation_order
+
 ATTENTION = "featstore_cpu"  # the name registered with transformers' attention interfaces
 _BLOCK = 16  # key lengths the fused CPU kernel runs at full speed are multiples of this
 _PAD_BELOW = 64  # padding keys to a multiple of _BLOCK paid below this length
@@ -142,10 +144,7 @@ def use_fused_attention(model: torch.nn.Module,
             model.set_attn_implementation(ATTENTION)
         for parent, name, child in swaps:
             setattr(parent, name, SdpaSelfAttention(child, shared))
-        got = probe()
-        if len(got) != len(reference) or not all(
-                torch.allclose(a, b, rtol=1e-4, atol=1e-4)
-                for a, b in zip(got, reference, strict=True)):
+        if not same_up_to_summation_order(probe(), reference):
             raise RuntimeError("featstore's attention changed the model's outputs")
     except Exception:  # any trouble: the stock code is always correct
         if interface:

@@ -10,6 +10,7 @@ exactly these bounds; docs/STORE.md states them with the figures measured.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,3 +78,12 @@ def deviation(reference: np.ndarray, other: np.ndarray) -> Deviation:
     # a zero vector on both sides (a layer of padding-free constants) agrees perfectly
     cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 1.0)
     return Deviation(max_error=err, min_cosine=float(cos.min()) if cos.size else 1.0)
+
+
+def same_up_to_summation_order(got: Sequence, reference: Sequence) -> bool:
+    """What an execution change (oneDNN linears, featstore's attention) must keep: float32
+    hidden states equal to the stock code's within 1e-4, absolute and relative."""
+    import torch
+
+    return len(got) == len(reference) and all(
+        torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(got, reference, strict=True))
