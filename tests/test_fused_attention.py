@@ -146,3 +146,16 @@ def test_models_without_an_attention_featstore_can_take_are_left_as_loaded(tiny_
     assert not enc.fused_attention
     assert enc.model.config._attn_implementation != ATTENTION
     assert not any(isinstance(m, SdpaSelfAttention) for m in enc.model.modules())
+
+
+@pytest.mark.parametrize("kind", ["bert", "mpnet"])
+def test_a_probe_that_fails_leaves_the_model_as_loaded(kind, tiny_model_dir):
+    model = AutoModel.from_pretrained(tiny_model_dir(kind)).eval()
+    before = model.config._attn_implementation
+
+    def probe():
+        raise IndexError("hidden states of another length")
+
+    assert attention.use_fused_attention(model, probe) is False
+    assert model.config._attn_implementation == before
+    assert not any(isinstance(m, SdpaSelfAttention) for m in model.modules())

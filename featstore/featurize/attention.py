@@ -136,9 +136,9 @@ def use_fused_attention(model: torch.nn.Module,
     interface = not swaps and getattr(config, "_attn_implementation", None) == "sdpa"
     if not (swaps or interface):
         return False
-    reference = probe()
     shared = _BiasPlusMask()
     try:
+        reference = probe()
         if interface:
             _register()
             model.set_attn_implementation(ATTENTION)
