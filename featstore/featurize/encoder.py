@@ -280,7 +280,7 @@ class Encoder:
             ov = OpenVinoForward(self.model, self.fingerprint, self.layers, layered,
                                  "pooler" in self.features, self.compute_dtype_name,
                                  threads=torch.get_num_threads())
-            ids, mask = self._pad([self.tokenizer(t)["input_ids"] for t in _PROBE_TEXTS])
+            ids, mask = self._probe_batch()
             got = ov(ids.numpy(), mask.numpy())
             with torch.inference_mode():
                 out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
@@ -300,15 +300,19 @@ class Encoder:
             return None
         return ov
 
+    def _probe_batch(self, times: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """The probe texts, each repeated `times`, padded as real batches are (on the host)."""
+        return self._pad([self.tokenizer(" ".join([t] * times), truncation=True,
+                                         max_length=self.max_length)["input_ids"]
+                          for t in _PROBE_TEXTS])
+
     def _padded_probe(self) -> list[torch.Tensor]:
         """Hidden states of two padded batches, short texts and the same texts thrice (longer
         than 16 tokens), at their real positions: what an execution change must leave as it
         was, at the lengths where featstore's attention takes different paths."""
         out: list[torch.Tensor] = []
         for times in (1, 3):
-            ids, mask = self._pad([
-                self.tokenizer(" ".join([t] * times), truncation=True,
-                               max_length=self.max_length)["input_ids"] for t in _PROBE_TEXTS])
+            ids, mask = self._probe_batch(times)
             ids, mask = to_device(ids, self.device), to_device(mask, self.device)
             with torch.inference_mode():
                 states = self.model(input_ids=ids, attention_mask=mask,
