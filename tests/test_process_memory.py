@@ -46,11 +46,14 @@ def test_tuned_malloc_reuses_freed_activations_instead_of_faulting_them_back():
     assert max(tuned["faults"]) * 50 < min(stock["faults"]), (stock, tuned)
 
 
-def test_the_command_line_tunes_its_process(capsys):
-    from featstore.cli import main
-    from featstore.featurize import process_memory
+def test_the_command_line_tunes_its_process(capsys, monkeypatch):
+    import featstore.cli
+    from featstore.featurize.process_memory import keep_freed_memory
 
-    assert main(["--help"]) == 0
+    calls = []
+    monkeypatch.setattr(featstore.cli, "keep_freed_memory",
+                        lambda: calls.append(1) or keep_freed_memory())
+    assert featstore.cli.main(["--help"]) == 0
     capsys.readouterr()
-    assert process_memory.keep_freed_memory() is sys.platform.startswith("linux")
-    assert process_memory._tuned is sys.platform.startswith("linux")
+    assert calls == [1]
+    assert keep_freed_memory() is sys.platform.startswith("linux")
