@@ -259,10 +259,8 @@ FLAGS: dict[str, Flag] = {
                     choices=("float16", "float32"), what="--dtype"),
     "--compute-dtype": Flag("encoder precision (default: %(default)s: float16 autocast on "
                             "GPU, bfloat16 on CPUs with AMX-BF16 or AVX512-BF16, float32 on "
-                            "other CPUs; int8: matrix products quantized by NNCF, on "
-                            "OpenVINO, CPU only: faster on base-size encoders, vectors "
-                            "further from float32)", default="auto",
-                            choices=("auto", "float32", "float16", "bfloat16", "int8"),
+                            "other CPUs)", default="auto",
+                            choices=("auto", "float32", "float16", "bfloat16"),
                             what="--compute-dtype"),
     "--runtime": Flag("what runs the encoder on a CPU (default: %(default)s: OpenVINO for "
                       "passes of 2,000 texts or more where it is installed and serves the "

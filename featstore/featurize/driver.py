@@ -26,7 +26,7 @@ from featstore.featurize.engine import Engine, EngineReport
 from featstore.featurize.errors import CorpusError
 from featstore.featurize.local_engine import LocalEngine
 from featstore.featurize.model_names import BUNDLED
-from featstore.featurize.options import FeaturizeOptions, check_int8
+from featstore.featurize.options import FeaturizeOptions
 from featstore.featurize.sources import (
     CROSS,
     ENCODER,
@@ -199,8 +199,7 @@ class NewTextFinder:
 
 def make_engine(options: FeaturizeOptions, warn: Warn) -> Engine:
     """The engine `options.engine` names; built first, so its checks (Ray installed, sensible
-    worker settings, what int8 cannot run) fail before any model loads."""
-    check_int8(options)
+    worker settings) fail before any model loads."""
     if options.cross and options.engine != "local":
         raise FeatstoreError("--cross encodes pairs on the local engine; drop --engine "
                              f"{options.engine} (the pairs' texts alone can use it)")

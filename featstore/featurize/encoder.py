@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featstore.featurize import calibration, cpu_features, openvino_runtime
+from featstore.featurize import cpu_features, openvino_runtime
 from featstore.featurize.attention import use_fused_attention
 from featstore.featurize.errors import EncoderError
 from featstore.featurize.hub_access import check_model_source
@@ -140,9 +140,7 @@ class Encoder:
 
         self.name, self.source = resolve_model(model)
         check_model_source(self.name, self.source)
-        # int8 is OpenVINO's CPU path: `auto` means the CPU there, even beside a GPU
-        self.device = _pick_device("cpu" if compute_dtype == "int8" and device == "auto"
-                                   else device)
+        self.device = _pick_device(device)
         # The fingerprint must describe exactly the weights loaded: the files are hashed
         # while they load (on another core: hashlib and file reads release the GIL; a
         # base-size model takes ~0.3 s), and refused if any of them changed (by identity,
@@ -228,9 +226,6 @@ class Encoder:
             raise EncoderError(f"--dtype must be float16 or float32, not {dtype!r}")
         self.dtype = dtype
         self.compute_dtype = _compute_dtype(compute_dtype, self.device)
-        # int8 runs only on OpenVINO; the torch model stays float32, the reference it is
-        # checked against
-        self._int8 = compute_dtype == "int8"
         self.cls_last = (config.model_type in _LAST_TOKEN_TYPES
                          or self.tokenizer.padding_side == "left")
         self._separate_cls = bool(getattr(config, "separate_cls", True))
@@ -238,9 +233,6 @@ class Encoder:
         self._fingerprint: dict | None = None
         if runtime not in RUNTIMES:
             raise EncoderError(f"--runtime must be {', '.join(RUNTIMES)}, not {runtime!r}")
-        if self._int8 and runtime == "torch":
-            raise EncoderError("--compute-dtype int8 runs on OpenVINO, not torch: pass "
-                               "--runtime auto")
         self._runtime_asked = runtime
         self._probe_states = probe
         self.runtime: str | None = None  # settled by `prepare`, once
@@ -257,11 +249,9 @@ class Encoder:
         if self.runtime is not None:
             return self.runtime
         asked = self._runtime_asked
-        if self._int8 or asked == "openvino" or (asked == "auto" and auto_takes_openvino(
+        if asked == "openvino" or (asked == "auto" and auto_takes_openvino(
                 texts, self.device.type, self.compute_dtype_name)):
-            self._openvino = self._load_openvino(
-                "--compute-dtype int8" if self._int8 else
-                "--runtime openvino" if asked == "openvino" else None)
+            self._openvino = self._load_openvino(asked == "openvino")
         if self._openvino is not None:
             self.runtime = "openvino"
             return self.runtime
@@ -277,10 +267,10 @@ class Encoder:
             self.model.to(torch.bfloat16)
         return self.runtime
 
-    def _load_openvino(self, needed_by: str | None) -> OpenVinoForward | None:
+    def _load_openvino(self, asked: bool) -> OpenVinoForward | None:
         """The OpenVINO forward where it serves this encoder (checked against the float32
         torch model on a probe batch, within the compute dtype's contract); else None under
-        `auto`, and one line naming the flag that needs it (`needed_by`)."""
+        `auto`, and one line when it was asked for."""
         why = openvino_runtime.supports(self.config.model_type, self.cls_last,
                                         self.device.type, self.compute_dtype_name)
         try:
@@ -289,8 +279,7 @@ class Encoder:
             layered = [f for f in self.features if f != "pooler"]
             ov = OpenVinoForward(self.model, self.fingerprint, self.layers, layered,
                                  "pooler" in self.features, self.compute_dtype_name,
-                                 threads=torch.get_num_threads(),
-                                 calibration_batches=self._calibration_batches)
+                                 threads=torch.get_num_threads())
             ids, mask = self._probe_batch()
             got = ov(ids.numpy(), mask.numpy())
             with torch.inference_mode():
@@ -305,21 +294,11 @@ class Encoder:
                 if not dev.within(bound):
                     raise EncoderError(f"its {name} vectors differ from torch's ({dev})")
         except EncoderError as exc:
-            if needed_by == "--runtime openvino":
+            if asked:
                 raise EncoderError(f"--runtime openvino cannot serve model {self.name!r}: "
                                    f"{exc}; pass --runtime torch") from None
-            if needed_by:
-                raise EncoderError(f"{needed_by} cannot serve model {self.name!r}: {exc}; pass "
-                                   "--compute-dtype auto") from None
             return None
         return ov
-
-    def _calibration_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """featstore's calibration texts, one unpadded batch each (padding rows would add
-        activations no real token has, and widen every range int8 must cover)."""
-        return [tuple(t.numpy() for t in self._pad([self.tokenizer(
-                    text, truncation=True, max_length=self.max_length)["input_ids"]]))
-                for text in calibration.samples()]
 
     def _probe_batch(self, times: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """The probe texts, each repeated `times`, padded as real batches are (on the host)."""
@@ -351,8 +330,6 @@ class Encoder:
     @property
     def compute_dtype_name(self) -> str:
         """The precision the encoder computes in, as recorded in each shard."""
-        if self._int8:
-            return "int8"
         return str(self.compute_dtype or torch.float32).removeprefix("torch.")
 
     # -- identity -----------------------------------------------------------------------------
@@ -572,15 +549,14 @@ def _pick_device(device: str) -> torch.device:
 def _compute_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """None means plain float32. `auto`: float16 on a GPU, bfloat16 on a CPU with native bf16
     matrix units (AMX-BF16, AVX512-BF16), float32 on any other CPU."""
-    table = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16,
-             "int8": None}  # int8: OpenVINO's, on a float32 torch model
+    table = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if name == "auto":
         if device.type == "cuda":
             return torch.float16
         return torch.bfloat16 if cpu_features.cpu_has_native_bf16() else None
     if name not in table:
-        raise EncoderError(f"--compute-dtype must be auto, float32, float16, bfloat16 or int8, "
-                           f"not {name!r}")
+        raise EncoderError(f"--compute-dtype must be auto, float32, float16 or bfloat16, not "
+                           f"{name!r}")
     return table[name]
 
 

@@ -8,12 +8,6 @@ vectors are closer to the float32 reference than torch's bfloat16 weights (0.52%
 of the layer's largest value) and several times faster, with no per-shape kernel compilation.
 With `--compute-dtype float32` it computes in float32 (within 1e-5 of the reference).
 
-`--compute-dtype int8` quantizes the converted graph's matrix products to int8 with NNCF
-(post-training static quantization, transformer preset: SmoothQuant for the activations' outlier
-channels), so they run on AVX512-VNNI / AMX-INT8; the rest computes in bf16 (float32 where the
-CPU has no bf16 units). Its ranges are measured on featstore's fixed calibration texts, so the
-quantized graph depends on the model alone; it is cached like any other graph.
-
 A converted model is cached as OpenVINO IR (an XML graph of built-in operations plus raw
 weights: nothing in it runs code) under the featstore cache directory, keyed by what shapes the
 graph, so a later pass compiles it in about a second instead of tracing the model again.
@@ -21,35 +15,33 @@ graph, so a later pass compiles it in about a second instead of tracing the mode
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from featstore.featurize import calibration, fingerprint_cache
+from featstore.featurize import fingerprint_cache
 from featstore.featurize.errors import EncoderError
 from featstore.store.hashing import sha256_file
 
-PRECISIONS = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16"}
+PRECISIONS = {"float32": "f32", "bfloat16": "bf16"}
 _IR_FORMAT = 1
 _IR_FILES = ("model.xml", "model.bin")
 _SUMS = "sha256.json"
 
 
-def available(package: str = "openvino") -> bool:
-    """Whether `package` (openvino, nncf) can be imported (without importing it)."""
-    return importlib.util.find_spec(package) is not None
+def available() -> bool:
+    """Whether the openvino package can be imported (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
 
 
 @functools.cache
@@ -70,9 +62,7 @@ def supports(model_type: str, cls_last: bool, device: str, compute_dtype: str) -
     if device != "cpu":
         return "OpenVINO runs featurize on the CPU only (--device cpu)"
     if compute_dtype not in PRECISIONS:
-        return f"OpenVINO computes in float32, bfloat16 or int8, not {compute_dtype}"
-    if compute_dtype == "int8" and not available("nncf"):
-        return "int8 needs the nncf package, which quantizes the model (pip install nncf)"
+        return f"OpenVINO computes in float32 or bfloat16, not {compute_dtype}"
     if compute_dtype == "bfloat16" and "BF16" not in cpu_capabilities():
         return ("this CPU has no bf16 matrix units OpenVINO can use (it would compute in "
                 "float32 while the shard said bfloat16)")
@@ -118,48 +108,31 @@ def _versions() -> dict[str, str | None]:
             for name in ("openvino", "torch", "transformers")}
 
 
-def _ir_key(fingerprint: dict, layered: Sequence[str], pooler: bool, int8: bool) -> str:
+def _ir_key(fingerprint: dict, layered: Sequence[str], pooler: bool) -> str:
     doc = {"format": _IR_FORMAT, "fingerprint": fingerprint, "features": list(layered),
            "pooler": pooler, "versions": _versions()}
-    if int8:  # a quantized graph: its own entry, tied to what made it
-        doc["int8"] = {"calibration": calibration.digest(), "preset": "transformer",
-                       "nncf": fingerprint_cache.package_version("nncf")}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
-
-
-Batch = tuple[np.ndarray, np.ndarray]
 
 
 class OpenVinoForward:
     """A compiled OpenVINO model: padded ids and mask in, {feature: [batch, layers, hidden]}
-    float32 out (`pooler`: [batch, hidden]).
-
-    `calibration_batches`: for int8, `featurize.calibration`'s texts as (ids, mask) batches of
-    one text each; asked for only when the quantized graph is not cached."""
+    float32 out (`pooler`: [batch, hidden])."""
 
     def __init__(self, model: torch.nn.Module, fingerprint: dict, layers: Sequence[int],
                  layered: Sequence[str], pooler: bool, compute_dtype: str,
-                 threads: int | None = None, cache: bool = True,
-                 calibration_batches: Callable[[], list[Batch]] | None = None) -> None:
+                 threads: int | None = None, cache: bool = True) -> None:
         import openvino as ov
 
         self.layered = list(layered)
         self.pooler = pooler
-        self._int8 = compute_dtype == "int8"
-        if self._int8 and calibration_batches is None:
-            raise ValueError("int8 needs calibration batches")
         core = ov.Core()
         ir = self._cached_ir(core, fingerprint, pooler) if cache else None
         if ir is None:
             ir = self._convert(ov, model, layers, pooler)
-            if self._int8:
-                ir = _quantize(ir, calibration_batches())
             if cache:
                 self._store_ir(ov, ir, fingerprint, pooler)
-        precision = PRECISIONS[compute_dtype]
-        if self._int8 and "BF16" not in cpu_capabilities():
-            precision = "f32"  # what is not quantized computes in float32
-        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_PRECISION_HINT": PRECISIONS[compute_dtype],
+                  "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
@@ -186,7 +159,7 @@ class OpenVinoForward:
     def _cached_ir(self, core, fingerprint: dict, pooler: bool):  # noqa: ANN001, ANN202
         """The cached IR if its files still have the checksums saved with them (a damaged file
         is never handed to OpenVINO's readers, which would log their attempts)."""
-        folder = _ir_dir() / _ir_key(fingerprint, self.layered, pooler, self._int8)
+        folder = _ir_dir() / _ir_key(fingerprint, self.layered, pooler)
         try:
             sums = json.loads((folder / _SUMS).read_text())
             if any(sha256_file(folder / name) != sums.get(name)
@@ -199,7 +172,7 @@ class OpenVinoForward:
     def _store_ir(self, ov, ir, fingerprint: dict, pooler: bool) -> None:  # noqa: ANN001
         """Save the IR beside the fingerprint cache; a failure only costs the next pass a
         conversion."""
-        final = _ir_dir() / _ir_key(fingerprint, self.layered, pooler, self._int8)
+        final = _ir_dir() / _ir_key(fingerprint, self.layered, pooler)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".ir-", dir=final.parent))
@@ -216,24 +189,6 @@ class OpenVinoForward:
         results = self._request.infer({0: ids, 1: mask})
         names = [*self.layered, *(["pooler"] if self.pooler else [])]
         return {name: np.asarray(results[i], dtype=np.float32) for i, name in enumerate(names)}
-
-
-def _quantize(ir, batches: list[Batch]):  # noqa: ANN001, ANN202
-    """The graph with its matrix products in int8: NNCF's post-training quantization with the
-    transformer preset, its ranges measured on every calibration batch. NNCF's progress bars
-    go to stderr: stdout may be a --json report."""
-    import nncf
-
-    names = [port.get_any_name() for port in ir.inputs]
-    data = nncf.Dataset([dict(zip(names, batch, strict=True)) for batch in batches])
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            return nncf.quantize(ir, data, model_type=nncf.ModelType.TRANSFORMER,
-                                 subset_size=len(batches))
-    except Exception as exc:  # noqa: BLE001  any quantizer failure: say it in one line
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EncoderError(f"NNCF cannot quantize this model to int8: {text}") from None
 
 
 def _ir_dir() -> Path:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, replace
-
-from featstore.featurize.errors import EncoderError
 
 
 @dataclass
@@ -48,24 +45,3 @@ class FeaturizeOptions:
                    truncate=fp["truncate"], layers=list(fp["layers"]), dtype=fp["dtype"],
                    laser=False, expect=fp)
         return replace(opts, **overrides)
-
-
-def check_int8(options: FeaturizeOptions) -> None:
-    """`--compute-dtype int8` is OpenVINO's, on the CPU, for pooled rows: what it cannot honour
-    is refused in one line before any model loads (a refusal inside the pass would come after
-    the store was opened)."""
-    if options.compute_dtype != "int8":
-        return
-    if options.device not in ("auto", "cpu"):
-        raise EncoderError(f"--compute-dtype int8 runs on the CPU, not --device {options.device}: "
-                           "pass --device cpu, or --compute-dtype auto")
-    clash = ("--runtime torch" if options.runtime == "torch" else
-             "--tokens" if options.tokens else
-             "--cross" if options.cross else None)
-    if clash is not None:
-        raise EncoderError(f"--compute-dtype int8 runs on OpenVINO and returns pooled rows only, "
-                           f"which {clash} cannot use: drop {clash}, or pass --compute-dtype auto")
-    missing = [p for p in ("openvino", "nncf") if importlib.util.find_spec(p) is None]
-    if missing:
-        raise EncoderError(f"--compute-dtype int8 needs {' and '.join(missing)} (pip install "
-                           f"{' '.join(missing)}), or pass --compute-dtype auto")
