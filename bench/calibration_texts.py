@@ -1,15 +1,12 @@
-"""The texts int8 quantization measures activation ranges on: fixed and shipped with featstore,
-so a model's int8 graph (and so every text's int8 vector) depends on the model alone, never on
-which corpus happened to be featurized first, and is built once per model and cached.
-
-They are deliberately varied (questions, requests, reviews, news, dialogue, code-like and
-numeric text, misspellings, a few other languages) and none is drawn from a benchmark corpus.
-Each is measured alone, unpadded: padding rows would add activations no real token has.
+"""Calibration texts for `int8_check.py --method openvino-static --calibration generic`: varied
+(questions, requests, reviews, news, dialogue, code-like and numeric text, misspellings, a few
+other languages), none drawn from a benchmark corpus. A fixed set like this would make a model's
+int8 graph depend on the model alone, not on the corpus featurized first. Each text is measured
+alone, unpadded: padding rows add activations no real token has (calibrating on padded batches
+of them broke more CLS vectors than this).
 """
 
 from __future__ import annotations
-
-import hashlib
 
 TEXTS: tuple[str, ...] = (
     "How do I reset my password if I no longer have access to my old email address?",
@@ -136,6 +133,3 @@ def samples(long_every: int = 8, joined: int = 12) -> list[str]:
     return out
 
 
-def digest() -> str:
-    """What the quantized graph's cache key records of the calibration texts."""
-    return hashlib.sha256("\n".join(samples()).encode()).hexdigest()[:16]

@@ -68,10 +68,14 @@ def main() -> int:
     ap.add_argument("--texts", type=int, default=None,
                     help="texts to time (default: 40 long ones, 1,000 Banking77 ones)")
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--calibration", choices=("banking77", "featstore"), default="featstore",
-                    help="openvino-static's calibration texts: 300 Banking77 training texts, "
-                         "or the fixed ones featstore ships (featstore/featurize/calibration.py)")
+    ap.add_argument("--calibration", choices=("banking77", "generic"), default="generic",
+                    help="openvino-static's calibration texts: 300 Banking77 training texts "
+                         "(never among the texts checked), or the fixed varied ones of "
+                         "bench/calibration_texts.py")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep-float", default=None, metavar="REGEX",
+                    help="openvino-static: leave the graph nodes whose names match in bf16 "
+                         r"(NNCF's ignored scope), e.g. 'layer\.4\.output\.dense'")
     args = ap.parse_args()
 
     import torch
@@ -148,13 +152,15 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
     ref = Encoder(path, compute_dtype="float32", runtime="torch", features=FEATURES)
     bf16 = Encoder(path, compute_dtype="bfloat16", runtime="torch", features=FEATURES)
     df = banking77(args.data, None)
+    calib = df[df.split == "train"].sample(300, random_state=0)
     if args.calibration == "banking77":
-        train = df[df.split == "train"].sample(300, random_state=0).text.tolist()
+        train = calib.text.tolist()
     else:
-        from featstore.featurize import calibration
+        from calibration_texts import samples
 
-        train = calibration.samples()
-    texts = df[df.split == "test"].sample(args.texts or 1000, random_state=0).text.tolist()
+        train = samples()
+    rest = df.drop(index=calib.index).text.drop_duplicates()
+    texts = rest.sample(args.texts or 1000, random_state=0).tolist()
     ids = ref.tokenizer(texts, truncation=True, max_length=ref.max_length)["input_ids"]
     lengths = np.array([len(x) for x in ids])
     batches = [[ids[i] for i in b] for b in token_budget_batches(lengths, 4096)]
@@ -170,12 +176,14 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
         ir = ov.convert_model(graph, example_input=tuple(map(torch.from_numpy,
                                                             pad(batches[0][:4]))))
     names = [p.get_any_name() for p in ir.inputs]
-    calib = [dict(zip(names, pad([ref.tokenizer(t, truncation=True,
+    batches_c = [dict(zip(names, pad([ref.tokenizer(t, truncation=True,
                                                 max_length=ref.max_length)["input_ids"]]),
                       strict=True)) for t in train]
     t = time.perf_counter()
-    q = nncf.quantize(ir, nncf.Dataset(calib), model_type=nncf.ModelType.TRANSFORMER,
-                      subset_size=len(calib))
+    ignored = (nncf.IgnoredScope(patterns=[f".*{args.keep_float}.*"], validate=False)
+               if args.keep_float else None)
+    q = nncf.quantize(ir, nncf.Dataset(batches_c), model_type=nncf.ModelType.TRANSFORMER,
+                      subset_size=len(batches_c), **({"ignored_scope": ignored} if ignored else {}))
     quantize_s = time.perf_counter() - t
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -203,7 +211,7 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
             runs[k]()
             speed[k].append(len(texts) / (time.perf_counter() - t))
     reference = torch_pass(ref)
-    print(f"{len(texts)} Banking77 test texts ({int(lengths.sum())} tokens), every layer's "
+    print(f"{len(texts)} Banking77 texts ({int(lengths.sum())} tokens), every layer's "
           f"cls/mean/max; quantized in {quantize_s:.1f} s on {len(train)} {args.calibration} "
           "calibration texts")
     base = statistics.median(speed["featurize torch bf16"])
@@ -213,6 +221,15 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
               "featurize")
     for k in ("openvino int8", "openvino bf16"):
         report(reference, vectors[k], k)
+    ordered = [texts[i] for b in token_budget_batches(lengths, 4096) for i in b]
+    for f in FEATURES:
+        a, b = reference[f].astype(np.float64), vectors["openvino int8"][f].astype(np.float64)
+        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+        low = cos.min(1)
+        print(f"  openvino int8 {f}: texts with a layer below cosine 0.9: "
+              f"{int((low < 0.9).sum())} of {len(low)}; lowest:")
+        for i in np.argsort(low)[:3]:
+            print(f"    {low[i]:.3f} at layer {int(cos[i].argmin())}: {ordered[i][:70]!r}")
     return 0
 
 
