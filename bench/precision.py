@@ -7,6 +7,8 @@ measured.
                time and the encoder pass's texts/s.
   reference    a sample of texts run one at a time, unpadded, through the stock Hugging Face
                model in float32 (no featstore code): each dtype's stored vectors against it.
+               `--long N` adds N long texts (SST-2 sentences joined to ~300 tokens, within the
+               encoder's window), featurized into each dtype's store, to the sample.
   recompute    the same sample featurized again into a fresh store in other batches (another
                order, a small token budget): how far a recomputed vector is from the stored one,
                per dtype, and between the two dtypes (a store extended on another CPU kind).
@@ -20,7 +22,7 @@ bfloat16 is forced where the CPU only emulates it (then slower than float32); th
 and the load average are printed, since figures hold only for the machine that printed them.
 
   python bench/precision.py --data ../shared/data [--limit N] [--sample 500] [--no-heads]
-      [--model minilm|mpnet|DIR] [--dtypes float32,bfloat16] [--json]
+      [--model minilm|mpnet|DIR] [--dtypes float32,bfloat16] [--long N] [--json]
 """
 
 from __future__ import annotations
@@ -126,15 +128,36 @@ def worst(devs: dict) -> dict:
                             for k, d in devs.items()}}
 
 
-def consistency(stores: dict[str, Path], sample: list[str], tmp: Path) -> dict:
+def long_sample(data: Path, n: int) -> list[str]:
+    """`n` texts of ~300 tokens that fit the encoder's window whole (so the unpadded reference
+    sees what featurize sees, with no windows)."""
+    from featurize_vs_st import long_texts
+
+    from featstore.featurize.encoder import Encoder
+
+    enc = Encoder(MODEL[0], device="cpu", compute_dtype="float32", runtime="torch")
+    texts = long_texts(data, enc.tokenizer, 300, 4 * n).text.tolist()
+    fits = [t for t in texts if len(enc.tokenizer(t)["input_ids"]) <= enc.max_length]
+    return fits[:n]
+
+
+def consistency(stores: dict[str, Path], sample: list[str], tmp: Path,
+                long: list[str] | None = None) -> dict:
     from featstore.featurize.driver import featurize_texts
     from featstore.featurize.options import FeaturizeOptions
     from featstore.featurize.precision import BETWEEN_RUNS, TO_REFERENCE, between_runs, deviation
 
+    if long:
+        for d in DTYPES:
+            log(f"[long] {len(long)} long texts into the {d} store")
+            featurize_texts(long, stores[d], FeaturizeOptions(
+                model=MODEL[0], device="cpu", laser=False, compute_dtype=d))
+        sample = [*sample, *long]
+
     log(f"[reference] stock float32 model, {len(sample)} texts one at a time, unpadded")
     ref = reference(sample)
     first = {d: stored(stores[d], sample) for d in DTYPES}
-    out: dict = {"sample": len(sample)}
+    out: dict = {"sample": len(sample), "long": len(long or [])}
     for d in DTYPES:
         devs = {f: deviation(ref[f], first[d][f]) for f in FEATURES}
         w = worst(devs)
@@ -249,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="minilm (bundled), mpnet (bench/models.py) or a model directory")
     ap.add_argument("--dtypes", default="float32,bfloat16",
                     help="compute dtypes to compare, float32 among them")
+    ap.add_argument("--long", type=int, default=0,
+                    help="long texts (~300 tokens) added to the reference sample")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     wanted = [d.strip() for d in args.dtypes.split(",") if d.strip()]
@@ -274,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             result["speed"][d] = featurize_process(corpus, stores[d], d)
         texts = df.text.drop_duplicates()
         sample = texts.sample(n=min(args.sample, len(texts)), random_state=0).tolist()
-        result["consistency"] = consistency(stores, sample, tmp)
+        long = long_sample(args.data, args.long) if args.long else None
+        result["consistency"] = consistency(stores, sample, tmp, long)
         if not args.no_heads:
             result["heads"] = heads(stores)
     result["load_end"] = round(os.getloadavg()[0], 2)

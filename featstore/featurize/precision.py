@@ -40,16 +40,21 @@ class Deviation:
 
 
 # Stored values against the float32 reference. float32 compute differs from it only by summation
-# order; float16 storage adds at most 2^-11 of a value. bfloat16 keeps 8 significant bits.
+# order; float16 storage adds at most 2^-11 of a value. bfloat16 keeps 8 significant bits, which
+# moves most values by about 1% of their layer's largest value; but the few huge activations a
+# base-size encoder grows in its middle layers are sensitive: on ~300-token texts
+# all-mpnet-base-v2's max-pooled layers 9-10 moved by 13.5% (bench/precision.py --long), while
+# every vector kept cosine >= 0.9992. The cosine is the bound that says how close a vector is;
+# the error bound catches a computation gone wrong.
 TO_REFERENCE = {
     "float32": Bound(max_error=1e-3, min_cosine=0.99999),
-    "bfloat16": Bound(max_error=1.5e-2, min_cosine=0.999),
+    "bfloat16": Bound(max_error=0.2, min_cosine=0.999),
 }
 # Two computations of one text (another batch, a repair, Ray vs local, another machine): each is
 # within TO_REFERENCE, so together within twice the error and cos(2 * arccos(c)) = 2c^2 - 1.
 BETWEEN_RUNS = {
     "float32": Bound(max_error=2e-3, min_cosine=0.99996),
-    "bfloat16": Bound(max_error=3e-2, min_cosine=0.996),
+    "bfloat16": Bound(max_error=0.4, min_cosine=0.996),
 }
 
 
