@@ -2,8 +2,7 @@
 (questions, requests, reviews, news, dialogue, code-like and numeric text, misspellings, a few
 other languages), none drawn from a benchmark corpus. A fixed set like this would make a model's
 int8 graph depend on the model alone, not on the corpus featurized first. Each text is measured
-alone, unpadded: padding rows add activations no real token has (calibrating on padded batches
-of them broke more CLS vectors than this).
+alone, unpadded: padding rows add activations no real token has.
 """
 
 from __future__ import annotations

@@ -4,19 +4,22 @@ featurize runs, side by side in one run, with the error per stored feature and l
 
   torch-dynamic    torch.ao `quantize_dynamic` of the linear layers (per-tensor activations)
                    against the float32 encoder, on long texts.
-  openvino-static  an OpenVINO graph of the encoder with featstore's reductions of every layer
-                   (CLS, mean, max: what featurize stores), quantized by NNCF (transformer
-                   preset: SmoothQuant, static ranges measured on 300 Banking77 training
-                   texts), against the same graph compiled in bf16 and featurize's own torch
-                   bf16 encoder, in alternating rounds over the same token-budget batches of
-                   Banking77 texts.
+  openvino-static  an OpenVINO graph of the encoder with the reductions featurize stores of
+                   every layer (CLS, mean, max), quantized by NNCF (transformer preset:
+                   SmoothQuant, static ranges measured on --calibration texts, each alone),
+                   against the same graph compiled in bf16 and featurize's own torch bf16
+                   encoder, in alternating rounds over the same token-budget batches of
+                   Banking77 texts that are not calibration rows; then the texts whose vectors
+                   moved most.
 
 featstore offers no int8 compute dtype: the figures (docs/SCALING.md) show the first moving the
-top layer's mean vectors to a cosine of 0.84, and the second no faster than featurize's bf16
-on an AMX CPU while some layers' CLS vectors lose all resemblance to float32 (all-mpnet-base-v2).
+top layer's mean vectors to a cosine of 0.84, and the second faster in-process on a base-size
+encoder but not as a whole process, while one text in 1,500 lost its middle layers' CLS vectors
+(cosine -0.03 to float32, all-mpnet-base-v2).
 
     python bench/int8_check.py --data ../shared/data [--method torch-dynamic] [--texts 40]
-    python bench/int8_check.py --method openvino-static --model mpnet [--texts 1000]
+    python bench/int8_check.py --method openvino-static --model mpnet [--texts 1500]
+        [--calibration generic|banking77] [--keep-float REGEX] [--rounds 4]
         (openvino-static needs nncf: pip install nncf)
 """
 
