@@ -277,8 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     wanted = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    from featstore.featurize.precision import TO_REFERENCE
+
     if "float32" not in wanted or len(wanted) < 2:
         ap.error("--dtypes needs float32 and at least one other")
+    if set(wanted) - set(TO_REFERENCE):
+        ap.error(f"--dtypes: featstore states a contract for {', '.join(TO_REFERENCE)} only")
     DTYPES[:] = ["float32", *[d for d in wanted if d != "float32"]]
     from featurize_vs_st import resolve_model_path
 
