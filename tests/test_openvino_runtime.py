@@ -130,6 +130,8 @@ def test_a_model_openvino_cannot_serve_is_refused_in_one_line(tiny_model_dir, tm
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --runtime openvino cannot serve model") and "\n" not in err
     assert "Funnel pools its sequence" in err and err.endswith("pass --runtime torch")
+    # refused inside the pass: the dataset table it had begun is not left behind
+    assert not list((tmp_path / "s").rglob("*.part"))
     assert main([*args, "--runtime", "torch"]) == 0  # the advice, followed
     assert featstore.open(tmp_path / "s").verify() == []
 

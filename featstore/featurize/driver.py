@@ -159,6 +159,12 @@ class DatasetTableWriter:
             self._writer.close()
             self._writer = None
 
+    def discard(self) -> None:
+        """A pass that failed leaves no part-written table behind (a killed one leaves it to
+        the next writer, which removes it)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
 
 class NewTextFinder:
     """Which texts of one source the store lacks, and which of the wanted features each lacks;
@@ -405,12 +411,16 @@ def featurize_corpus(
                   for chunk in corpus.chunks(options.chunk_rows))
         texts = (rows - skipped) * (2 if pairs else 1)
         items = texts + (rows - skipped if options.cross else 0)  # the cross pass's pairs
-        result = _run_pass(writer, engine, sources, chunks, table, items, progress)
-        entry = writer.commit_dataset(
-            name, table.path, text_column=corpus.text_column,
-            source=source or str(corpus.path.resolve()), encoders=list(result.ids.values()),
-            skipped=skipped, may_replace=replace or source is None,
-            pair_columns=list(pairs) if pairs else None)
+        try:
+            result = _run_pass(writer, engine, sources, chunks, table, items, progress)
+            entry = writer.commit_dataset(
+                name, table.path, text_column=corpus.text_column,
+                source=source or str(corpus.path.resolve()), encoders=list(result.ids.values()),
+                skipped=skipped, may_replace=replace or source is None,
+                pair_columns=list(pairs) if pairs else None)
+        except BaseException:
+            table.discard()
+            raise
         if result.report.workers:
             writer.remove_orphans()
     end = time.perf_counter()
