@@ -196,6 +196,26 @@ def _reference_rows(models: dict[str, Path], texts: list[str], root: Path) -> di
     return out
 
 
+def test_a_model_file_gone_before_it_was_hashed_is_refused_as_a_change(capsys, models,
+                                                                        tmp_path, monkeypatch):
+    """A trainer's temporary file listed for the fingerprint and renamed away before it was
+    read is a change while loading (one line, exit 2), not an unexpected file error."""
+    from featstore.featurize import encoder as encoder_mod
+
+    model = shutil.copytree(models["A"], tmp_path / "m")
+    corpus = write_corpus(tmp_path / "c.csv", _texts(10))
+    real = encoder_mod._model_files
+    monkeypatch.setattr(encoder_mod, "_model_files", lambda root, weights: [
+        *real(root, weights), *([] if weights else [root / "w.tmp"])])  # listed, never there
+    code, _, err = run_cli(capsys, *featurize_args(corpus, tmp_path / "s", model))
+    assert code == 2 and "changed while it was loading" in one_line_error(err)
+    assert not (tmp_path / "s" / "manifest.json").exists() or \
+        not manifest(tmp_path / "s")["encoders"]
+    monkeypatch.setattr(encoder_mod, "_model_files", real)
+    code, _, _ = run_cli(capsys, *featurize_args(corpus, tmp_path / "s", model))
+    assert code == 0  # the advice ("run again once they stay unchanged"), followed
+
+
 def test_checkpoints_saved_during_runs_never_file_vectors_under_another_fingerprint(
         capsys, models, tmp_path):
     """A trainer swaps model.safetensors between A and B (0.05 s apart, with pauses)

@@ -168,8 +168,12 @@ class Encoder:
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EncoderError(f"cannot load model {self.name!r}: {first}") from None
-        self._hashes = hashing.result() if hashing is not None else None
-        if local and model_files_state(Path(self.source)) != before:
+        try:
+            self._hashes = hashing.result() if hashing is not None else None
+            vanished = False
+        except OSError:  # a file listed for hashing was gone when it was read
+            vanished = True
+        if local and (vanished or model_files_state(Path(self.source)) != before):
             raise EncoderError(f"the files of model {self.name} changed while it was loading "
                                "(a training run saving a checkpoint?); nothing was written: run "
                                "again once they stay unchanged")
