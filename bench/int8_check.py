@@ -47,16 +47,20 @@ from featurize_vs_st import (  # noqa: E402
 FEATURES = ["cls", "mean", "max"]
 
 
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine of each [row, layer] vector of `b` to `a`'s."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+
+
 def report(reference: dict[str, np.ndarray], other: dict[str, np.ndarray], label: str) -> None:
     """Per stored feature, the error and the lowest cosine of each layer against float32."""
     for k, a in reference.items():
-        a = a.astype(np.float64)
-        b = other[k].astype(np.float64)
         if a.ndim != 3:
             continue
+        a, b = a.astype(np.float64), other[k].astype(np.float64)
         rel = np.abs(a - b).max(axis=(0, 2)) / np.abs(a).max(axis=(0, 2))
-        cos = ((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-                                  + 1e-12)).min(axis=0)
+        cos = cosines(a, b).min(axis=0)
         print(f"  {label} {k:5s} max error / layer max by layer {np.round(rel, 3).tolist()}")
         print(f"  {label} {k:5s} lowest cosine by layer        {np.round(cos, 3).tolist()}")
 
@@ -166,11 +170,13 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
     texts = rest.sample(args.texts or 1000, random_state=0).tolist()
     ids = ref.tokenizer(texts, truncation=True, max_length=ref.max_length)["input_ids"]
     lengths = np.array([len(x) for x in ids])
-    batches = [[ids[i] for i in b] for b in token_budget_batches(lengths, 4096)]
+    plan = list(token_budget_batches(lengths, 4096))
+    batches = [[ids[i] for i in b] for b in plan]
+    ordered = [texts[i] for b in plan for i in b]  # the rows' order in every pass's output
 
     def pad(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        a, m = ref._pad(rows)  # featurize's own padding
-        return a.numpy(), m.numpy()
+        out = ref.tokenizer.pad({"input_ids": rows}, return_tensors="np")
+        return out["input_ids"].astype(np.int64), out["attention_mask"].astype(np.int64)
 
     stock = AutoModel.from_pretrained(ref.source).eval()  # as loaded: no featstore swaps
     graph = all_layers(stock)
@@ -179,9 +185,8 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
         ir = ov.convert_model(graph, example_input=tuple(map(torch.from_numpy,
                                                             pad(batches[0][:4]))))
     names = [p.get_any_name() for p in ir.inputs]
-    batches_c = [dict(zip(names, pad([ref.tokenizer(t, truncation=True,
-                                                max_length=ref.max_length)["input_ids"]]),
-                      strict=True)) for t in train]
+    calib_ids = ref.tokenizer(train, truncation=True, max_length=ref.max_length)["input_ids"]
+    batches_c = [dict(zip(names, pad([row]), strict=True)) for row in calib_ids]
     t = time.perf_counter()
     ignored = (nncf.IgnoredScope(patterns=[f".*{args.keep_float}.*"], validate=False)
                if args.keep_float else None)
@@ -224,10 +229,8 @@ def openvino_static(path: str, args: argparse.Namespace) -> int:
               "featurize")
     for k in ("openvino int8", "openvino bf16"):
         report(reference, vectors[k], k)
-    ordered = [texts[i] for b in token_budget_batches(lengths, 4096) for i in b]
     for f in FEATURES:
-        a, b = reference[f].astype(np.float64), vectors["openvino int8"][f].astype(np.float64)
-        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+        cos = cosines(reference[f], vectors["openvino int8"][f])
         low = cos.min(1)
         print(f"  openvino int8 {f}: texts with a layer below cosine 0.9: "
               f"{int((low < 0.9).sum())} of {len(low)}; lowest:")
